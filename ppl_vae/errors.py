@@ -1,0 +1,9 @@
+"""The one exception type users see: a message they can act on."""
+
+
+class PplVaeError(Exception):
+    """A user mistake or a fault the user can fix.
+
+    The message is one line that says what is wrong and what to do; the CLI
+    prints it without a traceback and exits with status 2.
+    """
