@@ -1,0 +1,3 @@
+"""Amortized variational families q(z | x), one per file; importing registers them."""
+
+from ppl_vae.guides import delta, diagonal  # noqa: F401

@@ -1,0 +1,3 @@
+"""Generative models p(x, z), one family per file; importing registers them."""
+
+from ppl_vae.models import autoencoder, beta_vae, vae  # noqa: F401

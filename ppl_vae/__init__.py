@@ -1,0 +1,28 @@
+"""ppl-vae: variational autoencoders as Pyro programs.
+
+The public face::
+
+    import ppl_vae
+    data = ppl_vae.data.load("shapes", n=20_000, seed=0)
+    pair = ppl_vae.build("beta_vae", guide="diagonal", latent_dim=10, beta=4.0, data=data)
+    run = ppl_vae.fit(pair.model, pair.guide, data, elbo="meanfield", epochs=10, out="runs/b4")
+    ppl_vae.evaluate(run.model, run.guide, data.test, iw_samples=1000)
+    run = ppl_vae.load_run("runs/b4")
+
+PyroModule parameters are kept local to their modules
+(``pyro.settings.set(module_local_params=True)``), so two models in one
+process never share parameters through Pyro's global param store.
+"""
+
+import pyro
+
+pyro.settings.set(module_local_params=True)
+
+from ppl_vae import data  # noqa: E402
+from ppl_vae.errors import PplVaeError  # noqa: E402
+from ppl_vae.evaluate import evaluate  # noqa: E402
+from ppl_vae.pair import Pair, build, load_run  # noqa: E402
+from ppl_vae.train import Run, fit  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["PplVaeError", "Pair", "Run", "build", "data", "evaluate", "fit", "load_run"]

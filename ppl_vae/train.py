@@ -1,0 +1,263 @@
+"""``fit``: stochastic variational inference over a model/guide pair.
+
+The loop, on one screen: permute the resident training tensor, take a batch,
+``loss = estimator(model, guide, batch)``, backward, ``torch.optim.Adam`` step.
+The loss stays on the device; it is read (one host sync) only every
+``sync_every`` steps, at checkpoints and at the end of an epoch. Each epoch
+appends a line to ``metrics.jsonl``: the training objective (the estimator's
+bound, nats per example, higher is better), the test ELBO (unscaled, one
+particle), seconds and examples per second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from ppl_vae import runs
+from ppl_vae.elbo import Estimator, make_elbo
+from ppl_vae.errors import PplVaeError
+from ppl_vae.evaluate import evaluate
+from ppl_vae.pair import Pair
+
+
+class TrainingDiverged(PplVaeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Run:
+    """A trained pair, where it lives on disk, its config and metrics."""
+
+    pair: Pair
+    path: Path | None
+    config: dict
+    metrics: list[dict] = field(default_factory=list)
+
+    @property
+    def model(self):
+        return self.pair.model
+
+    @property
+    def guide(self):
+        return self.pair.guide
+
+    def evaluate(self, x: torch.Tensor, **options) -> dict:
+        """:func:`ppl_vae.evaluate` inside this pair's parameter scope."""
+        device = next(iter(self.pair.named_parameters().values()), x).device
+        with self.pair.scope():
+            return evaluate(self.pair.model, self.pair.guide, x.to(device), **options)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; a clear error for an absent GPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PplVaeError("--device cuda was asked for but no CUDA GPU is visible; use "
+                          "--device cpu or auto")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise PplVaeError(f"unknown device '{device}'; use auto, cpu or cuda") from None
+
+
+def load_parameters(pair: Pair, params: dict, device, example=None) -> None:
+    """Copy checkpointed tensors into the pair; names must match exactly."""
+    with pair.scope():
+        if example is not None:
+            _dry_run(pair, example)
+        named = pair.named_parameters()
+        if set(named) != set(params):
+            missing, extra = sorted(set(named) - set(params)), sorted(set(params) - set(named))
+            raise PplVaeError(f"checkpoint does not match the pair (missing {missing[:3]}, "
+                              f"unexpected {extra[:3]}); load it with the pair it was trained with")
+        with torch.no_grad():
+            for name, tensor in named.items():
+                if tensor.shape != params[name].shape:
+                    raise PplVaeError(f"checkpoint tensor '{name}' has shape "
+                                      f"{tuple(params[name].shape)}, the pair needs "
+                                      f"{tuple(tensor.shape)}; the options differ from training")
+                tensor.copy_(params[name].to(device))
+
+
+def _dry_run(pair: Pair, x: torch.Tensor) -> None:
+    """Run model and guide once (validation on) so lazily registered parameters exist."""
+    from ppl_vae.traces import log_weights, max_plate_nesting
+
+    with torch.no_grad(), pyro.validation_enabled(True):
+        log_weights(pair.model, pair.guide, x, 1, max_plate_nesting(pair.model, pair.guide, x))
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["batches"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int | None = None,
+        alpha: float | None = None, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
+        seed: int = 0, device: str = "auto", out=None, resume: bool = False,
+        overwrite: bool = False, quiet: bool = False, checkpoint_every: int = 0,
+        sync_every: int = 50, pair: Pair | None = None) -> Run:
+    """Train ``model``/``guide`` on ``data.train`` with SVI; see the module docstring.
+
+    Args:
+        model, guide: callables keeping the model/guide contract.
+        data: a :class:`ppl_vae.data.Dataset` (``train``, ``test``, ``event_shape``).
+        elbo: a registered estimator name (``trace``, ``meanfield``, ``renyi``,
+            ``iwae``) or an :class:`Estimator`.
+        particles, alpha: estimator settings (``None``: the estimator's default).
+        epochs, batch_size, lr, seed: the usual; Adam over every parameter.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        out: run folder (``None``: train in memory only).
+        resume: continue from ``out/checkpoint.pt`` (optimizer and RNG included).
+        overwrite: replace an existing run in ``out``.
+        checkpoint_every: also checkpoint every this many steps (0: per epoch only).
+        sync_every: steps between host reads of the loss (NaN checks, progress).
+        pair: the :class:`Pair` holding ``model``/``guide`` (internal; keeps its store).
+    """
+    for name, value in (("--epochs", epochs), ("--batch-size", batch_size)):
+        if value < 1:
+            raise PplVaeError(f"{name} must be at least 1, got {value}")
+    if not lr > 0:
+        raise PplVaeError(f"--lr must be positive, got {lr}")
+    pair = pair or Pair(model, guide, getattr(model, "ppl_vae_spec", None))
+    estimator = elbo if isinstance(elbo, Estimator) else make_elbo(elbo, particles, alpha)
+    device = resolve_device(device)
+    folder = runs.prepare_folder(out, resume, overwrite) if out is not None else None
+    for module in pair.modules():
+        module.to(device).train()
+    train_x, test_x = data.train.to(device), data.test.to(device)
+    dynamic = getattr(data, "dynamic_binarize", False)
+    check = getattr(pair.model, "check_data", None)
+    if check is not None:
+        check(torch.bernoulli(train_x) if dynamic else train_x, "training data")
+        check(torch.bernoulli(test_x) if dynamic else test_x, "test data")
+    n, batch_size = train_x.shape[0], min(batch_size, train_x.shape[0])
+    steps_per_epoch = n // batch_size
+    config = {"format_version": runs.FORMAT_VERSION, "pair": pair.spec,
+              "event_shape": list(data.event_shape), "data": getattr(data, "spec", None),
+              "train": {**estimator.describe(), "epochs": epochs, "batch_size": batch_size,
+                        "lr": lr, "seed": seed, "device": str(device)}}
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    with pair.scope(), _deferred_interrupt() as interrupted:
+        _dry_run(pair, train_x[:batch_size])
+        params = pair.named_parameters()
+        optimizer = torch.optim.Adam(params.values(), lr=lr)
+        state = {"epoch": 0, "step": 0, "perm": None, "running": None, "metrics": []}
+        if resume:
+            saved = runs.load_checkpoint(folder, map_location=device)
+            load_parameters(pair, saved["params"], device)
+            optimizer.load_state_dict(saved["optimizer"])
+            _set_rng_state(saved["rng"], generator)
+            state = {k: saved[k] for k in state}
+        if folder is not None:
+            runs.write_json(folder / runs.CONFIG, config)
+            runs.write_metrics(folder, state["metrics"])
+
+        def checkpoint():
+            if folder is not None:
+                runs.save_checkpoint(folder, {
+                    **state, "params": {k: v.detach().cpu() for k, v in params.items()},
+                    "optimizer": optimizer.state_dict(), "rng": _rng_state(generator)})
+
+        pyro.enable_validation(False)
+        try:
+            while state["epoch"] < epochs:
+                epoch = state["epoch"]
+                if state["perm"] is None:
+                    state["perm"] = torch.randperm(n, generator=generator)
+                    state["running"] = torch.zeros((), device=device)
+                perm = state["perm"].to(device)
+                start, first_step = time.perf_counter(), state["step"]
+                bar = tqdm(total=steps_per_epoch, initial=first_step, desc=f"epoch {epoch + 1}",
+                           disable=quiet or None, leave=False, file=sys.stderr)
+                for step in range(first_step, steps_per_epoch):
+                    batch = train_x[perm[step * batch_size:(step + 1) * batch_size]]
+                    if dynamic:
+                        batch = torch.bernoulli(batch)
+                    loss = estimator(pair.model, pair.guide, batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    state["running"] = state["running"] + loss.detach()
+                    state["step"] = step + 1
+                    done = step + 1
+                    if done % sync_every == 0 or done == steps_per_epoch:
+                        _check_finite(state["running"], epoch, done, first_step)
+                        bar.update(done - bar.n)
+                        bar.set_postfix(objective=f"{-state['running'].item() / done:.2f}")
+                    if checkpoint_every and done % checkpoint_every == 0 and done < steps_per_epoch:
+                        _check_finite(state["running"], epoch, done, first_step)
+                        checkpoint()
+                    if interrupted():
+                        raise KeyboardInterrupt
+                bar.close()
+                seconds = time.perf_counter() - start
+                test = evaluate(pair.model, pair.guide, test_x, iw_samples=1)
+                for module in pair.modules():
+                    module.train()
+                state["metrics"].append({
+                    "epoch": epoch + 1,
+                    "train_objective": -state["running"].item() / steps_per_epoch,
+                    "test_elbo": test["elbo"], "seconds": round(seconds, 3),
+                    "examples_per_s": round((steps_per_epoch - first_step) * batch_size / seconds, 1),
+                })
+                state.update(epoch=epoch + 1, step=0, perm=None, running=None)
+                checkpoint()
+                if folder is not None:
+                    runs.write_metrics(folder, state["metrics"])
+                if not quiet:
+                    m = state["metrics"][-1]
+                    print(f"epoch {m['epoch']}/{epochs}: objective {m['train_objective']:.2f}, "
+                          f"test ELBO {m['test_elbo']:.2f} nats/example, "
+                          f"{m['examples_per_s']:.0f} examples/s", file=sys.stderr)
+        except KeyboardInterrupt:
+            checkpoint()
+            where = f" in {folder}" if folder is not None else ""
+            raise PplVaeError(f"interrupted at epoch {state['epoch'] + 1}, step {state['step']}; "
+                              f"checkpoint saved{where}: continue with --resume") from None
+        finally:
+            pyro.enable_validation(True)
+    return Run(pair, folder, config, state["metrics"])
+
+
+def _check_finite(running: torch.Tensor, epoch: int, step: int, first_step: int) -> None:
+    """Stop with the epoch and step when the accumulated loss is NaN or infinite."""
+    if not torch.isfinite(running):
+        raise TrainingDiverged(
+            f"loss became NaN or infinite in epoch {epoch + 1} by step {step}; the last good "
+            "checkpoint is kept: lower --lr, check the data, or resume with --detect-anomaly")
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Turn Ctrl-C into a flag read between steps, so a checkpoint never holds half a step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    hit = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, previous)
