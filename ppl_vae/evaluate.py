@@ -86,7 +86,7 @@ def _per_example_terms(model, guide, x, iw_samples, budget, nesting, quiet) -> d
     examples = max(1, budget // particles)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in
                                           ("elbo", "log_likelihood", "reconstruction", "kl")}
-    for start in tqdm(range(0, x.shape[0], examples), desc="evaluate", disable=quiet,
+    for start in tqdm(range(0, x.shape[0], examples), desc="evaluate", disable=quiet or None,
                       leave=False):
         chunk = x[start:start + examples]
         sums = {"elbo": 0.0, "reconstruction": 0.0, "kl": 0.0}

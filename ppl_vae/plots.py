@@ -1,0 +1,132 @@
+"""Figures for a run, drawn from model/guide traces only.
+
+- reconstructions: the mean of ``p(x | z)`` at ``z ~ q(z | x)``, under the inputs;
+- prior samples: the mean of ``p(x | z)`` at ``z ~ p(z)`` (the model run with its
+  observation unconditioned);
+- latent traversals: one example's posterior mean with one latent dimension
+  swept over [-2.5, 2.5], a row per dimension, rows ordered by activity (the
+  variance over examples of the posterior mean, Burda et al. 2016);
+- loss curve: training objective and test ELBO per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from pyro import poutine  # noqa: E402
+
+from ppl_vae.traces import OBS_SITE, sample_sites  # noqa: E402
+
+
+def _images(x: torch.Tensor) -> torch.Tensor | None:
+    """``(n, H, W)`` or ``(n, H, W, 3)`` images from examples, or None if not images."""
+    x = x.detach().cpu().float()
+    if x.dim() == 4 and x.shape[1] in (1, 3):
+        return x[:, 0] if x.shape[1] == 1 else x.permute(0, 2, 3, 1)
+    if x.dim() == 3:
+        return x
+    side = math.isqrt(x[0].numel())
+    return x.reshape(-1, side, side) if side * side == x[0].numel() else None
+
+
+def image_grid(x: torch.Tensor, path: Path, rows: int, title: str = "",
+               row_labels: list[str] | None = None) -> bool:
+    """Save examples ``x`` as a ``rows``-row grid; False when they are not images."""
+    images = _images(x)
+    if images is None:
+        return False
+    cols = math.ceil(images.shape[0] / rows)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([]), ax.set_yticks([])
+        if i < images.shape[0]:
+            ax.imshow(images[i].clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.axis("off")
+    for r, label in enumerate(row_labels or []):
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
+@torch.no_grad()
+def observation_mean(model, guide, x: torch.Tensor, condition: dict | None = None,
+                     from_prior: bool = False) -> torch.Tensor:
+    """Mean of the observation site, at guide draws, at given latents, or at prior draws."""
+    if from_prior:
+        program = poutine.uncondition(model)
+    elif condition is not None:
+        program = poutine.condition(model, data=condition)
+    else:
+        guide_trace = poutine.trace(guide).get_trace(x)
+        program = poutine.replay(model, trace=guide_trace)
+    return poutine.trace(program).get_trace(x).nodes[OBS_SITE]["fn"].mean
+
+
+@torch.no_grad()
+def posterior_means(model, guide, x: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """The traversed site (``model.latent_site`` or the guide's last) and its means ``(n, K)``."""
+    sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(x))}
+    name = getattr(model, "latent_site", None)
+    name = name if name in sites else list(sites)[-1]
+    return name, sites[name]["fn"].mean.reshape(x.shape[0], -1)
+
+
+def traversals(model, guide, x: torch.Tensor, path: Path, steps: int = 9,
+               max_rows: int = 10) -> bool:
+    """Sweep each latent dimension of one example's posterior mean over [-2.5, 2.5]."""
+    site, means = posterior_means(model, guide, x)
+    order = means.var(0).argsort(descending=True)[:max_rows]
+    values = torch.linspace(-2.5, 2.5, steps, device=x.device)
+    z = means[:1].repeat(len(order) * steps, 1)
+    for row, dim in enumerate(order):
+        z[row * steps:(row + 1) * steps, dim] = values
+    dummy = x[:1].expand(z.shape[0], *x.shape[1:])
+    images = observation_mean(model, guide, dummy, condition={site: z})
+    labels = [f"z{int(d)} (var {means[:, d].var():.2f})" for d in order]
+    return image_grid(images, path, len(order), f"traversals of '{site}', -2.5 to 2.5", labels)
+
+
+def loss_curve(metrics: list[dict], path: Path) -> None:
+    """Training objective and test ELBO (nats per example) per epoch."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    epochs = [m["epoch"] for m in metrics]
+    ax.plot(epochs, [m["train_objective"] for m in metrics], "o-", label="train objective")
+    ax.plot(epochs, [m["test_elbo"] for m in metrics], "s-", label="test ELBO")
+    ax.set_xlabel("epoch"), ax.set_ylabel("nats per example"), ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path,
+                n: int = 16) -> list[str]:
+    """Write the standard figures of a run into ``folder``; return the file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x = x[:n]
+    modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
+    for m in modules:
+        m.eval()
+    written = []
+    recon = observation_mean(model, guide, x)
+    if image_grid(torch.cat([x, recon]), folder / "reconstructions.png", 2,
+                  "inputs (top) and reconstructions (bottom)"):
+        written.append("reconstructions.png")
+    prior = observation_mean(model, guide, x[:1].expand(64, *x.shape[1:]), from_prior=True)
+    if image_grid(prior, folder / "prior_samples.png", 8, "means of p(x|z), z ~ p(z)"):
+        written.append("prior_samples.png")
+    if traversals(model, guide, x, folder / "traversals.png"):
+        written.append("traversals.png")
+    if metrics:
+        loss_curve(metrics, folder / "loss_curve.png")
+        written.append("loss_curve.png")
+    return written

@@ -1,0 +1,63 @@
+"""After training: evaluate, draw the figures, write ``report.json`` and ``report.md``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ppl_vae import runs
+from ppl_vae.plots import run_figures
+
+
+def finish_run(run, data, iw_samples: int = 100, quiet: bool = True) -> dict:
+    """Evaluate ``run`` on ``data.test``, write figures and the report; return the report."""
+    folder = Path(run.path)
+    evaluation = run.evaluate(data.test, iw_samples=iw_samples, quiet=quiet)
+    with run.pair.scope():
+        device = next(iter(run.pair.named_parameters().values())).device
+        figures = run_figures(run.model, run.guide, data.test.to(device), run.metrics,
+                              folder / "figures")
+    report = {"config": run.config, "final_epoch": run.metrics[-1] if run.metrics else None,
+              "evaluation": evaluation, "figures": [f"figures/{f}" for f in figures]}
+    runs.write_json(folder / runs.REPORT, report)
+    runs.atomic_write(folder / "report.md", lambda f: f.write(markdown(report).encode()))
+    return report
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def markdown(report: dict) -> str:
+    """A short human-readable summary of ``report``."""
+    config, evaluation = report["config"], report["evaluation"]
+    pair = config.get("pair") or {"model": "user-written", "guide": "user-written", "options": {}}
+    train = config["train"]
+    last = report["final_epoch"] or {}
+    lines = [
+        f"# Run report: {pair['model']} with guide {pair['guide']}",
+        "",
+        f"- options: `{json.dumps(pair.get('options', {}))}`",
+        f"- data: `{json.dumps(config.get('data'))}`",
+        f"- training: {train['elbo']} ({train['particles']} particle(s)), {train['epochs']} epochs,"
+        f" batch {train['batch_size']}, lr {train['lr']}, seed {train['seed']},"
+        f" device {train['device']}",
+        f"- last epoch: objective {_fmt(last.get('train_objective'))}, test ELBO "
+        f"{_fmt(last.get('test_elbo'))} nats/example, {_fmt(last.get('examples_per_s'))} "
+        "examples/s",
+        "",
+        f"## Test set ({evaluation['n_examples']} examples, K = {evaluation['iw_samples']})",
+        "",
+        "| quantity | nats per example |",
+        "|---|---|",
+        f"| ELBO | {_fmt(evaluation['elbo'])} |",
+        f"| IS log-likelihood log p(x) | {_fmt(evaluation['log_likelihood'])} |",
+        f"| reconstruction -E_q log p(x given z) | {_fmt(evaluation['reconstruction'])} |",
+        f"| KL(q(z given x) ‖ p(z)) | {_fmt(evaluation['kl'])} |",
+        "",
+        "## Figures",
+        "",
+        *[f"![{Path(f).stem}]({f})" for f in report["figures"]],
+        "",
+    ]
+    return "\n".join(lines)
