@@ -32,8 +32,11 @@ def sample_sites(trace) -> list[dict]:
 
 
 def max_plate_nesting(model, guide, x: torch.Tensor) -> int:
-    """The deepest plate nesting in either program, found by tracing one example."""
-    with poutine.block():
+    """The deepest plate nesting in either program, found by tracing one example.
+
+    Runs with a forked RNG, so finding the nesting never changes later draws.
+    """
+    with poutine.block(), torch.random.fork_rng(devices=[]):
         guide_trace = poutine.trace(guide).get_trace(x[:1])
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x[:1])
     dims = [-frame.dim for trace in (guide_trace, model_trace) for site in sample_sites(trace)
