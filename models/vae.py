@@ -46,6 +46,10 @@ class VAE(PyroModule):
         self.decoder = make_decoder(latent_dim, self.event_shape, net)
         self.likelihood = make_likelihood(likelihood, len(self.event_shape), sigma)
 
+    def check_data(self, x: torch.Tensor, name: str = "data") -> None:
+        """Refuse data outside the likelihood's support before training starts."""
+        self.likelihood.check_data(x, name)
+
     def prior(self, x: torch.Tensor) -> dist.Distribution:
         """``N(0, I_K)`` on the device and dtype of ``x``."""
         zeros = x.new_zeros(self.latent_dim)

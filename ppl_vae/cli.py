@@ -91,7 +91,7 @@ def cmd_train(args) -> None:
             raise PplVaeError(f"{args.out} holds a run of a user-written pair or data; resume it "
                               "from Python with ppl_vae.fit(..., resume=True)")
         spec, data_spec, train = config["pair"], config["data"], config["train"]
-        epochs = args.epochs or train["epochs"]
+        epochs = train["epochs"] if args.epochs is None else args.epochs
         settings = {k: train[k] for k in ("batch_size", "lr", "seed")}
         estimator = {"elbo": train["elbo"], "particles": train["particles"],
                      "alpha": train.get("alpha")}
@@ -99,7 +99,7 @@ def cmd_train(args) -> None:
     else:
         spec = {"model": args.model, "guide": args.guide, "options": _given(args, PAIR_OPTIONS)}
         data_spec = {"name": args.data, "seed": args.seed, **_given(args, DATA_OPTIONS)}
-        epochs = args.epochs or 10
+        epochs = 10 if args.epochs is None else args.epochs
         settings = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
         estimator = {"elbo": args.elbo, "particles": args.particles, "alpha": args.alpha}
         device = args.device

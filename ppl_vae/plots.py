@@ -46,7 +46,7 @@ def image_grid(x: torch.Tensor, path: Path, rows: int, title: str = "",
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([]), ax.set_yticks([])
         if i < images.shape[0]:
-            ax.imshow(images[i].clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(images[i].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
         else:
             ax.axis("off")
     for r, label in enumerate(row_labels or []):

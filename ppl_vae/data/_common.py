@@ -1,0 +1,181 @@
+"""Helpers shared by the sources: option checks, splitting, binarization, assembly."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ppl_vae.data.dataset import Dataset
+from ppl_vae.errors import PplVaeError
+
+BINARIZE = ("none", "static", "dynamic")
+
+
+def check_int(option: str, value: object, low: int) -> int:
+    """Return ``value`` as an int ``>= low`` or raise a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise PplVaeError(f"option {option} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_common(
+    n: object, test_fraction: object, seed: object, binarize: object
+) -> tuple[int | None, float, int]:
+    """Validate the options every source shares; return ``(n, test_fraction, seed)``.
+
+    Values come back as plain Python numbers (so specs stay JSON); ``n`` may be None.
+    """
+    if n is not None:
+        n = check_int("n", n, 2)
+    if (
+        isinstance(test_fraction, bool)
+        or not isinstance(test_fraction, (int, float))
+        or not 0.0 < float(test_fraction) < 1.0
+    ):
+        raise PplVaeError(
+            f"option test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}"
+        )
+    seed = check_int("seed", seed, 0)
+    if binarize not in BINARIZE:
+        raise PplVaeError(
+            f"option binarize must be one of {', '.join(BINARIZE)}, got {binarize!r}"
+        )
+    return n, float(test_fraction), seed
+
+
+def check_n(n: int, available: int, source: str) -> int:
+    """Return ``n``, or raise when the source holds fewer examples."""
+    if n > available:
+        raise PplVaeError(
+            f"n={n} is larger than the {available} examples {source} holds; pass n <= {available}"
+        )
+    return n
+
+
+def split_sizes(n: int, test_fraction: float) -> tuple[int, int]:
+    """Split ``n`` into ``(n_train, n_test)`` with ``n_test = round(n * test_fraction)``."""
+    n_test = round(n * test_fraction)
+    if n_test < 1 or n - n_test < 1:
+        raise PplVaeError(
+            f"n={n} with test_fraction={test_fraction} leaves an empty train or test set; "
+            "raise n or change test_fraction"
+        )
+    return n - n_test, n_test
+
+
+def subset_split(
+    available: int, n: int, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n`` of ``available`` indices without replacement and split them.
+
+    Returns:
+        ``(train_index, test_index)``, both int64, in random order.
+    """
+    n_train, _ = split_sizes(n, test_fraction)
+    chosen = rng.choice(available, size=n, replace=False).astype(np.int64)
+    return chosen[:n_train], chosen[n_train:]
+
+
+def resolve_path(path: object, what: str, hint: str) -> Path:
+    """Turn a ``path`` option into an existing absolute Path, or raise."""
+    if path is None:
+        raise PplVaeError(f"{what} needs path=; {hint}")
+    if not isinstance(path, (str, Path)):
+        raise PplVaeError(f"option path must be a string, got {type(path).__name__}")
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.exists():
+        raise PplVaeError(f"{what}: no such file or directory {resolved}; {hint}")
+    return resolved
+
+
+def binarize_values(x: np.ndarray, mode: str, source: str) -> np.ndarray:
+    """Apply a binarization mode to float32 values.
+
+    ``"static"`` thresholds once, deterministically: ``x' = 1[x >= 0.5]``.
+    ``"dynamic"`` and ``"none"`` keep the grey levels (the trainer draws
+    ``bernoulli(x)`` per batch for ``"dynamic"``). Both binarizing modes need
+    values in [0, 1].
+    """
+    if mode != "none" and x.size and (x.min() < 0.0 or x.max() > 1.0):
+        raise PplVaeError(
+            f"binarize={mode!r} needs values in [0, 1] but {source} has values in "
+            f"[{x.min():g}, {x.max():g}]; rescale the data (e.g. scale=1/255) first"
+        )
+    if mode == "static":
+        return (x >= 0.5).astype(np.float32)
+    return x
+
+
+def check_values(x: np.ndarray, source: str) -> None:
+    """Reject empty arrays and NaN/inf values."""
+    if x.shape[0] == 0 or x.size == 0:
+        raise PplVaeError(f"{source} is empty (shape {tuple(x.shape)}); give it some examples")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise PplVaeError(f"{source} has {bad} NaN or infinite values; clean the data first")
+
+
+def _long(a: np.ndarray | None) -> torch.Tensor | None:
+    return None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+
+def _is_binary(*arrays: np.ndarray) -> bool:
+    return all(bool(((a == 0) | (a == 1)).all()) for a in arrays)
+
+
+def assemble(
+    spec: dict,
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
+    train_factors: np.ndarray | None = None,
+    test_factors: np.ndarray | None = None,
+    factor_names: list[str] | None = None,
+    factor_sizes: list[int] | None = None,
+    train_labels: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    renderer: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Dataset:
+    """Check, binarize and wrap numpy arrays into a :class:`Dataset`.
+
+    The renderer, if any, is wrapped so that its images get the same
+    binarization as the stored tensors.
+    """
+    name, mode = spec["name"], spec["binarize"]
+    arrays = []
+    for part, x in (("train", train), ("test", test)):
+        x = np.asarray(x, dtype=np.float32)
+        check_values(x, f"the {name} {part} set")
+        arrays.append(binarize_values(x, mode, f"the {name} {part} set"))
+    train, test = arrays
+
+    wrapped = None
+    if renderer is not None:
+        def wrapped(codes: np.ndarray) -> np.ndarray:
+            return binarize_values(np.asarray(renderer(codes), np.float32), mode, name)
+
+    return Dataset(
+        name=name,
+        spec=dict(spec),
+        train=torch.from_numpy(np.ascontiguousarray(train)),
+        test=torch.from_numpy(np.ascontiguousarray(test)),
+        train_factors=_long(train_factors),
+        test_factors=_long(test_factors),
+        factor_names=None if factor_names is None else list(factor_names),
+        factor_sizes=None if factor_sizes is None else [int(s) for s in factor_sizes],
+        train_labels=_long(train_labels),
+        test_labels=_long(test_labels),
+        dynamic_binarize=mode == "dynamic",
+        binary=_is_binary(train, test),
+        renderer=wrapped,
+    )
+
+
+def grid_index(codes: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """Row-major flat index of class codes: ``sum_j codes[:, j] * prod(sizes[j+1:])``."""
+    strides = np.array([math.prod(sizes[j + 1 :]) for j in range(len(sizes))], dtype=np.int64)
+    return codes.astype(np.int64) @ strides

@@ -1,0 +1,157 @@
+"""A user's own ``.npy`` / ``.npz`` array, with optional factors and labels.
+
+Shapes: ``(n, D)`` vectors are kept as they are; ``(n, H, W)`` images get a
+channel axis, ``(n, 1, H, W)``; ``(n, C, H, W)`` and higher are kept.
+Values are taken as float32 as stored (times ``scale`` when given); they must
+be finite, and in [0, 1] for ``binarize="static"`` or ``"dynamic"``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ppl_vae.data._common import assemble, check_common, check_n, resolve_path, subset_split
+from ppl_vae.data.dataset import Dataset
+from ppl_vae.errors import PplVaeError
+
+_HINT = "pass path= a .npy or .npz file"
+
+
+def load_array(
+    *,
+    path: str | None = None,
+    key: str | None = None,
+    factors: str | None = None,
+    labels: str | None = None,
+    factor_names: list[str] | None = None,
+    scale: float | None = None,
+    n: int | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    binarize: str = "none",
+) -> Dataset:
+    """Load a user array, subset and split at random.
+
+    Args:
+        path: A ``.npy`` or ``.npz`` file with the examples.
+        key: The array's key in an ``.npz``; default: its only array not
+            named by ``factors``/``labels``.
+        factors: Integer factor classes ``(n, F)`` (or ``(n,)``): a key of the
+            same ``.npz``, or the path of a ``.npy``/``.npz`` holding one array.
+            Sizes are ``max + 1`` per column.
+        labels: Integer labels ``(n,)``, given the same way as ``factors``.
+        factor_names: Names of the factor columns (default ``factor_0`` ...).
+        scale: Multiply the values by this (e.g. ``1/255`` for uint8 images).
+        n: Total examples (default all).
+        test_fraction: Share held out for test, in (0, 1).
+        seed: Seed of the subset draw and split (``numpy.random.default_rng``).
+        binarize: ``"none"``, ``"static"`` (``x >= 0.5``) or ``"dynamic"``.
+    """
+    n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
+    file = resolve_path(path, "array", _HINT)
+    data, extra = _read_data(file, key, {factors, labels} - {None})
+    fac, factors = _extra(extra, factors, file, "factors", len(data))
+    lab, labels = _extra(extra, labels, file, "labels", len(data))
+    if fac is not None and fac.ndim == 1:
+        fac = fac[:, None]
+    if lab is not None and lab.ndim != 1:
+        raise PplVaeError(f"labels must have shape ({len(data)},), got {lab.shape}")
+    names = _names(factor_names, fac)
+    n = check_n(len(data) if n is None else n, len(data), str(file))
+    train, test = subset_split(len(data), n, test_fraction, np.random.default_rng(seed))
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
+        raise PplVaeError(f"option scale must be a number (e.g. 1/255), got {scale!r}")
+    factor = np.float32(1.0 if scale is None else scale)
+    spec = {"name": "array", "path": str(file), "key": key, "factors": factors, "labels": labels,
+            "factor_names": None if factor_names is None else [str(a) for a in factor_names],
+            "scale": scale, "n": n,
+            "test_fraction": test_fraction, "seed": seed, "binarize": binarize}
+    return assemble(
+        spec, data[train].astype(np.float32) * factor, data[test].astype(np.float32) * factor,
+        train_factors=None if fac is None else fac[train],
+        test_factors=None if fac is None else fac[test],
+        factor_names=names,
+        factor_sizes=None if fac is None else (fac.max(axis=0) + 1).tolist(),
+        train_labels=None if lab is None else lab[train],
+        test_labels=None if lab is None else lab[test],
+    )
+
+
+def _open(file: Path) -> dict[str, np.ndarray]:
+    """All arrays of a ``.npy`` (key ``""``) or ``.npz``."""
+    try:
+        loaded = np.load(file, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {"": loaded}
+        with loaded:
+            return {k: loaded[k] for k in loaded.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise PplVaeError(f"cannot read {file} as .npy/.npz: {error}") from None
+
+
+def _read_data(file: Path, key: str | None, others: set) -> tuple[np.ndarray, dict]:
+    """The data array and the file's other arrays."""
+    arrays = _open(file)
+    if key is None:
+        candidates = [k for k in arrays if k not in others]
+        if len(candidates) != 1:
+            raise PplVaeError(
+                f"{file} holds arrays {', '.join(arrays)}; pass key= to choose the data"
+            )
+        key = candidates[0]
+    if key not in arrays:
+        raise PplVaeError(f"{file} has no array {key!r}; it has {', '.join(arrays) or 'none'}")
+    data = arrays[key]
+    if data.dtype.kind not in "biuf":
+        raise PplVaeError(f"{file}: array {key!r} must be numeric, got dtype {data.dtype}")
+    if data.ndim < 2:
+        raise PplVaeError(
+            f"{file}: array {key!r} must be (n, ...) with at least 2 axes, got {data.shape}"
+        )
+    if data.size == 0:
+        raise PplVaeError(f"{file}: array {key!r} is empty {data.shape}; give it some examples")
+    return (data[:, None] if data.ndim == 3 else data), arrays
+
+
+def _extra(
+    arrays: dict, ref: str | None, file: Path, what: str, n: int
+) -> tuple[np.ndarray | None, str | None]:
+    """A factors/labels array and how the spec names it.
+
+    ``ref`` is a key of the data file, else the path of a file with one array
+    (stored in the spec as an absolute path).
+    """
+    if ref is None:
+        return None, None
+    if ref in arrays:
+        return _integers(arrays[ref], what, n), ref
+    other = resolve_path(ref, "array", f"{what}={ref!r} is neither a key of {file} nor a file")
+    found = _open(other)
+    if len(found) != 1:
+        raise PplVaeError(f"{other} holds {len(found)} arrays; give a file with one array")
+    return _integers(next(iter(found.values())), what, n), str(other)
+
+
+def _integers(a: np.ndarray, what: str, n: int) -> np.ndarray:
+    """Check an integer array with ``n`` rows of non-negative values."""
+    if a.dtype.kind not in "iu":
+        raise PplVaeError(f"{what} must be integer class indices, got dtype {a.dtype}")
+    if a.ndim not in (1, 2) or len(a) != n:
+        raise PplVaeError(f"{what} must have {n} rows (one per example), got shape {a.shape}")
+    if a.size and a.min() < 0:
+        raise PplVaeError(f"{what} must be non-negative class indices")
+    return a.astype(np.int64)
+
+
+def _names(names: list[str] | None, fac: np.ndarray | None) -> list[str] | None:
+    """Factor names, checked against the number of factor columns."""
+    if fac is None:
+        return None
+    if names is None:
+        return [f"factor_{j}" for j in range(fac.shape[1])]
+    if len(names) != fac.shape[1]:
+        raise PplVaeError(f"factor_names has {len(names)} names for {fac.shape[1]} factors")
+    return [str(name) for name in names]

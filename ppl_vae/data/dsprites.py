@@ -1,0 +1,162 @@
+"""DeepMind dSprites from ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``.
+
+The file holds ``imgs`` (737,280 x 64 x 64, 0/1) and ``latents_classes``
+(737,280 x 6: colour, shape, scale, orientation, pos_x, pos_y). In the real
+file row ``i`` is the combination with flat index
+
+    i = classes . [737280, 245760, 40960, 1024, 32, 1]
+
+(pos_y fastest). The constant colour factor is dropped, leaving the five
+factors of :mod:`ppl_vae.data.shapes`. Rows are located by that arithmetic
+when the file has all 737,280 rows in this order; otherwise (a subset or a
+reordered file) by a sorted lookup of the same flat index over
+``latents_classes``, and combinations absent from the file are an error.
+
+Images are read without loading the array whole: memory-mapped when the
+member is stored uncompressed (``np.savez``), else (``np.savez_compressed``,
+as the real file is) decompressed once, in chunks, into a bit-packed copy in
+memory (H*W/8 bytes a row: 377 MB for the real file; the first load takes
+seconds).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ppl_vae.data._common import assemble, check_common, check_n, resolve_path, subset_split
+from ppl_vae.data.dataset import Dataset
+from ppl_vae.data.npz_member import NpzMember
+from ppl_vae.data.shapes import FACTOR_NAMES, FACTOR_SIZES
+from ppl_vae.errors import PplVaeError
+
+LAYOUT_SIZES = [1, 3, 6, 40, 32, 32]
+STRIDES = np.array([737280, 245760, 40960, 1024, 32, 1], dtype=np.int64)
+FULL_ROWS = 737_280
+DEFAULT_N = 20_000
+_HINT = (
+    "get dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz from "
+    "github.com/deepmind/dsprites-dataset and pass path=FILE"
+)
+
+
+class DspritesFile:
+    """Row lookup and image access for a dSprites-layout ``.npz``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.classes = self._read_classes()
+        self.rows = len(self.classes)
+        keys = self.classes @ STRIDES
+        if self.rows == FULL_ROWS and (keys == np.arange(FULL_ROWS)).all():
+            self._order = self._sorted_keys = None  # row = flat index
+        else:
+            self._order = np.argsort(keys, kind="stable")
+            self._sorted_keys = keys[self._order]
+            if (np.diff(self._sorted_keys) == 0).any():
+                raise PplVaeError(f"{path}: latents_classes repeats a factor combination")
+        self.images = NpzMember(path, "imgs")
+        if len(self.images.shape) != 3 or self.images.shape[0] != self.rows:
+            raise PplVaeError(
+                f"{path}: imgs must be ({self.rows}, H, W) to match latents_classes, "
+                f"got {self.images.shape}"
+            )
+        self._packed: np.ndarray | None = None
+
+    def _read_classes(self) -> np.ndarray:
+        """Load and check ``latents_classes`` ``(N, 6)``."""
+        try:
+            with np.load(self.path, allow_pickle=False) as npz:
+                missing = [k for k in ("imgs", "latents_classes") if k not in npz.files]
+                if missing:
+                    raise PplVaeError(
+                        f"{self.path} lacks {', '.join(missing)} (has {', '.join(npz.files)}); "
+                        f"it is not a dSprites file: {_HINT}"
+                    )
+                classes = npz["latents_classes"]
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            raise PplVaeError(f"cannot read {self.path} as .npz: {error}") from None
+        if classes.ndim != 2 or classes.shape[1] != 6 or classes.dtype.kind not in "iu":
+            raise PplVaeError(
+                f"{self.path}: latents_classes must be integers (N, 6), got "
+                f"{classes.dtype} {classes.shape}"
+            )
+        classes = classes.astype(np.int64)
+        if (classes < 0).any() or (classes >= np.array(LAYOUT_SIZES)).any():
+            raise PplVaeError(f"{self.path}: latents_classes outside the sizes {LAYOUT_SIZES}")
+        return classes
+
+    def rows_for(self, codes: np.ndarray) -> np.ndarray:
+        """File rows of the five-factor class codes ``(m, 5)`` (colour 0)."""
+        keys = codes.astype(np.int64) @ STRIDES[1:]
+        if self._order is None:
+            return keys
+        where = np.searchsorted(self._sorted_keys, keys)
+        found = where < self.rows
+        found[found] = self._sorted_keys[where[found]] == keys[found]
+        if not found.all():
+            first = codes[np.argmin(found)].tolist()
+            raise PplVaeError(
+                f"{self.path} has no image for factors {first}: it holds {self.rows} of "
+                f"{FULL_ROWS} combinations; use the full dSprites file"
+            )
+        return self._order[where]
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Images of the given file rows, float32 ``(m, H, W)``."""
+        if self.images.mapped is not None:
+            images = np.asarray(self.images.mapped[np.asarray(rows)], dtype=np.float32)
+            if images.size and (images.min() < 0 or images.max() > 1):
+                raise PplVaeError(f"{self.path}: imgs must hold 0/1 values, as dSprites does")
+            return images
+        if self._packed is None:
+            self._packed = self._pack()
+        height, width = self.images.shape[1:]
+        bits = np.unpackbits(self._packed[rows], axis=1, count=height * width)
+        return bits.reshape(len(rows), height, width).astype(np.float32)
+
+    def _pack(self) -> np.ndarray:
+        """Decompress ``imgs`` chunk by chunk into one bit per pixel."""
+        blocks = []
+        for chunk in self.images.chunks(8192):
+            if chunk.dtype.kind not in "biu" or (chunk.size and chunk.max() > 1):
+                raise PplVaeError(f"{self.path}: imgs must hold 0/1 values, as dSprites does")
+            blocks.append(np.packbits(chunk.reshape(len(chunk), -1).astype(np.uint8), axis=1))
+        return np.concatenate(blocks)
+
+
+def load_dsprites(
+    *,
+    path: str | None = None,
+    n: int | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    binarize: str = "none",
+) -> Dataset:
+    """Load a random subset of dSprites, with factors and ``images_for_factors``.
+
+    Args:
+        path: The dSprites ``.npz`` (keys ``imgs``, ``latents_classes``).
+        n: Total images (train + test); default ``min(20000, rows in file)``.
+            ``n=737280`` loads everything (12 GB as float32).
+        test_fraction: Share held out for test, in (0, 1).
+        seed: Seed of the subset draw and split (``numpy.random.default_rng``).
+        binarize: ``"none"``, ``"static"`` or ``"dynamic"``.
+    """
+    n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
+    file = DspritesFile(resolve_path(path, "dsprites", _HINT))
+    n = check_n(min(DEFAULT_N, file.rows) if n is None else n, file.rows, str(file.path))
+    train, test = subset_split(file.rows, n, test_fraction, np.random.default_rng(seed))
+
+    def renderer(codes: np.ndarray) -> np.ndarray:
+        return file.read(file.rows_for(codes))[:, None]
+
+    spec = {"name": "dsprites", "path": str(file.path), "n": n, "test_fraction": test_fraction,
+            "seed": seed, "binarize": binarize}
+    return assemble(
+        spec, file.read(train)[:, None], file.read(test)[:, None],
+        train_factors=file.classes[train, 1:], test_factors=file.classes[test, 1:],
+        factor_names=FACTOR_NAMES, factor_sizes=FACTOR_SIZES, renderer=renderer,
+    )
