@@ -187,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ppl-vae: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug, not a user mistake: still one line by default
+        if args.debug:
+            raise
+        print(f"ppl-vae: internal error: {type(error).__name__}: {error}; rerun with --debug "
+              "for the traceback and report it", file=sys.stderr)
+        return 1
     return 0
 
 

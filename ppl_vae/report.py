@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ppl_vae import runs
+from ppl_vae.latents import latent_statistics
 from ppl_vae.plots import run_figures
 
 
@@ -15,10 +16,19 @@ def finish_run(run, data, iw_samples: int = 100, quiet: bool = True) -> dict:
     evaluation = run.evaluate(data.test, iw_samples=iw_samples, quiet=quiet)
     with run.pair.scope():
         device = next(iter(run.pair.named_parameters().values())).device
-        figures = run_figures(run.model, run.guide, data.test.to(device), run.metrics,
-                              folder / "figures")
+        x = data.test.to(device)
+        figures = run_figures(run.model, run.guide, x, run.metrics, folder / "figures")
+        latents = latent_statistics(run.model, run.guide, x)
+        extra = {}
+        for role, program in (("model", run.model), ("guide", run.guide)):
+            if hasattr(program, "report"):
+                extra[role] = program.report(x, run.model if role == "guide" else run.guide)
+            if hasattr(program, "figures"):
+                figures += program.figures(x, folder / "figures")
     report = {"config": run.config, "final_epoch": run.metrics[-1] if run.metrics else None,
-              "evaluation": evaluation, "figures": [f"figures/{f}" for f in figures]}
+              "evaluation": evaluation, "latents": latents, **{f"{k}_report": v
+                                                               for k, v in extra.items()},
+              "figures": [f"figures/{f}" for f in figures]}
     runs.write_json(folder / runs.REPORT, report)
     runs.atomic_write(folder / "report.md", lambda f: f.write(markdown(report).encode()))
     return report
@@ -30,7 +40,7 @@ def _fmt(value) -> str:
 
 def markdown(report: dict) -> str:
     """A short human-readable summary of ``report``."""
-    config, evaluation = report["config"], report["evaluation"]
+    config, evaluation, latents = report["config"], report["evaluation"], report["latents"]
     pair = config.get("pair") or {"model": "user-written", "guide": "user-written", "options": {}}
     train = config["train"]
     last = report["final_epoch"] or {}
@@ -54,6 +64,13 @@ def markdown(report: dict) -> str:
         f"| IS log-likelihood log p(x) | {_fmt(evaluation['log_likelihood'])} |",
         f"| reconstruction -E_q log p(x given z) | {_fmt(evaluation['reconstruction'])} |",
         f"| KL(q(z given x) ‖ p(z)) | {_fmt(evaluation['kl'])} |",
+        "",
+        f"## Latent code (site '{latents['site']}')",
+        "",
+        f"- active units (Var_x E_q[z_d] > 0.01): {latents['active_units']} of "
+        f"{len(latents['activity'])}",
+        f"- informative by mean posterior variance < 0.5: {latents['informative_by_variance']}",
+        f"- decorrelation of active units: {_fmt(latents['decorrelation_active'])}",
         "",
         "## Figures",
         "",
