@@ -10,13 +10,15 @@ from ppl_vae.latents import latent_statistics
 from ppl_vae.plots import run_figures
 
 
-def finish_run(run, data, iw_samples: int = 100, quiet: bool = True) -> dict:
-    """Evaluate ``run`` on ``data.test``, write figures and the report; return the report."""
+def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
+               quiet: bool = True) -> dict:
+    """Evaluate ``run`` on (the first ``examples`` of) ``data.test``, write figures and report."""
     folder = Path(run.path)
-    evaluation = run.evaluate(data.test, iw_samples=iw_samples, quiet=quiet)
+    test = data.test[:examples]
+    evaluation = run.evaluate(test, iw_samples=iw_samples, quiet=quiet)
     with run.pair.scope():
         device = next(iter(run.pair.named_parameters().values())).device
-        x = data.test.to(device)
+        x = test.to(device)
         figures = run_figures(run.model, run.guide, x, run.metrics, folder / "figures")
         latents = latent_statistics(run.model, run.guide, x)
         extra = {}

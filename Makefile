@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   trains the headline model on the embedded shapes data -> runs/demo
+#   make test   runs the test suite
+# TORCH picks the torch wheel; the default is the CPU build this workplace keeps on disk.
+# Elsewhere (a GPU machine) run e.g. `make demo TORCH=torch` to take your platform's build.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+DEMO_ARGS ?= --model beta_vae --beta 4 --data shapes --n 20000 --latent-dim 10 \
+	--epochs 6 --batch-size 64 --lr 5e-4 --elbo meanfield --eval-examples 500 \
+	--iw-samples 100 --device auto
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test,mnist5k]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ppl-vae train $(DEMO_ARGS) --out runs/demo --overwrite
+	@echo "report: runs/demo/report.md, figures: runs/demo/figures/"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check ppl_vae models guides tests examples benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_step.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
