@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--iw-samples", type=int, default=100, help="for the final report")
     train.add_argument("--eval-examples", type=int, default=None,
                        help="test examples in the final report (default: all)")
+    train.add_argument("--detect-anomaly", action="store_true",
+                       help="name the operation that first produces NaN (slow)")
     train.add_argument("--quiet", action="store_true")
 
     evaluate = sub.add_parser("evaluate", help="test ELBO and IS log-likelihood of a run")
@@ -112,7 +114,8 @@ def cmd_train(args) -> None:
               file=sys.stderr)
     run = fit(pair.model, pair.guide, data, **estimator, **settings, epochs=epochs, device=device,
               out=args.out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-              checkpoint_every=args.checkpoint_every, pair=pair)
+              checkpoint_every=args.checkpoint_every, detect_anomaly=args.detect_anomaly,
+              pair=pair)
     report = finish_run(run, data, iw_samples=args.iw_samples, examples=args.eval_examples,
                         quiet=args.quiet)
     print(json.dumps({"run": str(run.path), **report["evaluation"]}))

@@ -136,6 +136,8 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> Path:
     if overwrite and not resume:
         for name in (CHECKPOINT, METRICS, REPORT, "evaluation.json"):
             (folder / name).unlink(missing_ok=True)
+    for stale in folder.glob(".*.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     try:
         (folder / "figures").mkdir(parents=True, exist_ok=True)
     except OSError as error:

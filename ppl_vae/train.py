@@ -116,7 +116,7 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
         alpha: float | None = None, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
         seed: int = 0, device: str = "auto", out=None, resume: bool = False,
         overwrite: bool = False, quiet: bool = False, checkpoint_every: int = 0,
-        sync_every: int = 50, pair: Pair | None = None) -> Run:
+        sync_every: int = 50, detect_anomaly: bool = False, pair: Pair | None = None) -> Run:
     """Train ``model``/``guide`` on ``data.train`` with SVI; see the module docstring.
 
     Args:
@@ -132,6 +132,8 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
         overwrite: replace an existing run in ``out``.
         checkpoint_every: also checkpoint every this many steps (0: per epoch only).
         sync_every: steps between host reads of the loss (NaN checks, progress).
+        detect_anomaly: run under ``torch.autograd.detect_anomaly`` (slow) to name the
+            operation that first produced NaN in the backward pass.
         pair: the :class:`Pair` holding ``model``/``guide`` (internal; keeps its store).
     """
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size)):
@@ -159,7 +161,8 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
                         "lr": lr, "seed": seed, "device": str(device)}}
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    with pair.scope(), _deferred_interrupt() as interrupted:
+    anomaly = torch.autograd.detect_anomaly() if detect_anomaly else contextlib.nullcontext()
+    with pair.scope(), _deferred_interrupt() as interrupted, anomaly:
         _dry_run(pair, train_x[:batch_size])
         params = pair.named_parameters()
         optimizer = torch.optim.Adam(params.values(), lr=lr)
@@ -231,6 +234,12 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
                     print(f"epoch {m['epoch']}/{epochs}: objective {m['train_objective']:.2f}, "
                           f"test ELBO {m['test_elbo']:.2f} nats/example, "
                           f"{m['examples_per_s']:.0f} examples/s", file=sys.stderr)
+        except RuntimeError as error:
+            if not detect_anomaly:
+                raise
+            raise TrainingDiverged(
+                f"autograd anomaly in epoch {state['epoch'] + 1}, step {state['step'] + 1}: "
+                f"{str(error).splitlines()[0]}; the last good checkpoint is kept") from None
         except KeyboardInterrupt:
             checkpoint()
             where = f" in {folder}" if folder is not None else ""

@@ -1,0 +1,68 @@
+"""Train a tiny VAE in its own process, optionally dying by SIGKILL at a chosen moment.
+
+    python tests/crash_driver.py OUT MODE AT      MODE: none | kill_step | kill_checkpoint | resume
+
+``kill_step`` kills the process inside training step AT (after the loss, before
+the update); ``kill_checkpoint`` kills it halfway through writing checkpoint
+number AT (the temporary file holds half of the bytes); ``resume`` continues OUT.
+"""
+
+import io
+import os
+import signal
+import sys
+
+import torch
+
+import ppl_vae
+from ppl_vae import runs
+from ppl_vae.elbo import Estimator, make_elbo
+from tests.conftest import tiny_binary
+
+
+class KillAtStep(Estimator):
+    name = "trace"
+
+    def __init__(self, at: int):
+        super().__init__(1)
+        self.inner, self.at, self.calls = make_elbo("trace"), at, 0
+
+    def __call__(self, model, guide, x):
+        self.calls += 1
+        loss = self.inner(model, guide, x)
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return loss
+
+
+def kill_in_checkpoint(at: int) -> None:
+    """Make the ``at``-th checkpoint write half its bytes, then SIGKILL the process."""
+    real_save, count = torch.save, [0]
+
+    def half_then_die(obj, handle):
+        count[0] += 1
+        if count[0] < at:
+            return real_save(obj, handle)
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    runs.torch.save = half_then_die
+
+
+def main(out: str, mode: str, at: int) -> None:
+    torch.set_num_threads(1)
+    data = tiny_binary()
+    pair = ppl_vae.build("vae", latent_dim=2, data=data, net="mlp", seed=0)
+    elbo = KillAtStep(at) if mode == "kill_step" else "trace"
+    if mode == "kill_checkpoint":
+        kill_in_checkpoint(at)
+    ppl_vae.fit(pair.model, pair.guide, data, elbo=elbo, epochs=3, batch_size=20, seed=1,
+                out=out, resume=mode == "resume", quiet=True, device="cpu", checkpoint_every=2,
+                pair=pair)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
