@@ -17,6 +17,7 @@ old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -67,9 +68,14 @@ def write_metrics(folder: Path, metrics: list[dict]) -> None:
 
 
 def save_checkpoint(folder: Path, state: dict) -> None:
-    """Atomically save ``state`` (tensors and plain containers only)."""
-    atomic_write(Path(folder) / CHECKPOINT,
-                 lambda f: torch.save({"format_version": FORMAT_VERSION, **state}, f))
+    """Atomically save ``state`` (tensors and plain containers only).
+
+    The bytes are serialised in memory first, so a failing disk surfaces as the
+    operating system's error rather than as an error deep inside torch's writer.
+    """
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
+    atomic_write(Path(folder) / CHECKPOINT, lambda f: f.write(buffer.getbuffer()))
 
 
 def load_checkpoint(folder: Path, map_location="cpu") -> dict:
