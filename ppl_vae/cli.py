@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data-path", dest="path", default=None)
     for name, kind in {**PAIR_OPTIONS, **DATA_OPTIONS}.items():
         if name != "path":
-            train.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+            # torchrun mistakes a bare --n for its own options: --subset-size is the same flag
+            flags = ["--n", "--subset-size"] if name == "n" else ["--" + name.replace("_", "-")]
+            train.add_argument(*flags, dest=name, type=kind, default=None)
     train.add_argument("--elbo", default="trace")
     train.add_argument("--alpha", type=float, default=None)
     train.add_argument("--particles", type=int, default=None)
@@ -84,6 +86,7 @@ def _load_data(spec: dict):
 
 
 def cmd_train(args) -> None:
+    from ppl_vae import distributed
     from ppl_vae.pair import build
     from ppl_vae.report import finish_run
     from ppl_vae.runs import read_config
@@ -109,13 +112,16 @@ def cmd_train(args) -> None:
         device = args.device
     data = _load_data(data_spec)
     pair = build(spec["model"], spec["guide"], data=data, seed=settings["seed"], **spec["options"])
-    if not args.quiet:
+    if not args.quiet and distributed.is_main_process():
         print(f"training {pair.spec['model']} / {pair.spec['guide']} on {data.describe()}",
               file=sys.stderr)
     run = fit(pair.model, pair.guide, data, **estimator, **settings, epochs=epochs, device=device,
               out=args.out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
               checkpoint_every=args.checkpoint_every, detect_anomaly=args.detect_anomaly,
               pair=pair)
+    distributed.finish()
+    if not distributed.is_main_process():
+        return
     report = finish_run(run, data, iw_samples=args.iw_samples, examples=args.eval_examples,
                         quiet=args.quiet)
     print(json.dumps({"run": str(run.path), **report["evaluation"]}))

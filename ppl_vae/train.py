@@ -23,7 +23,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ppl_vae import runs
+from ppl_vae import distributed, runs
 from ppl_vae.elbo import Estimator, make_elbo
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import evaluate
@@ -125,7 +125,8 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
         elbo: a registered estimator name (``trace``, ``meanfield``, ``renyi``,
             ``iwae``) or an :class:`Estimator`.
         particles, alpha: estimator settings (``None``: the estimator's default).
-        epochs, batch_size, lr, seed: the usual; Adam over every parameter.
+        epochs, batch_size, lr, seed: the usual; Adam over every parameter. Under
+            torchrun, ``batch_size`` is the global batch, split across processes.
         device: ``auto``, ``cpu`` or ``cuda``.
         out: run folder (``None``: train in memory only).
         resume: continue from ``out/checkpoint.pt`` (optimizer and RNG included).
@@ -136,52 +137,43 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
             operation that first produced NaN in the backward pass.
         pair: the :class:`Pair` holding ``model``/``guide`` (internal; keeps its store).
     """
-    for name, value in (("--epochs", epochs), ("--batch-size", batch_size)):
-        if value < 1:
-            raise PplVaeError(f"{name} must be at least 1, got {value}")
-    if not lr > 0:
-        raise PplVaeError(f"--lr must be positive, got {lr}")
+    _check_settings(epochs, batch_size, lr)
     pair = pair or Pair(model, guide, getattr(model, "ppl_vae_spec", None))
     estimator = elbo if isinstance(elbo, Estimator) else make_elbo(elbo, particles, alpha)
-    device = resolve_device(device)
-    folder = runs.prepare_folder(out, resume, overwrite) if out is not None else None
-    for module in pair.modules():
-        module.to(device).train()
-    train_x, test_x = data.train.to(device), data.test.to(device)
-    dynamic = getattr(data, "dynamic_binarize", False)
-    check = getattr(pair.model, "check_data", None)
-    if check is not None:
-        check(torch.bernoulli(train_x) if dynamic else train_x, "training data")
-        check(torch.bernoulli(test_x) if dynamic else test_x, "test data")
+    world, device = distributed.setup(resolve_device(device))
+    folder = None if out is None else Path(out)
+    if folder is not None and world.is_main:
+        runs.prepare_folder(folder, resume, overwrite)
+    world.barrier()
+    train_x, test_x, dynamic = _resident_data(pair, data, device)
     n, batch_size = train_x.shape[0], min(batch_size, train_x.shape[0])
     steps_per_epoch = n // batch_size
     config = {"format_version": runs.FORMAT_VERSION, "pair": pair.spec,
               "event_shape": list(data.event_shape), "data": getattr(data, "spec", None),
               "train": {**estimator.describe(), "epochs": epochs, "batch_size": batch_size,
-                        "lr": lr, "seed": seed, "device": str(device)}}
+                        "lr": lr, "seed": seed, "device": str(device), "processes": world.size}}
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed + world.rank)
     anomaly = torch.autograd.detect_anomaly() if detect_anomaly else contextlib.nullcontext()
     with pair.scope(), _deferred_interrupt() as interrupted, anomaly:
         _dry_run(pair, train_x[:batch_size])
         params = pair.named_parameters()
+        loss_of = distributed.loss_function(pair, estimator, world,
+                                            any(k.startswith("store.") for k in params))
         optimizer = torch.optim.Adam(params.values(), lr=lr)
         state = {"epoch": 0, "step": 0, "perm": None, "running": None, "metrics": []}
         if resume:
-            saved = runs.load_checkpoint(folder, map_location=device)
-            load_parameters(pair, saved["params"], device)
-            optimizer.load_state_dict(saved["optimizer"])
-            _set_rng_state(saved["rng"], generator)
-            state = {k: saved[k] for k in state}
-        if folder is not None:
+            state = _restore(folder, pair, optimizer, generator, world, device, state)
+        if folder is not None and world.is_main:
             runs.write_json(folder / runs.CONFIG, config)
             runs.write_metrics(folder, state["metrics"])
 
         def checkpoint():
-            if folder is not None:
+            rng = world.gather(_rng_state(generator))
+            if folder is not None and world.is_main:
                 runs.save_checkpoint(folder, {
                     **state, "params": {k: v.detach().cpu() for k, v in params.items()},
-                    "optimizer": optimizer.state_dict(), "rng": _rng_state(generator)})
+                    "optimizer": optimizer.state_dict(), "rng": rng})
 
         pyro.enable_validation(False)
         try:
@@ -193,47 +185,44 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
                 perm = state["perm"].to(device)
                 start, first_step = time.perf_counter(), state["step"]
                 bar = tqdm(total=steps_per_epoch, initial=first_step, desc=f"epoch {epoch + 1}",
-                           disable=quiet or None, leave=False, file=sys.stderr)
+                           disable=quiet or not world.is_main or None, leave=False,
+                           file=sys.stderr)
                 for step in range(first_step, steps_per_epoch):
-                    batch = train_x[perm[step * batch_size:(step + 1) * batch_size]]
+                    batch = train_x[world.shard(perm[step * batch_size:(step + 1) * batch_size])]
                     if dynamic:
                         batch = torch.bernoulli(batch)
-                    loss = estimator(pair.model, pair.guide, batch)
+                    loss = loss_of(batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     state["running"] = state["running"] + loss.detach()
-                    state["step"] = step + 1
-                    done = step + 1
+                    state["step"] = done = step + 1
                     if done % sync_every == 0 or done == steps_per_epoch:
-                        _check_finite(state["running"], epoch, done, first_step)
+                        _check_finite(state["running"], epoch, done)
                         bar.update(done - bar.n)
                         bar.set_postfix(objective=f"{-state['running'].item() / done:.2f}")
                     if checkpoint_every and done % checkpoint_every == 0 and done < steps_per_epoch:
-                        _check_finite(state["running"], epoch, done, first_step)
+                        _check_finite(state["running"], epoch, done)
                         checkpoint()
                     if interrupted():
                         raise KeyboardInterrupt
                 bar.close()
                 seconds = time.perf_counter() - start
-                test = evaluate(pair.model, pair.guide, test_x, iw_samples=1)
+                objective = -world.mean(state["running"]).item() / steps_per_epoch
+                test_elbo = evaluate(pair.model, pair.guide, test_x, iw_samples=1)["elbo"] \
+                    if world.is_main else None
                 for module in pair.modules():
                     module.train()
                 state["metrics"].append({
-                    "epoch": epoch + 1,
-                    "train_objective": -state["running"].item() / steps_per_epoch,
-                    "test_elbo": test["elbo"], "seconds": round(seconds, 3),
-                    "examples_per_s": round((steps_per_epoch - first_step) * batch_size / seconds, 1),
-                })
+                    "epoch": epoch + 1, "train_objective": objective, "test_elbo": test_elbo,
+                    "seconds": round(seconds, 3),
+                    "examples_per_s": round((done - first_step) * batch_size / seconds, 1)})
                 state.update(epoch=epoch + 1, step=0, perm=None, running=None)
                 checkpoint()
-                if folder is not None:
+                if folder is not None and world.is_main:
                     runs.write_metrics(folder, state["metrics"])
-                if not quiet:
-                    m = state["metrics"][-1]
-                    print(f"epoch {m['epoch']}/{epochs}: objective {m['train_objective']:.2f}, "
-                          f"test ELBO {m['test_elbo']:.2f} nats/example, "
-                          f"{m['examples_per_s']:.0f} examples/s", file=sys.stderr)
+                if not quiet and world.is_main:
+                    _print_epoch(state["metrics"][-1], epochs)
         except RuntimeError as error:
             if not detect_anomaly:
                 raise
@@ -250,7 +239,47 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
     return Run(pair, folder, config, state["metrics"])
 
 
-def _check_finite(running: torch.Tensor, epoch: int, step: int, first_step: int) -> None:
+def _check_settings(epochs: int, batch_size: int, lr: float) -> None:
+    """One-line errors for impossible training settings."""
+    for name, value in (("--epochs", epochs), ("--batch-size", batch_size)):
+        if value < 1:
+            raise PplVaeError(f"{name} must be at least 1, got {value}")
+    if not lr > 0:
+        raise PplVaeError(f"--lr must be positive, got {lr}")
+
+
+def _resident_data(pair: Pair, data, device) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Train and test tensors on the device, checked against the model's support."""
+    train_x, test_x = data.train.to(device), data.test.to(device)
+    dynamic = getattr(data, "dynamic_binarize", False)
+    check = getattr(pair.model, "check_data", None)
+    if check is not None:
+        check(torch.bernoulli(train_x) if dynamic else train_x, "training data")
+        check(torch.bernoulli(test_x) if dynamic else test_x, "test data")
+    return train_x, test_x, dynamic
+
+
+def _restore(folder, pair, optimizer, generator, world, device, state: dict) -> dict:
+    """Parameters, optimizer, RNG and position from the run folder's checkpoint."""
+    saved = runs.load_checkpoint(folder, map_location=device)
+    load_parameters(pair, saved["params"], device)
+    optimizer.load_state_dict(saved["optimizer"])
+    rng = saved["rng"]
+    if len(rng) == world.size:
+        _set_rng_state(rng[world.rank], generator)
+    else:  # another number of processes: same batches, fresh sampling noise per rank
+        _set_rng_state(rng[0], generator)
+        torch.manual_seed(int(torch.randint(2**31, ())) + world.rank)
+    return {k: saved[k] for k in state}
+
+
+def _print_epoch(m: dict, epochs: int) -> None:
+    print(f"epoch {m['epoch']}/{epochs}: objective {m['train_objective']:.2f}, "
+          f"test ELBO {m['test_elbo']:.2f} nats/example, {m['examples_per_s']:.0f} examples/s",
+          file=sys.stderr)
+
+
+def _check_finite(running: torch.Tensor, epoch: int, step: int) -> None:
     """Stop with the epoch and step when the accumulated loss is NaN or infinite."""
     if not torch.isfinite(running):
         raise TrainingDiverged(
