@@ -5,7 +5,8 @@ estimator, same torch.optim.Adam, batch 128, 2 threads, measured in one process
 with the two loops interleaved (ABAB...) so machine load hits both alike. Also
 shown: Pyro's own ``SVI`` with ``pyro.optim.Adam`` on the same pair.
 
-    python benchmarks/bench_step.py [--steps 200] [--repeats 5] [--net mlp|conv]
+    python benchmarks/bench_step.py [--steps 100] [--repeats 5] [--net mlp|conv]
+                                    [--threads 2] [--cpu-time]
 
 ``--net conv`` uses the 64x64 convolutional pair with batch 64.
 """
@@ -48,12 +49,15 @@ def hand_loss(pair, x, estimator: str, particles: int) -> torch.Tensor:
     return -(torch.logsumexp(log_w, 0) - math.log(particles)).mean()
 
 
+CLOCK = time.perf_counter
+
+
 def timed(step, steps: int) -> float:
-    """Milliseconds per step over ``steps`` steps."""
-    start = time.perf_counter()
+    """Milliseconds per step over ``steps`` steps (wall clock, or CPU time with --cpu-time)."""
+    start = CLOCK()
     for _ in range(steps):
         step()
-    return 1000 * (time.perf_counter() - start) / steps
+    return 1000 * (CLOCK() - start) / steps
 
 
 def bench(net: str, estimator: str, particles: int, steps: int, repeats: int) -> dict:
@@ -105,8 +109,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--net", default="mlp", choices=["mlp", "conv"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by process CPU time (steadier on a busy machine)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
+    torch.set_num_threads(args.threads)
     rows = [bench(args.net, est, k, args.steps, args.repeats)
             for est, k in (("trace", 1), ("meanfield", 1), ("iwae", 5))]
     keys = list(rows[0])

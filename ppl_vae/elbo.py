@@ -27,15 +27,17 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.distributions import kl_divergence
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import ELBOS
-from ppl_vae.traces import log_weights, max_plate_nesting
+from ppl_vae.traces import (Plan, log_weights, make_plan, max_plate_nesting, particle_traces,
+                            site_log_prob)
 
 
 class Estimator:
-    """Base class: remembers each pair's plate nesting (found on first use)."""
+    """Base class: the first call on a pair finds its plate nesting and checks its traces."""
 
     name = "?"
 
@@ -43,14 +45,21 @@ class Estimator:
         if num_particles < 1:
             raise PplVaeError(f"--particles must be at least 1, got {num_particles}")
         self.num_particles = num_particles
-        self._nesting: dict[tuple[int, int], int] = {}
+        self._prepared: dict[tuple[int, int], tuple[int, Plan]] = {}
 
-    def nesting(self, model, guide, x: torch.Tensor) -> int:
-        """Plate nesting of the pair, traced once and cached."""
+    def prepare(self, model, guide, x: torch.Tensor) -> tuple[int, Plan]:
+        """``(nesting, plan)`` of the pair, found and checked once, then cached."""
         key = (id(model), id(guide))
-        if key not in self._nesting:
-            self._nesting[key] = max_plate_nesting(model, guide, x)
-        return self._nesting[key]
+        if key not in self._prepared:
+            nesting = max_plate_nesting(model, guide, x)
+            with torch.random.fork_rng(devices=[]):
+                plan = make_plan(*particle_traces(model, guide, x[:1], 1, nesting))
+            self.check(plan)
+            self._prepared[key] = nesting, plan
+        return self._prepared[key]
+
+    def check(self, plan: Plan) -> None:
+        """Refuse pairs for which this estimator would be wrong (none by default)."""
 
     def __call__(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -60,21 +69,58 @@ class Estimator:
         return {"elbo": self.name, "particles": self.num_particles}
 
 
-class PyroELBO(Estimator):
-    """Pyro's ``Trace_ELBO`` or ``TraceMeanField_ELBO``, vectorized, per example."""
+class TraceBound(Estimator):
+    """``-E_q[log p(x, z) - log q(z | x)]`` per example, ``meanfield`` with analytic KLs.
 
-    def __init__(self, name: str, elbo_class, num_particles: int = 1):
+    For reparameterized guides the loss is computed straight from the traces::
+
+        loss = -(1/KB) Σ_{k,b} [ Σ_obs s·log p(x|z) + Σ_latent s·(log p(z) - log q(z|x)) ]
+
+    where each latent term becomes ``-s_q · KL(q || p)`` under ``meanfield`` when
+    the KL is registered (``s`` the site scales, e.g. β). This equals Pyro's
+    ``Trace_ELBO`` / ``TraceMeanField_ELBO`` exactly (tested) without their
+    per-site bookkeeping. Guides with non-reparameterizable sites go to Pyro's
+    estimators, which add the score-function terms.
+    """
+
+    def __init__(self, name: str, analytic_kl: bool, num_particles: int = 1):
         super().__init__(num_particles)
-        self.name, self.elbo_class = name, elbo_class
-        self._elbos: dict[int, object] = {}
+        self.name, self.analytic_kl = name, analytic_kl
+        pyro_class = TraceMeanField_ELBO if analytic_kl else Trace_ELBO
+        self._pyro = {}
+        self._pyro_class = pyro_class
 
     def __call__(self, model, guide, x: torch.Tensor) -> torch.Tensor:
-        nesting = self.nesting(model, guide, x)
-        if nesting not in self._elbos:
-            self._elbos[nesting] = self.elbo_class(
+        nesting, plan = self.prepare(model, guide, x)
+        if not plan.reparameterized:
+            return self._score_function_loss(model, guide, x, nesting)
+        model_trace, guide_trace = particle_traces(model, guide, x, self.num_particles, nesting)
+        total = x.new_zeros(())
+        for name, dims in plan.observed:
+            total = total + site_log_prob(model_trace.nodes[name], dims, scaled=True)
+        for (name, dims), (_, guide_dims) in zip(plan.latent, _matching(plan)):
+            p_site, q_site = model_trace.nodes[name], guide_trace.nodes[name]
+            if self.analytic_kl and name in plan.analytic_kl:
+                kl = kl_divergence(q_site["fn"], p_site["fn"])
+                total = total - (kl.sum(guide_dims) if guide_dims else kl) * q_site["scale"]
+            else:
+                total = total + site_log_prob(p_site, dims, scaled=True) \
+                    - site_log_prob(q_site, guide_dims, scaled=True)
+        return -total.mean()
+
+    def _score_function_loss(self, model, guide, x, nesting) -> torch.Tensor:
+        """Pyro's estimator, for guides with non-reparameterizable sites."""
+        if nesting not in self._pyro:
+            self._pyro[nesting] = self._pyro_class(
                 num_particles=self.num_particles, vectorize_particles=True,
                 max_plate_nesting=nesting)
-        return self._elbos[nesting].differentiable_loss(model, guide, x) / x.shape[0]
+        return self._pyro[nesting].differentiable_loss(model, guide, x) / x.shape[0]
+
+
+def _matching(plan: Plan) -> list:
+    """The guide's ``(name, sum_dims)`` in the order of the model's latent sites."""
+    guide = dict(plan.guide)
+    return [(name, guide[name]) for name, _ in plan.latent]
 
 
 class RenyiBound(Estimator):
@@ -88,32 +134,28 @@ class RenyiBound(Estimator):
             raise PplVaeError("--alpha 1 makes the Rényi bound the ELBO; use --elbo trace instead")
         self.alpha = float(alpha)
 
+    def check(self, plan: Plan) -> None:
+        """Refuse the combinations for which the Rényi bound would be silently wrong."""
+        if plan.scaled_sites:
+            scales = ", ".join(f"'{k}' × {float(torch.as_tensor(v).mean()):g}"
+                               for k, v in plan.scaled_sites.items())
+            raise PplVaeError(
+                f"the Rényi/IWAE bound is defined only for unscaled sites, but {scales} "
+                "(β-VAE or poutine.scale); use --elbo trace or meanfield, or β = 1")
+        if not plan.reparameterized:
+            raise PplVaeError(
+                "the Rényi/IWAE estimator needs reparameterizable guide sites (rsample); "
+                "use --elbo trace, which adds score-function terms")
+
     def __call__(self, model, guide, x: torch.Tensor) -> torch.Tensor:
-        nesting = self.nesting(model, guide, x)
-        weights = log_weights(model, guide, x, self.num_particles, nesting)
-        _check_unscaled_reparameterized(weights)
+        nesting, plan = self.prepare(model, guide, x)
+        weights = log_weights(model, guide, x, self.num_particles, nesting, plan)
         power = 1.0 - self.alpha
         bound = (torch.logsumexp(power * weights.total, 0) - math.log(self.num_particles)) / power
         return -bound.mean()
 
     def describe(self) -> dict:
         return {**super().describe(), "alpha": self.alpha}
-
-
-def _check_unscaled_reparameterized(weights) -> None:
-    """Refuse the combinations for which the Rényi bound would be silently wrong."""
-    if weights.scaled_sites:
-        scales = ", ".join(f"'{k}' × {float(torch.as_tensor(v).mean()):g}"
-                           for k, v in weights.scaled_sites.items())
-        raise PplVaeError(
-            f"the Rényi/IWAE bound is defined only for unscaled sites, but {scales} "
-            "(β-VAE or poutine.scale); use --elbo trace or meanfield, or β = 1"
-        )
-    if not weights.reparameterized:
-        raise PplVaeError(
-            "the Rényi/IWAE estimator needs reparameterizable guide sites (rsample); "
-            "use --elbo trace, which adds score-function terms"
-        )
 
 
 def _no_alpha(name: str, alpha: float | None) -> None:
@@ -125,13 +167,13 @@ def _no_alpha(name: str, alpha: float | None) -> None:
 @ELBOS.register("trace", "Monte Carlo ELBO E_q[log p(x,z) - log q(z|x)] (Pyro Trace_ELBO)")
 def trace_elbo(num_particles: int = 1, alpha: float | None = None) -> Estimator:
     _no_alpha("trace", alpha)
-    return PyroELBO("trace", Trace_ELBO, num_particles)
+    return TraceBound("trace", False, num_particles)
 
 
 @ELBOS.register("meanfield", "ELBO with analytic KL where registered (TraceMeanField_ELBO)")
 def meanfield_elbo(num_particles: int = 1, alpha: float | None = None) -> Estimator:
     _no_alpha("meanfield", alpha)
-    return PyroELBO("meanfield", TraceMeanField_ELBO, num_particles)
+    return TraceBound("meanfield", True, num_particles)
 
 
 @ELBOS.register("renyi", "Rényi bound of order α, per example (Li & Turner 2016)")

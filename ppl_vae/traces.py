@@ -3,10 +3,12 @@
 Everything the engine knows about a model/guide pair comes from here: it runs
 the guide (vectorized over ``K`` particles by an outer ``pyro.plate``), replays
 the model on the guide's draws, and reduces each site's ``log_prob`` to one
-number per particle and example by summing every dimension except the
-particle dimension and the ``"data"`` plate's dimension. Site names and shapes
-are discovered, never assumed (apart from the contract's ``"data"`` plate and
-``"x"`` observation).
+number per particle and example by summing every plate dimension except the
+particle plate's and the ``"data"`` plate's. Site names and shapes are
+discovered, never assumed (apart from the contract's ``"data"`` plate and
+``"x"`` observation). The first traces of a pair are checked against the
+contract and summarised in a :class:`Plan`; later steps reuse the plan and do
+no per-site bookkeeping beyond ``log_prob`` and a sum.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import kl_divergence
 
 from ppl_vae.errors import PplVaeError
 
@@ -56,24 +59,85 @@ def particle_traces(model, guide, x: torch.Tensor, num_particles: int, nesting: 
     return model_trace, guide_trace
 
 
-def per_example(site: dict, nesting: int, num_particles: int, batch: int) -> torch.Tensor:
-    """``log_prob`` of ``site`` as a ``(K, batch)`` tensor, unscaled, mask applied."""
+def _sum_dims(site: dict) -> tuple[int, ...]:
+    """Plate dims of ``site`` to sum over: all but the particle and data plates."""
     frames = {f.name: f.dim for f in site["cond_indep_stack"] if f.dim is not None}
     if DATA_PLATE not in frames:
         raise PplVaeError(
             f"site '{site['name']}' is outside the pyro.plate('{DATA_PLATE}', batch) plate; "
-            "per-example bounds need every site inside it (see the model/guide contract)"
-        )
+            "per-example bounds need every site inside it (see the model/guide contract)")
+    return tuple(d for name, d in frames.items() if name not in (DATA_PLATE, PARTICLE_PLATE))
+
+
+def _is_one(scale) -> bool:
+    """Whether a site's scale (a number or a tensor) is exactly 1 everywhere."""
+    return bool((torch.as_tensor(scale) == 1).all()) if torch.is_tensor(scale) else scale == 1.0
+
+
+def _has_kl(guide_fn, model_fn) -> bool:
+    """Whether ``kl_divergence(guide_fn, model_fn)`` is registered (analytic)."""
+    try:
+        kl_divergence(guide_fn, model_fn)
+    except NotImplementedError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the first (checked) traces of a pair taught the engine.
+
+    Attributes:
+        observed, latent: ``(name, sum_dims)`` of model sites, observed or not.
+        guide: ``(name, sum_dims)`` of guide sites (the same names as ``latent``).
+        analytic_kl: latent sites whose ``KL(guide || model)`` is registered.
+        scaled_sites: names and scales of sites carrying a scale ≠ 1 (β, annealing).
+        reparameterized: whether every guide site has ``rsample``.
+    """
+
+    observed: tuple
+    latent: tuple
+    guide: tuple
+    analytic_kl: frozenset
+    scaled_sites: dict
+    reparameterized: bool
+
+
+def make_plan(model_trace, guide_trace) -> Plan:
+    """Check the traces against the contract and summarise them."""
+    model_sites, guide_sites = sample_sites(model_trace), sample_sites(guide_trace)
+    observed = [s for s in model_sites if s["is_observed"]]
+    if OBS_SITE not in [s["name"] for s in observed]:
+        raise PplVaeError(
+            f"the model has no observed site named '{OBS_SITE}' (observed: "
+            f"{[s['name'] for s in observed] or 'none'}); write pyro.sample('{OBS_SITE}', ..., "
+            "obs=x) in the model")
+    latent = [s for s in model_sites if not s["is_observed"]]
+    if {s["name"] for s in latent} != {s["name"] for s in guide_sites}:
+        raise PplVaeError(
+            f"model latent sites {sorted(s['name'] for s in latent)} and guide sites "
+            f"{sorted(s['name'] for s in guide_sites)} differ; the guide must sample exactly "
+            "the model's latent sites, with the same names")
+    by_name = {s["name"]: s for s in guide_sites}
+    return Plan(
+        observed=tuple((s["name"], _sum_dims(s)) for s in observed),
+        latent=tuple((s["name"], _sum_dims(s)) for s in latent),
+        guide=tuple((s["name"], _sum_dims(s)) for s in guide_sites),
+        analytic_kl=frozenset(s["name"] for s in latent
+                              if _has_kl(by_name[s["name"]]["fn"], s["fn"])),
+        scaled_sites={s["name"]: s["scale"] for s in model_sites + guide_sites
+                      if not _is_one(s["scale"])},
+        reparameterized=all(s["fn"].has_rsample for s in guide_sites))
+
+
+def site_log_prob(site: dict, sum_dims: tuple, scaled: bool = False) -> torch.Tensor:
+    """``log_prob`` of a site per particle and example (mask applied, scale if asked)."""
     log_prob = site["fn"].log_prob(site["value"])
-    if site["mask"] is not None and site["mask"] is not True:
+    if sum_dims:
+        log_prob = log_prob.sum(sum_dims)
+    if site["mask"] is not None:
         log_prob = log_prob * site["mask"]
-    width = nesting + 1
-    log_prob = log_prob.reshape((1,) * (width - log_prob.dim()) + log_prob.shape)
-    data_axis = width + frames[DATA_PLATE]
-    other = [d for d in range(1, width) if d != data_axis]
-    if other:
-        log_prob = log_prob.sum(dim=other, keepdim=True)
-    return log_prob.reshape(log_prob.shape[0], -1).expand(num_particles, batch)
+    return log_prob * site["scale"] if scaled else log_prob
 
 
 @dataclass
@@ -84,15 +148,11 @@ class LogWeights:
         log_likelihood: ``log p(x | z)`` summed over observed sites, ``(K, batch)``.
         log_prior: ``log p(z)`` summed over latent sites, ``(K, batch)``.
         log_guide: ``log q(z | x)`` summed over guide sites, ``(K, batch)``.
-        scaled_sites: names and scales of sites (model or guide) carrying a scale ≠ 1.
-        reparameterized: whether every guide site has ``rsample``.
     """
 
     log_likelihood: torch.Tensor
     log_prior: torch.Tensor
     log_guide: torch.Tensor
-    scaled_sites: dict
-    reparameterized: bool
 
     @property
     def total(self) -> torch.Tensor:
@@ -100,41 +160,21 @@ class LogWeights:
         return self.log_likelihood + self.log_prior - self.log_guide
 
 
-def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int) -> LogWeights:
-    """Run the pair on ``x`` with ``num_particles`` draws and split ``log w`` by kind of site."""
+def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
+                plan: Plan | None = None) -> LogWeights:
+    """Run the pair on ``x`` with ``num_particles`` draws and split ``log w`` by kind of site.
+
+    Without a ``plan`` the traces are checked against the contract first.
+    """
     model_trace, guide_trace = particle_traces(model, guide, x, num_particles, nesting)
-    check_sites(model_trace, guide_trace)
-    batch = x.shape[0]
-    zero = x.new_zeros(num_particles, batch)
-    parts = {"obs": zero, "prior": zero, "guide": zero}
-    for site in sample_sites(model_trace):
-        key = "obs" if site["is_observed"] else "prior"
-        parts[key] = parts[key] + per_example(site, nesting, num_particles, batch)
-    for site in sample_sites(guide_trace):
-        parts["guide"] = parts["guide"] + per_example(site, nesting, num_particles, batch)
-    sites = sample_sites(model_trace) + sample_sites(guide_trace)
-    scaled = {s["name"]: s["scale"] for s in sites if not _is_one(s["scale"])}
-    reparameterized = all(s["fn"].has_rsample for s in sample_sites(guide_trace))
-    return LogWeights(parts["obs"], parts["prior"], parts["guide"], scaled, reparameterized)
+    plan = plan or make_plan(model_trace, guide_trace)
+    shape = (num_particles, x.shape[0])
 
+    def total(trace, sites):
+        value = x.new_zeros(shape)
+        for name, dims in sites:
+            value = value + site_log_prob(trace.nodes[name], dims)
+        return value
 
-def _is_one(scale) -> bool:
-    """Whether a site's scale (a number or a tensor) is exactly 1 everywhere."""
-    return bool((torch.as_tensor(scale) == 1).all()) if torch.is_tensor(scale) else scale == 1.0
-
-
-def check_sites(model_trace, guide_trace) -> None:
-    """Raise a :class:`PplVaeError` when the pair breaks the model/guide contract."""
-    observed = [s["name"] for s in sample_sites(model_trace) if s["is_observed"]]
-    if OBS_SITE not in observed:
-        raise PplVaeError(
-            f"the model has no observed site named '{OBS_SITE}' (observed: {observed or 'none'}); "
-            f"write pyro.sample('{OBS_SITE}', ..., obs=x) in the model"
-        )
-    latent = {s["name"] for s in sample_sites(model_trace) if not s["is_observed"]}
-    guided = {s["name"] for s in sample_sites(guide_trace)}
-    if latent != guided:
-        raise PplVaeError(
-            f"model latent sites {sorted(latent)} and guide sites {sorted(guided)} differ; "
-            "the guide must sample exactly the model's latent sites, with the same names"
-        )
+    return LogWeights(total(model_trace, plan.observed), total(model_trace, plan.latent),
+                      total(guide_trace, plan.guide))
