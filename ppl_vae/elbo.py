@@ -32,8 +32,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import ELBOS
-from ppl_vae.traces import (Plan, log_weights, make_plan, max_plate_nesting, particle_traces,
-                            site_log_prob)
+from ppl_vae.traces import Plan, log_weights, particle_traces, prepare, site_log_prob
 
 
 class Estimator:
@@ -51,9 +50,7 @@ class Estimator:
         """``(nesting, plan)`` of the pair, found and checked once, then cached."""
         key = (id(model), id(guide))
         if key not in self._prepared:
-            nesting = max_plate_nesting(model, guide, x)
-            with torch.random.fork_rng(devices=[]):
-                plan = make_plan(*particle_traces(model, guide, x[:1], 1, nesting))
+            nesting, plan = prepare(model, guide, x)
             self.check(plan)
             self._prepared[key] = nesting, plan
         return self._prepared[key]

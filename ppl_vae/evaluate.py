@@ -21,7 +21,7 @@ from pyro import poutine
 from tqdm.auto import tqdm
 
 from ppl_vae.errors import PplVaeError
-from ppl_vae.traces import log_weights, max_plate_nesting, sample_sites
+from ppl_vae.traces import log_weights, prepare, sample_sites
 
 
 def _has_point_mass(guide, x: torch.Tensor) -> bool:
@@ -62,8 +62,9 @@ def evaluate(model, guide, x: torch.Tensor, iw_samples: int = 1000, budget: int 
     for m, _ in modes:
         m.eval()
     try:
-        nesting = max_plate_nesting(model, guide, x)
-        per_example = _per_example_terms(model, guide, x, iw_samples, budget, nesting, quiet)
+        nesting, plan = prepare(model, guide, x[:1])
+        per_example = _per_example_terms(model, guide, x, iw_samples, budget, nesting, plan,
+                                         quiet)
     finally:
         for m, training in modes:
             m.train(training)
@@ -80,7 +81,7 @@ def evaluate(model, guide, x: torch.Tensor, iw_samples: int = 1000, budget: int 
     }
 
 
-def _per_example_terms(model, guide, x, iw_samples, budget, nesting, quiet) -> dict:
+def _per_example_terms(model, guide, x, iw_samples, budget, nesting, plan, quiet) -> dict:
     """Per-example ELBO, log-likelihood, reconstruction and KL, chunked."""
     particles = min(iw_samples, budget)
     examples = max(1, budget // particles)
@@ -93,7 +94,7 @@ def _per_example_terms(model, guide, x, iw_samples, budget, nesting, quiet) -> d
         log_sum_w = []
         for first in range(0, iw_samples, particles):
             k = min(particles, iw_samples - first)
-            w = log_weights(model, guide, chunk, k, nesting)
+            w = log_weights(model, guide, chunk, k, nesting, plan)
             sums["elbo"] = sums["elbo"] + w.total.sum(0)
             sums["reconstruction"] = sums["reconstruction"] - w.log_likelihood.sum(0)
             sums["kl"] = sums["kl"] + (w.log_guide - w.log_prior).sum(0)

@@ -75,10 +75,10 @@ def _is_one(scale) -> bool:
 
 
 def _has_kl(guide_fn, model_fn) -> bool:
-    """Whether ``kl_divergence(guide_fn, model_fn)`` is registered (analytic)."""
+    """Whether ``kl_divergence(guide_fn, model_fn)`` is registered and evaluates here."""
     try:
         kl_divergence(guide_fn, model_fn)
-    except NotImplementedError:
+    except (NotImplementedError, RuntimeError, IndexError, ValueError):
         return False
     return True
 
@@ -128,6 +128,17 @@ def make_plan(model_trace, guide_trace) -> Plan:
         scaled_sites={s["name"]: s["scale"] for s in model_sites + guide_sites
                       if not _is_one(s["scale"])},
         reparameterized=all(s["fn"].has_rsample for s in guide_sites))
+
+
+def prepare(model, guide, x: torch.Tensor) -> tuple[int, Plan]:
+    """Plate nesting and checked :class:`Plan` of a pair, from one draw for each of ``x``.
+
+    Uses a forked RNG, so preparing never changes later draws.
+    """
+    nesting = max_plate_nesting(model, guide, x)
+    with torch.random.fork_rng(devices=[]):
+        plan = make_plan(*particle_traces(model, guide, x, 1, nesting))
+    return nesting, plan
 
 
 def site_log_prob(site: dict, sum_dims: tuple, scaled: bool = False) -> torch.Tensor:

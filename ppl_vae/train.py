@@ -28,6 +28,7 @@ from ppl_vae.elbo import Estimator, make_elbo
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import evaluate
 from ppl_vae.pair import Pair
+from ppl_vae.traces import prepare
 
 
 class TrainingDiverged(PplVaeError):
@@ -91,11 +92,9 @@ def load_parameters(pair: Pair, params: dict, device, example=None) -> None:
 
 
 def _dry_run(pair: Pair, x: torch.Tensor) -> None:
-    """Run model and guide once (validation on) so lazily registered parameters exist."""
-    from ppl_vae.traces import log_weights, max_plate_nesting
-
+    """Trace the pair once, checked, so the contract holds and lazy parameters exist."""
     with torch.no_grad(), pyro.validation_enabled(True):
-        log_weights(pair.model, pair.guide, x, 1, max_plate_nesting(pair.model, pair.guide, x))
+        prepare(pair.model, pair.guide, x)
 
 
 def _rng_state(generator: torch.Generator) -> dict:
