@@ -8,6 +8,7 @@ The public face::
     run = ppl_vae.fit(pair.model, pair.guide, data, elbo="meanfield", epochs=10, out="runs/b4")
     ppl_vae.evaluate(run.model, run.guide, data.test, iw_samples=1000)
     run = ppl_vae.load_run("runs/b4")
+    ppl_vae.diagnose("runs/b4")            # -> runs/b4/diagnostics/
 
 PyroModule parameters are kept local to their modules
 (``pyro.settings.set(module_local_params=True)``), so two models in one
@@ -19,10 +20,12 @@ import pyro
 pyro.settings.set(module_local_params=True)
 
 from ppl_vae import data  # noqa: E402
+from ppl_vae.diagnostics import diagnose  # noqa: E402
 from ppl_vae.errors import PplVaeError  # noqa: E402
 from ppl_vae.evaluate import evaluate  # noqa: E402
 from ppl_vae.pair import Pair, build, load_run  # noqa: E402
 from ppl_vae.train import Run, fit  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["PplVaeError", "Pair", "Run", "build", "data", "evaluate", "fit", "load_run"]
+__all__ = ["PplVaeError", "Pair", "Run", "build", "data", "diagnose", "evaluate", "fit",
+           "load_run"]

@@ -1,4 +1,4 @@
-"""The ``ppl-vae`` command: train, evaluate, sample, list.
+"""The ``ppl-vae`` command: train, evaluate, sample, diagnose, list.
 
 Every user mistake ends as one line on stderr and exit status 2; ``--debug``
 shows the traceback instead.
@@ -70,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=64)
     sample.add_argument("--out", required=True)
     sample.add_argument("--seed", type=int, default=0)
+
+    diagnose = sub.add_parser("diagnose", help="ArviZ draws, PSIS k-hat, latent activity, "
+                              "disentanglement scores and figures into RUN/diagnostics/")
+    diagnose.add_argument("run")
+    diagnose.add_argument("--n-examples", type=int, default=100)
+    diagnose.add_argument("--draws", type=int, default=1000)
+    diagnose.add_argument("--metrics", default="fast", choices=["fast", "full", "none"])
+    diagnose.add_argument("--seed", type=int, default=0)
+    diagnose.add_argument("--device", default="cpu")
+    diagnose.add_argument("--quiet", action="store_true")
 
     sub.add_parser("list", help="models, guides, ELBOs and datasets with one-line descriptions")
     return parser
@@ -171,6 +181,16 @@ def cmd_sample(args) -> None:
     print(args.out)
 
 
+def cmd_diagnose(args) -> None:
+    from ppl_vae.diagnostics import diagnose
+
+    report = diagnose(args.run, n_examples=args.n_examples, draws=args.draws, device=args.device,
+                      quiet=args.quiet, metrics=args.metrics, seed=args.seed)
+    psis = {k: v for k, v in report["psis"].items() if not isinstance(v, list)}
+    print(json.dumps({"diagnostics": str(Path(args.run) / "diagnostics"), "psis": psis,
+                      "disentanglement": report.get("disentanglement")}, default=str))
+
+
 def cmd_list(args) -> None:
     from ppl_vae.data import DATASETS
     from ppl_vae.registry import ELBOS, GUIDES, MODELS
@@ -188,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
-               "list": cmd_list}[args.command]
+               "diagnose": cmd_diagnose, "list": cmd_list}[args.command]
     try:
         command(args)
     except PplVaeError as error:

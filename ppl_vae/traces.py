@@ -145,7 +145,9 @@ def site_log_prob(site: dict, sum_dims: tuple, scaled: bool = False) -> torch.Te
     """``log_prob`` of a site per particle and example (mask applied, scale if asked)."""
     log_prob = site["fn"].log_prob(site["value"])
     if sum_dims:
-        log_prob = log_prob.sum(sum_dims)
+        log_prob = log_prob.sum(sum_dims, keepdim=True)
+    if log_prob.dim() > 2:  # the size-1 dims of plates this site is not in
+        log_prob = log_prob.reshape(log_prob.shape[0], -1)
     if site["mask"] is not None:
         log_prob = log_prob * site["mask"]
     return log_prob * site["scale"] if scaled else log_prob

@@ -90,3 +90,43 @@ def test_renyi_refuses_a_latent_outside_the_data_plate(binary_data):
 
     with pytest.raises(PplVaeError, match="outside the pyro.plate"):
         make_elbo("iwae", 3)(model, guide, binary_data.train[:4])
+
+
+def nested_plate_pair():
+    """A per-example latent and a latent in an inner plate of 3 pieces per example."""
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            a = pyro.sample("a", dist.Normal(x.new_zeros(()), 1.0))
+            with pyro.plate("pieces", 3, dim=-2):
+                b = pyro.sample("b", dist.Normal(a, 1.0))
+            total = b.sum(-2, keepdim=True) + a  # (..., 1, batch)
+            loc = total[..., None, None, None].expand(*total.shape, *x.shape[1:])
+            pyro.sample("x", dist.Normal(loc, 1.0).to_event(3), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            pyro.sample("a", dist.Normal(x.new_zeros(()) + 0.3, 0.8))
+            with pyro.plate("pieces", 3, dim=-2):
+                pyro.sample("b", dist.Normal(x.new_zeros(()) - 0.2, 0.7))
+
+    return model, guide
+
+
+@pytest.mark.parametrize("name, pyro_class", [("trace", Trace_ELBO),
+                                              ("meanfield", TraceMeanField_ELBO)])
+def test_nested_plates_reduce_to_one_number_per_example(name, pyro_class):
+    from ppl_vae.traces import log_weights, prepare
+
+    model, guide = nested_plate_pair()
+    x = torch.randn(4, 1, 2, 2)
+    nesting, plan = prepare(model, guide, x)
+    assert nesting == 2
+    assert log_weights(model, guide, x, 5, nesting, plan).total.shape == (5, 4)
+    ours = make_elbo(name, 3)
+    ours(model, guide, x)
+    pyro.set_rng_seed(2)
+    a = ours(model, guide, x).item()
+    pyro.set_rng_seed(2)
+    b = pyro_class(num_particles=3, vectorize_particles=True, max_plate_nesting=2) \
+        .differentiable_loss(model, guide, x).item() / x.shape[0]
+    assert a == pytest.approx(b, rel=1e-6)

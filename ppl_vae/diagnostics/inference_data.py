@@ -1,0 +1,101 @@
+"""Guide draws as an ArviZ ``InferenceData``, written as netCDF.
+
+Groups and variables (``S`` draws in one chain, ``N`` examples):
+
+- ``posterior``: every guide site, dims ``(chain, draw, example, <latent dims>)``;
+  the primary site's single latent dimension is called ``latent``, other
+  dimensions ``<site>_dim_<i>``, each with integer coordinates;
+- ``log_likelihood``: ``x`` = ``log p(x_n | z_s)``, dims ``(chain, draw, example)``;
+- ``sample_stats``: ``log_weight`` = ``log p(x_n, z_s) - log q(z_s | x_n)`` (the
+  importance log weights: PSIS is recomputed from the file alone with
+  ``az.psislw(idata.sample_stats.log_weight.stack(__sample__=("chain", "draw")))``),
+  ``log_prior``, ``log_guide``;
+- ``observed_data``: the examples ``x``;
+- ``constant_data``: ``test_index`` (row in the test set), and ``factors`` /
+  ``labels`` when the dataset has them.
+
+The coordinate ``example`` holds the examples' rows in the test set. Guide
+draws are independent, so one chain is the honest layout (ESS ≈ S).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+
+from ppl_vae.diagnostics.draws import Draws
+from ppl_vae.diagnostics.psis import pareto_k
+from ppl_vae.errors import PplVaeError
+
+ENGINE = "h5netcdf"  # a dependency of arviz 0.2x: nothing more to install
+
+
+def _site_dims(name: str, shape: tuple, primary: str) -> list[str]:
+    """Names of a site's latent dimensions (after ``draw`` and ``example``)."""
+    if name == primary and len(shape) == 1:
+        return ["latent"]
+    return [f"{name}_dim_{i}" for i in range(len(shape))]
+
+
+def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, primary: str,
+                      factors: np.ndarray | None = None,
+                      labels: np.ndarray | None = None) -> az.InferenceData:
+    """Build the ``InferenceData`` of the module docstring (``az.from_dict``)."""
+    dims, coords = {}, {"example": np.asarray(test_index)}
+    posterior = {}
+    for name, values in draws.sites.items():
+        names = _site_dims(name, values.shape[2:], primary)
+        posterior[name] = values[None]
+        dims[name] = ["example", *names]
+        coords.update({d: np.arange(size) for d, size in zip(names, values.shape[2:])})
+    stats = {"log_weight": draws.log_weight, "log_prior": draws.log_prior,
+             "log_guide": draws.log_guide}
+    for key in stats:
+        dims[key] = ["example"]
+    x = np.asarray(x)
+    event = [f"x_dim_{i}" for i in range(x.ndim - 1)]
+    coords.update({d: np.arange(size) for d, size in zip(event, x.shape[1:])})
+    dims["x"] = ["example", *event]
+    constant = {"test_index": np.asarray(test_index)}
+    dims["test_index"] = ["example"]
+    if factors is not None:
+        constant["factors"] = np.asarray(factors)
+        dims["factors"] = ["example", "factor"]
+    if labels is not None:
+        constant["labels"] = np.asarray(labels)
+        dims["labels"] = ["example"]
+    idata = az.from_dict(
+        posterior=posterior,
+        log_likelihood={"x": draws.log_likelihood[None]},
+        sample_stats={k: v[None] for k, v in stats.items()},
+        observed_data={"x": x},
+        constant_data=constant,
+        coords=coords, dims=dims,
+    )
+    idata.posterior.attrs["primary_site"] = primary
+    idata.sample_stats.attrs["log_weight"] = "log p(x, z) - log q(z | x), unscaled, nats"
+    return idata
+
+
+def write_netcdf(idata: az.InferenceData, path: Path) -> Path:
+    """Write ``idata`` to ``path`` (netCDF4 format through h5netcdf)."""
+    path = Path(path)
+    try:
+        idata.to_netcdf(str(path), engine=ENGINE)
+    except (OSError, ValueError) as error:
+        raise PplVaeError(f"could not write {path}: {error}; check the folder is writable") \
+            from None
+    return path
+
+
+def pareto_k_from_netcdf(path: Path) -> np.ndarray:
+    """Per-example k̂ recomputed from a written ``posterior.nc`` alone."""
+    try:
+        idata = az.from_netcdf(str(path), engine=ENGINE)
+    except (OSError, ValueError, FileNotFoundError) as error:
+        raise PplVaeError(f"cannot read {path} as ArviZ netCDF ({type(error).__name__}); run "
+                          "`ppl-vae diagnose` again") from None
+    log_weight = idata.sample_stats["log_weight"].stack(__sample__=("chain", "draw"))
+    return pareto_k(log_weight.transpose("__sample__", "example").values)
