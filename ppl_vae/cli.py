@@ -17,7 +17,7 @@ from ppl_vae.errors import PplVaeError
 
 # CLI flag -> build() option; a flag left unset keeps the factory's default.
 PAIR_OPTIONS = {"latent_dim": int, "beta": float, "likelihood": str, "net": str, "sigma": float,
-                "prior_scale": float, "corruption": float}
+                "prior_scale": float, "corruption": float, "grid_cols": int}
 DATA_OPTIONS = {"n": int, "size": int, "binarize": str, "test_fraction": float, "path": str}
 
 

@@ -115,3 +115,9 @@ def test_hostile_checkpoint_is_refused_and_does_not_run(tmp_path, binary_data):
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(PplVaeError, match="truncated or corrupt"):
         load_checkpoint(tmp_path / "r")
+
+
+def test_detect_anomaly_names_the_operation(binary_data, tmp_path):
+    with pytest.raises(TrainingDiverged, match="autograd anomaly in epoch 1, step 2: .*nan"):
+        _train(binary_data, tmp_path / "r", epochs=1, elbo=Faulty("nan", at=2),
+               detect_anomaly=True)
