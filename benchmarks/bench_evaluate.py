@@ -15,10 +15,10 @@ import time
 
 import pyro
 import torch
+from ppl_vae.guides.diagonal import MIN_SCALE
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 import ppl_vae
-from ppl_vae.guides.diagonal import MIN_SCALE
 
 
 @torch.no_grad()
@@ -62,7 +62,7 @@ def main() -> None:
         values["hand"] = hand_log_likelihood(pair, x, args.iw_samples, args.budget)
         times["hand"].append(time.perf_counter() - start)
     ours, hand = min(times["ours"]), min(times["hand"])
-    print(f"| examples | K | budget | ours s | hand s | ours/hand | log p(x) ours | hand |")
+    print("| examples | K | budget | ours s | hand s | ours/hand | log p(x) ours | hand |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {args.examples} | {args.iw_samples} | {args.budget} | {ours:.2f} | {hand:.2f} | "
           f"{ours / hand:.3f} | {values['ours']:.2f} | {values['hand']:.2f} |")

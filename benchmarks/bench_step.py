@@ -20,11 +20,11 @@ import time
 
 import pyro
 import torch
+from ppl_vae.guides.diagonal import MIN_SCALE
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 import ppl_vae
 from ppl_vae.elbo import make_elbo
-from ppl_vae.guides.diagonal import MIN_SCALE
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import kl_divergence
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch.distributions import kl_divergence
 
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import ELBOS

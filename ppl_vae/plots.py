@@ -81,19 +81,26 @@ def posterior_means(model, guide, x: torch.Tensor) -> tuple[str, torch.Tensor]:
     return name, sites[name]["fn"].mean.reshape(x.shape[0], -1)
 
 
-def traversals(model, guide, x: torch.Tensor, path: Path, steps: int = 9,
-               max_rows: int = 10) -> bool:
-    """Sweep each latent dimension of one example's posterior mean over [-2.5, 2.5]."""
-    site, means = posterior_means(model, guide, x)
-    order = means.var(0).argsort(descending=True)[:max_rows]
-    values = torch.linspace(-2.5, 2.5, steps, device=x.device)
-    z = means[:1].repeat(len(order) * steps, 1)
+def traversal_grid(model, guide, x: torch.Tensor, site: str, means: torch.Tensor,
+                   score: torch.Tensor, what: str, path: Path, steps: int = 9,
+                   max_rows: int = 10) -> bool:
+    """Sweep dimensions of ``means[0]`` over [-2.5, 2.5], a row each, highest ``score`` first."""
+    order = score.argsort(descending=True)[:max_rows]
+    values = torch.linspace(-2.5, 2.5, steps, dtype=x.dtype, device=x.device)
+    z = means[:1].to(x).repeat(len(order) * steps, 1)
     for row, dim in enumerate(order):
         z[row * steps:(row + 1) * steps, dim] = values
     dummy = x[:1].expand(z.shape[0], *x.shape[1:])
     images = observation_mean(model, guide, dummy, condition={site: z})
-    labels = [f"z{int(d)} (var {means[:, d].var():.2f})" for d in order]
-    return image_grid(images, path, len(order), f"traversals of '{site}', -2.5 to 2.5", labels)
+    labels = [f"z{int(d)} ({what} {float(score[d]):.2f})" for d in order]
+    return image_grid(images, path, len(order), f"traversals of '{site}' by {what}, -2.5 to 2.5",
+                      labels)
+
+
+def traversals(model, guide, x: torch.Tensor, path: Path) -> bool:
+    """Traversals of one example, rows ordered by activity ``Var_x E_q[z_d]``."""
+    site, means = posterior_means(model, guide, x)
+    return traversal_grid(model, guide, x, site, means, means.var(0), "activity", path)
 
 
 def loss_curve(metrics: list[dict], path: Path) -> None:

@@ -10,8 +10,9 @@ so the CLI, ``ppl_vae.build`` and ``ppl-vae list`` never hold an if/elif chain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ppl_vae.errors import PplVaeError
 

@@ -6,7 +6,7 @@ import pytest
 import ppl_vae
 from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
-from tests.ppca import PPCA, PosteriorGuide, ppca_data
+from tests.ppca import PosteriorGuide, ppca_data
 
 
 def test_exact_posterior_guide_gives_exact_log_likelihood_with_one_sample():

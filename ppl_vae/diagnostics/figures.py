@@ -15,7 +15,7 @@ import matplotlib
 import numpy as np
 import torch
 
-from ppl_vae.plots import image_grid, observation_mean, plt
+from ppl_vae.plots import image_grid, observation_mean, plt, traversal_grid
 
 DPI = 80
 
@@ -43,8 +43,7 @@ def prior_samples(model, guide, x: torch.Tensor, folder: Path, n: int = 32) -> s
 
 
 def traversals_by_kl(model, guide, x: torch.Tensor, site: str, means: np.ndarray,
-                     kl: np.ndarray | None, folder: Path, steps: int = 9,
-                     max_rows: int = 10) -> str | None:
+                     kl: np.ndarray | None, folder: Path) -> str | None:
     """One example's posterior mean with each dimension swept over [-2.5, 2.5].
 
     Rows are ordered by per-dimension KL (largest first), or by activity
@@ -52,17 +51,8 @@ def traversals_by_kl(model, guide, x: torch.Tensor, site: str, means: np.ndarray
     """
     path = folder / "traversals_by_kl.png"
     score = kl if kl is not None else means.var(0)
-    order = np.argsort(-score)[:max_rows]
-    z = torch.as_tensor(means[:1], dtype=x.dtype, device=x.device).repeat(len(order) * steps, 1)
-    values = torch.linspace(-2.5, 2.5, steps, dtype=x.dtype, device=x.device)
-    for row, dim in enumerate(order):
-        z[row * steps:(row + 1) * steps, dim] = values
-    images = observation_mean(model, guide, x[:1].expand(z.shape[0], *x.shape[1:]),
-                              condition={site: z})
-    what = "KL" if kl is not None else "activity"
-    labels = [f"z{d} ({what} {score[d]:.2f})" for d in order]
-    ok = image_grid(images, path, len(order), f"traversals of '{site}' by {what}, -2.5 to 2.5",
-                    labels)
+    ok = traversal_grid(model, guide, x, site, torch.as_tensor(means), torch.as_tensor(score),
+                        "KL" if kl is not None else "activity", path)
     return path.name if ok else None
 
 
