@@ -1,3 +1,3 @@
 """Generative models p(x, z), one family per file; importing registers them."""
 
-from ppl_vae.models import autoencoder, beta_vae, vae  # noqa: F401
+from ppl_vae.models import autoencoder, beta_vae, ngvae, vae  # noqa: F401

@@ -17,7 +17,9 @@ from ppl_vae.errors import PplVaeError
 
 # CLI flag -> build() option; a flag left unset keeps the factory's default.
 PAIR_OPTIONS = {"latent_dim": int, "beta": float, "likelihood": str, "net": str, "sigma": float,
-                "prior_scale": float, "corruption": float, "grid_cols": int}
+                "prior_scale": float, "corruption": float, "grid_cols": int,
+                "concentration1": float, "rate1": float, "concentration2": float,
+                "rate2": float, "sharpness": float, "prior_weight": float, "z_prior": str}
 DATA_OPTIONS = {"n": int, "size": int, "binarize": str, "test_fraction": float, "path": str}
 
 
@@ -36,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
             # torchrun mistakes a bare --n for its own options: --subset-size is the same flag
             flags = ["--n", "--subset-size"] if name == "n" else ["--" + name.replace("_", "-")]
             train.add_argument(*flags, dest=name, type=kind, default=None)
+    train.add_argument("--fixed-prior-weight", dest="learn_prior_weight", action="store_const",
+                       const=False, default=None, help="ngvae: keep π_k at --prior-weight")
     train.add_argument("--elbo", default="trace")
     train.add_argument("--alpha", type=float, default=None)
     train.add_argument("--particles", type=int, default=None)
@@ -114,7 +118,8 @@ def cmd_train(args) -> None:
                      "alpha": train.get("alpha")}
         device = args.device
     else:
-        spec = {"model": args.model, "guide": args.guide, "options": _given(args, PAIR_OPTIONS)}
+        spec = {"model": args.model, "guide": args.guide,
+                "options": _given(args, [*PAIR_OPTIONS, "learn_prior_weight"])}
         data_spec = {"name": args.data, "seed": args.seed, **_given(args, DATA_OPTIONS)}
         epochs = 10 if args.epochs is None else args.epochs
         settings = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}

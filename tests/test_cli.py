@@ -109,3 +109,12 @@ def test_list_shows_every_family(capsys):
     for name in ("beta_vae", "diagonal", "iwae", "meanfield", "shapes"):
         assert name in out
     assert code == 0
+
+
+@pytest.mark.parametrize("elbo", ["trace", "meanfield", "iwae", "renyi"])
+def test_ngvae_trains_from_the_cli_with_every_elbo(elbo, tmp_path, capsys):
+    code, stdout, err = run_cli(["train", "--model", "ngvae", "--elbo", elbo, *TINY,
+                                 "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert "informative_components" in json.dumps(report["guide_report"])

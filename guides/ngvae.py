@@ -1,0 +1,167 @@
+"""NGVAE guide: a relaxed inverse-gamma mixture on each latent variance, then a Gaussian.
+
+The encoder outputs ``μ_k(x)`` and ``p_k(x) = sigmoid(ℓ_k(x)) ∈ (0, 1)``. The mixture
+``q(λ_k⁻¹ | x) = p_k IG(α1, β1) + (1 - p_k) IG(α2, β2)`` is relaxed into one
+inverse-gamma ``IG(a(p_k), b(p_k))`` by the model's
+:class:`~ppl_vae.models.ngvae.Relaxation` (``p_k → 1`` selects component 1, the
+small-variance "informative" one)::
+
+    λ_k ~ Gamma(a(p_k), b(p_k))     (λ_k⁻¹ ~ IG(a(p_k), b(p_k)); implicit reparameterization)
+    z_k | λ_k ~ N(μ_k, λ_k⁻¹)
+
+Both sites are reparameterized (``Gamma.rsample`` differentiates through the
+concentration and rate), so gradients reach ``p_k`` through ``a(p_k), b(p_k)``
+and ``trace``, ``meanfield`` and ``iwae`` all apply (the ELBO and which of its terms
+are analytic are in :mod:`ppl_vae.models.ngvae`). Reading off the code:
+dimension k is *informative* when ``mean_x p_k(x) > 0.5``; the ``report`` and
+``figures`` hooks write that count, the per-dimension mean ``p_k`` and mean
+variance ``E_x E_q[λ_k⁻¹]``, the histogram of inferred variances and the latent
+correlation heat map.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pyro
+import pyro.distributions as dist
+import torch
+from ppl_vae.models.ngvae import Relaxation
+from pyro.nn import PyroModule
+
+from ppl_vae.errors import PplVaeError
+from ppl_vae.latents import decorrelation
+from ppl_vae.nets import make_encoder
+from ppl_vae.registry import GUIDES
+
+INFORMATIVE_WEIGHT = 0.5
+
+
+class NGVAEGuide(PyroModule):
+    """``q(λ, z | x)`` of the module docstring on the sites ``precision`` and ``z``."""
+
+    def __init__(self, event_shape, latent_dim: int, relaxation: Relaxation, net: str = "auto",
+                 site: str = "z", precision_site: str = "precision"):
+        super().__init__()
+        self.latent_dim, self.relaxation = latent_dim, relaxation
+        self.site, self.precision_site = site, precision_site
+        self.encoder = make_encoder(tuple(event_shape), 2 * latent_dim, net)
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(μ(x), p(x))``, each ``(*batch, K)``."""
+        loc, logit = self.encoder(x).chunk(2, dim=-1)
+        return loc, torch.sigmoid(logit)
+
+    def precision_distribution(self, weight: torch.Tensor) -> dist.Distribution:
+        """``Π_k Gamma(λ_k; a(p_k), b(p_k))``."""
+        return dist.Gamma(*self.relaxation(weight)).to_event(1)
+
+    def forward(self, x: torch.Tensor) -> None:
+        loc, weight = self.heads(x)
+        with pyro.plate("data", x.shape[0]):
+            precision = pyro.sample(self.precision_site, self.precision_distribution(weight))
+            pyro.sample(self.site, dist.Normal(loc, precision.rsqrt()).to_event(1))
+
+    @torch.no_grad()
+    def summary(self, x: torch.Tensor, model=None, batch: int = 500) -> dict[str, torch.Tensor]:
+        """Per-example ``loc``, ``weight`` p_k, mean variance ``b/(a-1)`` and, given an NGVAE
+        model, the KL per dimension ``kl`` (all ``(n, K)``; see ``NGVAE.kl_per_dimension``)."""
+        parts: dict[str, list[torch.Tensor]] = {"loc": [], "weight": [], "variance": [], "kl": []}
+        for chunk in x.split(batch):
+            loc, weight = self.heads(chunk)
+            a, b = self.relaxation(weight)
+            parts["loc"].append(loc), parts["weight"].append(weight)
+            parts["variance"].append(b / (a - 1))
+            if hasattr(model, "kl_per_dimension"):
+                parts["kl"].append(model.kl_per_dimension(loc, a, b))
+        return {k: torch.cat(v) for k, v in parts.items() if v}
+
+    def report(self, x: torch.Tensor, model=None) -> dict:
+        """Informative dimensions (``mean_x p_k > 0.5``) and the per-dimension statistics."""
+        s = self.summary(x, model)
+        weight, variance = s["weight"].mean(0), s["variance"].mean(0)
+        informative = weight > INFORMATIVE_WEIGHT
+        score = decorrelation(s["loc"][:, informative])[1] if informative.sum() >= 2 else None
+        out = {"informative_components": int(informative.sum()),
+               "informative_dims": informative.nonzero().flatten().tolist(),
+               "mean_weight": weight.tolist(), "mean_variance": variance.tolist(),
+               "decorrelation_informative": score, "weight_threshold": INFORMATIVE_WEIGHT}
+        if "kl" in s:
+            out["kl_per_dimension"] = s["kl"].mean(0).tolist()
+            out["prior_weight"] = model.prior_weight().tolist()
+        return out
+
+    def figures(self, x: torch.Tensor, folder: Path) -> list[str]:
+        """The histogram of inferred variances and the latent correlation heat map."""
+        s = {k: v.cpu() for k, v in self.summary(x).items()}
+        folder.mkdir(parents=True, exist_ok=True)
+        ends = (float(self.relaxation.mean_variance(1.0)), float(self.relaxation.mean_variance(0.0)))
+        _variance_histogram(s["variance"], s["weight"].mean(0), ends,
+                            folder / "ngvae_variances.png")
+        _correlation_map(decorrelation(s["loc"])[0], s["weight"].mean(0),
+                         folder / "ngvae_correlation.png")
+        return ["ngvae_variances.png", "ngvae_correlation.png"]
+
+
+def _variance_histogram(variance: torch.Tensor, weight: torch.Tensor, ends: tuple[float, float],
+                        path: Path) -> None:
+    """Histogram of ``E_q[λ_k⁻¹ | x]`` over examples and dimensions, informative ones in red
+    (the slides' figure), beside the mean weight ``p_k`` per dimension."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    informative = weight > INFORMATIVE_WEIGHT
+    low = min(float(variance.min()), ends[0]) / 1.5
+    high = max(float(variance.max()), ends[1]) * 1.5
+    bins = torch.logspace(math.log10(low), math.log10(high), 50).numpy()
+    groups = [variance[:, informative].flatten().numpy(), variance[:, ~informative].flatten().numpy()]
+    left.hist(groups, bins=bins, stacked=True, color=["C3", "C7"],
+              label=[f"informative ({int(informative.sum())} dims)",
+                     f"uninformative ({int((~informative).sum())} dims)"])
+    for end in ends:
+        left.axvline(end, ls=":", c="k", lw=0.8)
+    left.set_xscale("log"), left.set_xlabel("inferred variance E_q[1/λ_k | x]  (dotted: "
+                                            "component means)")
+    left.set_ylabel("examples × dimensions"), left.legend(fontsize=8)
+    right.bar(range(len(weight)), weight.numpy(), color=["C3" if i else "C7" for i in informative])
+    right.axhline(INFORMATIVE_WEIGHT, ls="--", c="k", lw=0.8)
+    right.set_xlabel("latent dimension k"), right.set_ylabel("mean_x p_k(x)"), right.set_ylim(0, 1)
+    fig.suptitle(f"{int(informative.sum())} informative of {len(weight)} latent dimensions")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _correlation_map(corr: torch.Tensor, weight: torch.Tensor, path: Path) -> None:
+    """Heat map of the correlations of the posterior means over the data (informative dims red)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.9))
+    image = ax.imshow(corr.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+    fig.colorbar(image, ax=ax)
+    ticks = range(len(weight))
+    ax.set_xticks(ticks), ax.set_yticks(ticks)
+    for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+        for k, label in enumerate(labels):
+            label.set_color("C3" if weight[k] > INFORMATIVE_WEIGHT else "C7")
+    ax.set_title("correlation of E_q[z | x] over the data\n(red: informative)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (as :mod:`ppl_vae.plots`)."""
+    from ppl_vae.plots import plt
+
+    return plt
+
+
+@GUIDES.register("ngvae", "relaxed inverse-gamma mixture on each variance, then N(μ, λ⁻¹) "
+                          "(NGVAE; reports informative latents)")
+def build_ngvae_guide(model, event_shape, net: str = "auto") -> NGVAEGuide:
+    relaxation = getattr(model, "relaxation", None)
+    if not isinstance(relaxation, Relaxation):
+        raise PplVaeError("guide 'ngvae' needs the 'ngvae' model (it reads the relaxation "
+                          "hyperparameters off it); use --model ngvae")
+    return NGVAEGuide(event_shape, int(model.latent_dim), relaxation, net, model.latent_site,
+                      model.precision_site)
