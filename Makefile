@@ -9,9 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-DEMO_ARGS ?= --model beta_vae --beta 4 --data shapes --n 20000 --latent-dim 10 \
-	--epochs 6 --batch-size 64 --lr 5e-4 --elbo meanfield --eval-examples 500 \
-	--iw-samples 100 --device auto
+DEMO_ARGS ?= --model ngvae --data shapes --size 32 --n 20000 --latent-dim 10 --epochs 10 \
+	--batch-size 64 --lr 1e-3 --elbo meanfield --eval-examples 1000 --iw-samples 100 \
+	--device auto
 
 .PHONY: demo test lint bench clean
 
