@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-DEMO_ARGS ?= --model ngvae --data shapes --size 32 --n 20000 --latent-dim 10 --epochs 10 \
+DEMO_ARGS ?= --model ngvae --data shapes --size 32 --n 20000 --latent-dim 10 --epochs 30 \
 	--batch-size 64 --lr 1e-3 --elbo meanfield --eval-examples 1000 --iw-samples 100 \
 	--device auto
 

@@ -40,6 +40,18 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def _hook_lines(report: dict) -> list[str]:
+    """The scalar entries of the model's and guide's own ``report`` hooks, if any."""
+    lines = []
+    for role in ("model", "guide"):
+        entries = {k: v for k, v in (report.get(f"{role}_report") or {}).items()
+                   if isinstance(v, (int, float, str)) or v is None}
+        if entries:
+            lines += [f"## From the {role}", "",
+                      *[f"- {k.replace('_', ' ')}: {_fmt(v)}" for k, v in entries.items()], ""]
+    return lines
+
+
 def markdown(report: dict) -> str:
     """A short human-readable summary of ``report``."""
     config, evaluation, latents = report["config"], report["evaluation"], report["latents"]
@@ -74,6 +86,7 @@ def markdown(report: dict) -> str:
         f"- informative by mean posterior variance < 0.5: {latents['informative_by_variance']}",
         f"- decorrelation of active units: {_fmt(latents['decorrelation_active'])}",
         "",
+        *_hook_lines(report),
         "## Figures",
         "",
         *[f"![{Path(f).stem}]({f})" for f in report["figures"]],
