@@ -20,12 +20,19 @@ import pyro
 pyro.settings.set(module_local_params=True)
 
 from ppl_vae import data  # noqa: E402
-from ppl_vae.diagnostics import diagnose  # noqa: E402
 from ppl_vae.errors import PplVaeError  # noqa: E402
 from ppl_vae.evaluate import evaluate  # noqa: E402
 from ppl_vae.pair import Pair, build, load_run  # noqa: E402
 from ppl_vae.train import Run, fit  # noqa: E402
 
 __version__ = "0.1.0"
+
+
+def diagnose(run_folder, **options) -> dict:
+    """:func:`ppl_vae.diagnostics.diagnose`, imported on first use (ArviZ is slow to import)."""
+    from ppl_vae.diagnostics import diagnose as diagnose_run
+
+    return diagnose_run(run_folder, **options)
+
 __all__ = ["PplVaeError", "Pair", "Run", "build", "data", "diagnose", "evaluate", "fit",
            "load_run"]
