@@ -32,7 +32,14 @@ from torch.distributions import kl_divergence
 
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import ELBOS
-from ppl_vae.traces import Plan, log_weights, particle_traces, prepare, site_log_prob
+from ppl_vae.traces import (
+    Plan,
+    log_weights,
+    particle_traces,
+    per_example,
+    prepare,
+    site_log_prob,
+)
 
 
 class Estimator:
@@ -83,9 +90,8 @@ class TraceBound(Estimator):
     def __init__(self, name: str, analytic_kl: bool, num_particles: int = 1):
         super().__init__(num_particles)
         self.name, self.analytic_kl = name, analytic_kl
-        pyro_class = TraceMeanField_ELBO if analytic_kl else Trace_ELBO
-        self._pyro = {}
-        self._pyro_class = pyro_class
+        self._pyro_class = TraceMeanField_ELBO if analytic_kl else Trace_ELBO
+        self._pyro: dict[int, object] = {}
 
     def __call__(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         nesting, plan = self.prepare(model, guide, x)
@@ -95,14 +101,15 @@ class TraceBound(Estimator):
         total = x.new_zeros(())
         for name, dims in plan.observed:
             total = total + site_log_prob(model_trace.nodes[name], dims, scaled=True)
-        for (name, dims), (_, guide_dims) in zip(plan.latent, _matching(plan)):
+        guide_dims = dict(plan.guide)
+        for name, dims in plan.latent:
             p_site, q_site = model_trace.nodes[name], guide_trace.nodes[name]
             if self.analytic_kl and name in plan.analytic_kl:
                 kl = kl_divergence(q_site["fn"], p_site["fn"])
-                total = total - (kl.sum(guide_dims) if guide_dims else kl) * q_site["scale"]
+                total = total - per_example(kl, q_site, guide_dims[name]) * q_site["scale"]
             else:
                 total = total + site_log_prob(p_site, dims, scaled=True) \
-                    - site_log_prob(q_site, guide_dims, scaled=True)
+                    - site_log_prob(q_site, guide_dims[name], scaled=True)
         return -total.mean()
 
     def _score_function_loss(self, model, guide, x, nesting) -> torch.Tensor:
@@ -112,12 +119,6 @@ class TraceBound(Estimator):
                 num_particles=self.num_particles, vectorize_particles=True,
                 max_plate_nesting=nesting)
         return self._pyro[nesting].differentiable_loss(model, guide, x) / x.shape[0]
-
-
-def _matching(plan: Plan) -> list:
-    """The guide's ``(name, sum_dims)`` in the order of the model's latent sites."""
-    guide = dict(plan.guide)
-    return [(name, guide[name]) for name, _ in plan.latent]
 
 
 class RenyiBound(Estimator):

@@ -143,14 +143,19 @@ def prepare(model, guide, x: torch.Tensor) -> tuple[int, Plan]:
 
 def site_log_prob(site: dict, sum_dims: tuple, scaled: bool = False) -> torch.Tensor:
     """``log_prob`` of a site per particle and example (mask applied, scale if asked)."""
-    log_prob = site["fn"].log_prob(site["value"])
-    if sum_dims:
-        log_prob = log_prob.sum(sum_dims, keepdim=True)
-    if log_prob.dim() > 2:  # the size-1 dims of plates this site is not in
-        log_prob = log_prob.reshape(log_prob.shape[0], -1)
-    if site["mask"] is not None:
-        log_prob = log_prob * site["mask"]
+    log_prob = per_example(site["fn"].log_prob(site["value"]), site, sum_dims)
     return log_prob * site["scale"] if scaled else log_prob
+
+
+def per_example(value: torch.Tensor, site: dict, sum_dims: tuple) -> torch.Tensor:
+    """Reduce a tensor of ``site``'s batch shape to ``(K, batch)``, mask applied."""
+    if site["mask"] is not None:
+        value = value * site["mask"]
+    if sum_dims:
+        value = value.sum(sum_dims, keepdim=True)
+    if value.dim() > 2:  # the size-1 dims of plates this site is not in
+        value = value.reshape(value.shape[0], -1)
+    return value
 
 
 @dataclass
