@@ -119,5 +119,6 @@ def load_run(folder, model=None, guide=None, device: str = "cpu"):
     for module in pair.modules():
         module.to(device)
     state = load_checkpoint(folder, map_location=device)
-    load_parameters(pair, state["params"], device)
+    example = torch.zeros(1, *config["event_shape"], device=device)  # creates lazy parameters
+    load_parameters(pair, state["params"], device, example)
     return Run(pair, folder, config, read_metrics(folder))

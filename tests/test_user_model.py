@@ -110,3 +110,15 @@ def test_two_built_models_in_one_process_do_not_share_parameters(binary_data):
     ppl_vae.fit(b.model, b.guide, binary_data, epochs=1, batch_size=20, quiet=True, device="cpu")
     for name, value in a.named_parameters().items():
         assert torch.equal(value, a_before[name])
+
+
+def test_plain_function_pair_reloads_from_its_run_folder(binary_data, tmp_path):
+    model, guide, nets = make_laplace_pair()
+    ppl_vae.fit(model, guide, binary_data, epochs=1, batch_size=20, quiet=True, device="cpu",
+                out=tmp_path / "r")
+    trained = [p.detach().clone() for net in nets for p in net.parameters()]
+    model2, guide2, nets2 = make_laplace_pair()
+    run = ppl_vae.load_run(tmp_path / "r", model=model2, guide=guide2)
+    for p, saved in zip((p for net in nets2 for p in net.parameters()), trained):
+        assert torch.equal(p, saved)
+    assert run.evaluate(binary_data.test, iw_samples=5)["n_examples"] == 20
