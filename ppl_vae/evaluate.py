@@ -13,6 +13,7 @@ particles so that at most ``budget`` particle-examples are alive at once.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pyro.distributions as dist
@@ -32,8 +33,17 @@ def _has_point_mass(guide, x: torch.Tensor) -> bool:
     return any(isinstance(getattr(fn, "base_dist", fn), dist.Delta) for fn in fns)
 
 
-def _modules(*programs):
-    return [p for p in programs if isinstance(p, torch.nn.Module)]
+@contextlib.contextmanager
+def eval_mode(*programs):
+    """Put the ``nn.Module`` programs in eval mode for a while, then restore their modes."""
+    modules = [(p, p.training) for p in programs if isinstance(p, torch.nn.Module)]
+    for module, _ in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module, training in modules:
+            module.train(training)
 
 
 @torch.no_grad()
@@ -58,16 +68,10 @@ def evaluate(model, guide, x: torch.Tensor, iw_samples: int = 1000, budget: int 
         raise PplVaeError(f"--iw-samples must be at least 1, got {iw_samples}")
     if x.shape[0] == 0:
         raise PplVaeError("no examples to evaluate; the test set is empty")
-    modes = [(m, m.training) for m in _modules(model, guide)]
-    for m, _ in modes:
-        m.eval()
-    try:
+    with eval_mode(model, guide):
         nesting, plan = prepare(model, guide, x[:1])
         per_example = _per_example_terms(model, guide, x, iw_samples, budget, nesting, plan,
                                          quiet)
-    finally:
-        for m, training in modes:
-            m.train(training)
     ll = None if _has_point_mass(guide, x) else per_example["log_likelihood"]
     n = x.shape[0]
     return {

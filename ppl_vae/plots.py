@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from pyro import poutine  # noqa: E402
 
+from ppl_vae.evaluate import eval_mode  # noqa: E402
 from ppl_vae.traces import OBS_SITE, sample_sites  # noqa: E402
 
 
@@ -120,19 +121,17 @@ def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path
     """Write the standard figures of a run into ``folder``; return the file names."""
     folder.mkdir(parents=True, exist_ok=True)
     x = x[:n]
-    modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
-    for m in modules:
-        m.eval()
     written = []
-    recon = observation_mean(model, guide, x)
-    if image_grid(torch.cat([x, recon]), folder / "reconstructions.png", 2,
-                  "inputs (top) and reconstructions (bottom)"):
-        written.append("reconstructions.png")
-    prior = observation_mean(model, guide, x[:1].expand(64, *x.shape[1:]), from_prior=True)
-    if image_grid(prior, folder / "prior_samples.png", 8, "means of p(x|z), z ~ p(z)"):
-        written.append("prior_samples.png")
-    if traversals(model, guide, x, folder / "traversals.png"):
-        written.append("traversals.png")
+    with eval_mode(model, guide):
+        recon = observation_mean(model, guide, x)
+        if image_grid(torch.cat([x, recon]), folder / "reconstructions.png", 2,
+                      "inputs (top) and reconstructions (bottom)"):
+            written.append("reconstructions.png")
+        prior = observation_mean(model, guide, x[:1].expand(64, *x.shape[1:]), from_prior=True)
+        if image_grid(prior, folder / "prior_samples.png", 8, "means of p(x|z), z ~ p(z)"):
+            written.append("prior_samples.png")
+        if traversals(model, guide, x, folder / "traversals.png"):
+            written.append("traversals.png")
     if metrics:
         loss_curve(metrics, folder / "loss_curve.png")
         written.append("loss_curve.png")

@@ -210,8 +210,6 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
                 objective = -world.mean(state["running"]).item() / steps_per_epoch
                 test_elbo = evaluate(pair.model, pair.guide, test_x, iw_samples=1)["elbo"] \
                     if world.is_main else None
-                for module in pair.modules():
-                    module.train()
                 state["metrics"].append({
                     "epoch": epoch + 1, "train_objective": objective, "test_elbo": test_elbo,
                     "seconds": round(seconds, 3),

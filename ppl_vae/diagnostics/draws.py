@@ -24,7 +24,6 @@ site (β) is ignored: these are the unscaled densities.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +33,8 @@ from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
 from ppl_vae.errors import PplVaeError
-from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, log_weights, max_plate_nesting
+from ppl_vae.evaluate import eval_mode
+from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, log_weights, prepare
 
 
 class _Record(Messenger):
@@ -69,19 +69,6 @@ class Draws:
     log_prior: np.ndarray
     log_guide: np.ndarray
     kl_per_dim: dict[str, np.ndarray | None] = field(default_factory=dict)
-
-
-@contextmanager
-def eval_mode(*programs):
-    """Put the ``nn.Module`` programs in eval mode for a while, then restore them."""
-    modules = [(p, p.training) for p in programs if isinstance(p, torch.nn.Module)]
-    for module, _ in modules:
-        module.eval()
-    try:
-        yield
-    finally:
-        for module, training in modules:
-            module.train(training)
 
 
 def per_example_layout(value: torch.Tensor, event_dim: int, frames: dict, nesting: int,
@@ -144,14 +131,14 @@ def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int 
     if draws < 2:
         raise PplVaeError(f"--draws must be at least 2, got {draws}")
     with eval_mode(model, guide):
-        nesting = max_plate_nesting(model, guide, x)
+        nesting, plan = prepare(model, guide, x[:1])
         particles = min(draws, budget)
         step = max(1, budget // particles)
         chunks = []
         for start in tqdm(range(0, x.shape[0], step), desc="guide draws", leave=False,
                           disable=quiet or None):
             parts = [_one_pass(model, guide, x[start:start + step], min(particles, draws - first),
-                               nesting) for first in range(0, draws, particles)]
+                               nesting, plan) for first in range(0, draws, particles)]
             chunks.append({key: _cat([p[key] for p in parts], 0) for key in parts[0]})
     out = {key: _cat([c[key] for c in chunks], 1) for key in chunks[0]}
     sites = {name[5:]: value.cpu().numpy() for name, value in out.items()
@@ -167,10 +154,10 @@ def _cat(tensors: list, dim: int):
     return None if tensors[0] is None else torch.cat(tensors, dim)
 
 
-def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int) -> dict:
+def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan) -> dict:
     """One chunk: log-weight parts ``(k, n)``, site draws ``(k, n, ...)``, KL terms."""
     guide_record, model_record = _Record(), _Record()
-    weights = log_weights(model_record(model), guide_record(guide), x, k, nesting)
+    weights = log_weights(model_record(model), guide_record(guide), x, k, nesting, plan)
     if weights.total.shape != (k, x.shape[0]):
         raise PplVaeError(f"internal: log weights came back with shape {tuple(weights.total.shape)}"
                           f", not (draws, examples) = {(k, x.shape[0])}; a site's log-density was "

@@ -33,11 +33,12 @@ from ppl_vae import runs
 from ppl_vae.diagnostics import figures as fig
 from ppl_vae.diagnostics.activity import latent_activity
 from ppl_vae.diagnostics.disentanglement import check_preset, disentanglement_scores
-from ppl_vae.diagnostics.draws import collect_draws, eval_mode
+from ppl_vae.diagnostics.draws import collect_draws
 from ppl_vae.diagnostics.inference_data import to_inference_data, write_netcdf
 from ppl_vae.diagnostics.psis import pareto_k, summarize_k
 from ppl_vae.diagnostics.report import markdown
 from ppl_vae.errors import PplVaeError
+from ppl_vae.evaluate import eval_mode
 from ppl_vae.latents import posterior_moments
 
 SUMMARY_EXAMPLES = 3
