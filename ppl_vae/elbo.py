@@ -24,6 +24,7 @@ with respect to the pair's parameters. Particles are vectorized.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -39,6 +40,7 @@ from ppl_vae.traces import (
     per_example,
     prepare,
     site_log_prob,
+    times_scale,
 )
 
 
@@ -97,19 +99,20 @@ class TraceBound(Estimator):
         nesting, plan = self.prepare(model, guide, x)
         if not plan.reparameterized:
             return self._score_function_loss(model, guide, x, nesting)
-        model_trace, guide_trace = particle_traces(model, guide, x, self.num_particles, nesting)
-        total = x.new_zeros(())
-        for name, dims in plan.observed:
-            total = total + site_log_prob(model_trace.nodes[name], dims, scaled=True)
+        model_trace, guide_trace = particle_traces(model, guide, x, self.num_particles, nesting,
+                                                   plate_one=False)
+        terms = [site_log_prob(model_trace.nodes[name], dims, scaled=True)
+                 for name, dims in plan.observed]
         guide_dims = dict(plan.guide)
         for name, dims in plan.latent:
             p_site, q_site = model_trace.nodes[name], guide_trace.nodes[name]
             if self.analytic_kl and name in plan.analytic_kl:
                 kl = kl_divergence(q_site["fn"], p_site["fn"])
-                total = total - per_example(kl, q_site, guide_dims[name]) * q_site["scale"]
+                terms.append(-times_scale(per_example(kl, q_site, guide_dims[name]), q_site))
             else:
-                total = total + site_log_prob(p_site, dims, scaled=True) \
-                    - site_log_prob(q_site, guide_dims[name], scaled=True)
+                terms += [site_log_prob(p_site, dims, scaled=True),
+                          -site_log_prob(q_site, guide_dims[name], scaled=True)]
+        total = functools.reduce(torch.add, terms)
         return -total.mean()
 
     def _score_function_loss(self, model, guide, x, nesting) -> torch.Tensor:

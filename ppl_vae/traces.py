@@ -13,11 +13,15 @@ no per-site bookkeeping beyond ``log_prob`` and a sum.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import weakref
 from dataclasses import dataclass
 
 import pyro
 import torch
 from pyro import poutine
+from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
@@ -47,13 +51,48 @@ def max_plate_nesting(model, guide, x: torch.Tensor) -> int:
     return max(dims, default=0)
 
 
-def particle_traces(model, guide, x: torch.Tensor, num_particles: int, nesting: int):
+@functools.cache
+def _particle_plate(num_particles: int, dim: int) -> pyro.plate:
+    """One reusable particle plate per size and dim (a plate re-enters cleanly)."""
+    return pyro.plate(PARTICLE_PLATE, num_particles, dim=dim)
+
+
+_HAS_PYRO_SAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _runnable(program):
+    """What to call to run ``program``: itself, or its ``forward`` when that is equivalent.
+
+    Calling a ``PyroModule`` activates its context, and every parameter it then
+    reads sends a ``param`` message through the handler stack. The engine never
+    reads those messages (it optimises the pair's parameters directly), so a
+    PyroModule without hooks and without ``PyroSample`` attributes, which do
+    need the context, is run by ``forward``: same sites, values and gradients
+    (tested), less Python per step.
+    """
+    if not isinstance(program, PyroModule) or program._forward_hooks \
+            or program._forward_pre_hooks:
+        return program
+    if program not in _HAS_PYRO_SAMPLES:
+        _HAS_PYRO_SAMPLES[program] = any(getattr(m, "_pyro_samples", None)
+                                           for m in program.modules())
+    return program if _HAS_PYRO_SAMPLES[program] else program.forward
+
+
+def particle_traces(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
+                    plate_one: bool = True):
     """Guide and replayed model traces with ``num_particles`` draws per example.
 
     The particles live in a plate at dim ``-(nesting + 1)``, outside every
-    plate of the pair, so sites get shape ``(K, ..., batch, ...)``.
+    plate of the pair, so sites get shape ``(K, ..., batch, ...)``. With
+    ``plate_one=False`` a single particle runs without that plate: the pair
+    sees its own shapes, draws the same numbers, and :func:`per_example`
+    still gives ``(1, batch)``.
     """
-    with pyro.plate(PARTICLE_PLATE, num_particles, dim=-(nesting + 1)):
+    model, guide = _runnable(model), _runnable(guide)
+    plate = _particle_plate(num_particles, -(nesting + 1)) \
+        if plate_one or num_particles > 1 else contextlib.nullcontext()
+    with plate:
         guide_trace = poutine.trace(guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
     return model_trace, guide_trace
@@ -144,18 +183,27 @@ def prepare(model, guide, x: torch.Tensor) -> tuple[int, Plan]:
 def site_log_prob(site: dict, sum_dims: tuple, scaled: bool = False) -> torch.Tensor:
     """``log_prob`` of a site per particle and example (mask applied, scale if asked)."""
     log_prob = per_example(site["fn"].log_prob(site["value"]), site, sum_dims)
-    return log_prob * site["scale"] if scaled else log_prob
+    return times_scale(log_prob, site) if scaled else log_prob
+
+
+def times_scale(value: torch.Tensor, site: dict) -> torch.Tensor:
+    """``value`` times the site's scale (no operation for the plain number 1)."""
+    scale = site["scale"]
+    return value if isinstance(scale, (int, float)) and scale == 1 else value * scale
 
 
 def per_example(value: torch.Tensor, site: dict, sum_dims: tuple) -> torch.Tensor:
-    """Reduce a tensor of ``site``'s batch shape to ``(K, batch)``, mask applied."""
+    """Reduce a tensor of ``site``'s batch shape to ``(K, batch)``, mask applied.
+
+    After summing ``sum_dims`` only the particle and data dims can be larger
+    than 1, so the result is a reshape to ``(-1, size of the data plate)``.
+    """
     if site["mask"] is not None:
         value = value * site["mask"]
     if sum_dims:
         value = value.sum(sum_dims, keepdim=True)
-    if value.dim() > 2:  # the size-1 dims of plates this site is not in
-        value = value.reshape(value.shape[0], -1)
-    return value
+    batch = next(f.size for f in site["cond_indep_stack"] if f.name == DATA_PLATE)
+    return value.reshape(-1, batch)
 
 
 @dataclass
@@ -189,10 +237,8 @@ def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
     shape = (num_particles, x.shape[0])
 
     def total(trace, sites):
-        value = x.new_zeros(shape)
-        for name, dims in sites:
-            value = value + site_log_prob(trace.nodes[name], dims)
-        return value
+        terms = [site_log_prob(trace.nodes[name], dims) for name, dims in sites]
+        return functools.reduce(torch.add, terms) if terms else x.new_zeros(shape)
 
     return LogWeights(total(model_trace, plan.observed), total(model_trace, plan.latent),
                       total(guide_trace, plan.guide))

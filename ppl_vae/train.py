@@ -1,7 +1,7 @@
 """``fit``: stochastic variational inference over a model/guide pair.
 
 The loop, on one screen: permute the resident training tensor, take a batch,
-``loss = estimator(model, guide, batch)``, backward, ``torch.optim.Adam`` step.
+``loss = estimator(model, guide, batch)``, backward, fused Adam step (:mod:`ppl_vae.speedups`).
 The loss stays on the device; it is read (one host sync) only every
 ``sync_every`` steps, at checkpoints and at the end of an epoch. Each epoch
 appends a line to ``metrics.jsonl``: the training objective (the estimator's
@@ -23,7 +23,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ppl_vae import distributed, runs
+from ppl_vae import distributed, runs, speedups
 from ppl_vae.elbo import Estimator, make_elbo
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import evaluate
@@ -140,6 +140,8 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
     pair = pair or Pair(model, guide, getattr(model, "ppl_vae_spec", None))
     estimator = elbo if isinstance(elbo, Estimator) else make_elbo(elbo, particles, alpha)
     world, device = distributed.setup(resolve_device(device))
+    if device.type == "cpu":
+        speedups.keep_freed_memory()
     folder = None if out is None else Path(out)
     if folder is not None and world.is_main:
         runs.prepare_folder(folder, resume, overwrite)
@@ -159,7 +161,7 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
         params = pair.named_parameters()
         loss_of = distributed.loss_function(pair, estimator, world,
                                             any(k.startswith("store.") for k in params))
-        optimizer = torch.optim.Adam(params.values(), lr=lr)
+        optimizer = speedups.adam(params.values(), lr)
         state = {"epoch": 0, "step": 0, "perm": None, "running": None, "metrics": []}
         if resume:
             state = _restore(folder, pair, optimizer, generator, world, device, state)
