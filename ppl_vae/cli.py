@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
+    train.add_argument("--precision", default="fp32",
+                       help="fp32, or bf16: networks in bfloat16, densities in float32")
     train.add_argument("--out", required=True)
     train.add_argument("--resume", action="store_true")
     train.add_argument("--overwrite", action="store_true")
@@ -114,6 +116,7 @@ def cmd_train(args) -> None:
         spec, data_spec, train = config["pair"], config["data"], config["train"]
         epochs = train["epochs"] if args.epochs is None else args.epochs
         settings = {k: train[k] for k in ("batch_size", "lr", "seed")}
+        settings["precision"] = train.get("precision", "fp32")
         estimator = {"elbo": train["elbo"], "particles": train["particles"],
                      "alpha": train.get("alpha")}
         device = args.device
@@ -122,7 +125,8 @@ def cmd_train(args) -> None:
                 "options": _given(args, [*PAIR_OPTIONS, "learn_prior_weight"])}
         data_spec = {"name": args.data, "seed": args.seed, **_given(args, DATA_OPTIONS)}
         epochs = 10 if args.epochs is None else args.epochs
-        settings = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+        settings = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                    "precision": args.precision}
         estimator = {"elbo": args.elbo, "particles": args.particles, "alpha": args.alpha}
         device = args.device
     data = _load_data(data_spec)
@@ -214,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
                "diagnose": cmd_diagnose, "list": cmd_list}[args.command]
+    from ppl_vae.speedups import keep_freed_memory
+
+    keep_freed_memory()  # this process is ours: large host tensors are reused, not re-faulted
     try:
         command(args)
     except PplVaeError as error:

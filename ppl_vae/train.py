@@ -28,6 +28,7 @@ from ppl_vae.elbo import Estimator, make_elbo
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import evaluate
 from ppl_vae.pair import Pair
+from ppl_vae.precision import MixedPrecision
 from ppl_vae.traces import prepare
 
 
@@ -113,9 +114,10 @@ def _set_rng_state(state: dict, generator: torch.Generator) -> None:
 
 def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int | None = None,
         alpha: float | None = None, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
-        seed: int = 0, device: str = "auto", out=None, resume: bool = False,
-        overwrite: bool = False, quiet: bool = False, checkpoint_every: int = 0,
-        sync_every: int = 50, detect_anomaly: bool = False, pair: Pair | None = None) -> Run:
+        seed: int = 0, device: str = "auto", precision: str = "fp32", out=None,
+        resume: bool = False, overwrite: bool = False, quiet: bool = False,
+        checkpoint_every: int = 0, sync_every: int = 50, detect_anomaly: bool = False,
+        pair: Pair | None = None) -> Run:
     """Train ``model``/``guide`` on ``data.train`` with SVI; see the module docstring.
 
     Args:
@@ -126,7 +128,10 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
         particles, alpha: estimator settings (``None``: the estimator's default).
         epochs, batch_size, lr, seed: the usual; Adam over every parameter. Under
             torchrun, ``batch_size`` is the global batch, split across processes.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu`` or ``cuda``. On CPU the process also gets
+            :func:`ppl_vae.speedups.keep_freed_memory` (glibc allocator thresholds).
+        precision: ``fp32``, or ``bf16``: the pair's networks in bfloat16, every
+            density and the bound in float32 (:mod:`ppl_vae.precision`).
         out: run folder (``None``: train in memory only).
         resume: continue from ``out/checkpoint.pt`` (optimizer and RNG included).
         overwrite: replace an existing run in ``out``.
@@ -142,6 +147,7 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
     world, device = distributed.setup(resolve_device(device))
     if device.type == "cpu":
         speedups.keep_freed_memory()
+    low_precision = MixedPrecision(pair, precision, device)
     folder = None if out is None else Path(out)
     if folder is not None and world.is_main:
         runs.prepare_folder(folder, resume, overwrite)
@@ -152,7 +158,8 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
     config = {"format_version": runs.FORMAT_VERSION, "pair": pair.spec,
               "event_shape": list(data.event_shape), "data": getattr(data, "spec", None),
               "train": {**estimator.describe(), "epochs": epochs, "batch_size": batch_size,
-                        "lr": lr, "seed": seed, "device": str(device), "processes": world.size}}
+                        "lr": lr, "seed": seed, "device": str(device), "precision": precision,
+                        "processes": world.size}}
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed + world.rank)
     anomaly = torch.autograd.detect_anomaly() if detect_anomaly else contextlib.nullcontext()
@@ -192,7 +199,8 @@ def fit(model, guide, data, *, elbo: str | Estimator = "trace", particles: int |
                     batch = train_x[world.shard(perm[step * batch_size:(step + 1) * batch_size])]
                     if dynamic:
                         batch = torch.bernoulli(batch)
-                    loss = loss_of(batch)
+                    with low_precision:
+                        loss = loss_of(batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
