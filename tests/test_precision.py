@@ -12,6 +12,7 @@ from ppl_vae.pair import Pair
 from ppl_vae.precision import MixedPrecision, networks
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.filterwarnings("ignore:this CPU has no native bfloat16")
 
 
 def test_networks_are_the_outermost_plain_modules_with_parameters(binary_data):
