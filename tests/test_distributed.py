@@ -1,7 +1,6 @@
 """Two CPU processes with gloo under torchrun: ranks stay identical and match one process
 trained on the same global batches, and resume where they stopped."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,10 @@ from tests.ddp_driver import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _torchrun(*args):
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         f"--master_port={_free_port()}", "-m", "tests.ddp_driver", *map(str, args)],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "tests.ddp_driver", *map(str, args)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -36,7 +29,10 @@ def test_two_processes_match_single_process(tmp_path):
         assert torch.equal(rank0[name], rank1[name]), name  # DDP keeps ranks identical
     single, _ = train(tmp_path / "single")
     for name, value in single.items():
-        assert torch.allclose(rank0[name], value, atol=1e-5, rtol=1e-4), name
+        # Whole tensors, not elements: Adam divides by sqrt(v), so a near-zero gradient whose
+        # rounding differs between the two-rank average and the one-process mean moves a single
+        # weight by up to ~1e-4; a wrong shard or a missing all-reduce moves every weight.
+        assert torch.linalg.norm(rank0[name] - value) <= 1e-4 * torch.linalg.norm(value), name
     ddp_metrics, single_metrics = read_metrics(out), read_metrics(tmp_path / "single")
     assert len(ddp_metrics) == 2  # rank 0 alone wrote the run folder
     for a, b in zip(ddp_metrics, single_metrics):

@@ -147,3 +147,9 @@ def test_allocator_setting_applies_on_linux_glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc only")
     assert speedups.keep_freed_memory()
+
+
+def test_global_param_store_mode_keeps_calling_the_module(binary_data):
+    pair = ppl_vae.build("vae", latent_dim=3, data=binary_data, net="mlp")
+    with pyro.settings.context(module_local_params=False):
+        assert traces._runnable(pair.model) is pair.model
