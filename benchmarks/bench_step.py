@@ -37,20 +37,23 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def hand_loss(pair, x, estimator: str, particles: int) -> torch.Tensor:
-    """The same objective as ours, written directly in PyTorch (nats per example)."""
+    """The same objective as ours, written directly in PyTorch (nats per example).
+
+    One particle runs without a particle dimension, as a hand-written step would.
+    """
     loc, raw = pair.guide.encoder(x).chunk(2, -1)
     scale = softplus(raw) + MIN_SCALE
-    eps = torch.randn((particles, *loc.shape))
+    eps = torch.randn((particles, *loc.shape) if particles > 1 else loc.shape)
     z = loc + scale * eps
     logits = pair.model.decoder(z)
     log_lik = -binary_cross_entropy_with_logits(
-        logits, x.expand_as(logits), reduction="none").flatten(2).sum(-1)
+        logits, x.expand_as(logits), reduction="none").flatten(-3).sum(-1).view(particles, -1)
     if estimator == "meanfield":
         kl = 0.5 * (loc**2 + scale**2 - 1 - 2 * scale.log()).sum(-1)
         return -(log_lik.mean(0) - kl).mean()
     log_q = (-0.5 * eps**2 - scale.log() - 0.5 * LOG_2PI).sum(-1)
     log_p = (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
-    log_w = log_lik + log_p - log_q
+    log_w = log_lik + (log_p - log_q).view(particles, -1)
     if estimator == "trace":
         return -log_w.mean(0).mean()
     return -(torch.logsumexp(log_w, 0) - math.log(particles)).mean()
