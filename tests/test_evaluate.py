@@ -66,3 +66,17 @@ def test_evaluate_refuses_zero_samples():
     model, x = ppca_data(n=5)
     with pytest.raises(PplVaeError, match="iw-samples"):
         ppl_vae.evaluate(model, PosteriorGuide(model), x, iw_samples=0)
+
+
+@pytest.mark.parametrize("iw_samples,budget", [(1000, 256), (50, 256), (7, 30)])
+def test_no_pass_holds_more_particle_examples_than_the_budget(binary_data, iw_samples, budget):
+    pair = ppl_vae.build("vae", latent_dim=3, data=binary_data, net="mlp")
+    seen = []
+    pair.model.decoder.register_forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0].shape[:-1].numel()))
+    x = binary_data.test
+    ppl_vae.evaluate(pair.model, pair.guide, x, iw_samples=iw_samples, budget=budget)
+    contract_check, passes = seen[:2], seen[2:]  # the pair is first checked on one draw
+    assert contract_check == [1, 1]
+    assert max(passes) <= budget
+    assert sum(passes) == iw_samples * x.shape[0]  # every example got all its K draws
