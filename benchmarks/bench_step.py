@@ -12,7 +12,7 @@ The process gets the trainer's allocator setting
 (:func:`ppl_vae.speedups.keep_freed_memory`), which speeds up every column.
 
     python benchmarks/bench_step.py [--steps 100] [--repeats 5] [--net mlp|conv]
-                                    [--threads 2] [--cpu-time]
+                                    [--threads 2] [--device cpu|cuda] [--cpu-time]
 
 ``--net conv`` uses the 64x64 convolutional pair with batch 64.
 """
@@ -32,6 +32,8 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 import ppl_vae
 from ppl_vae import speedups
 from ppl_vae.elbo import make_elbo
+from ppl_vae.errors import PplVaeError
+from ppl_vae.train import resolve_device
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -43,7 +45,7 @@ def hand_loss(pair, x, estimator: str, particles: int) -> torch.Tensor:
     """
     loc, raw = pair.guide.encoder(x).chunk(2, -1)
     scale = softplus(raw) + MIN_SCALE
-    eps = torch.randn((particles, *loc.shape) if particles > 1 else loc.shape)
+    eps = torch.randn((particles, *loc.shape) if particles > 1 else loc.shape, device=loc.device)
     z = loc + scale * eps
     logits = pair.model.decoder(z)
     log_lik = -binary_cross_entropy_with_logits(
@@ -62,18 +64,26 @@ def hand_loss(pair, x, estimator: str, particles: int) -> torch.Tensor:
 CLOCK = time.perf_counter
 
 
-def timed(step, steps: int) -> float:
-    """Milliseconds per step over ``steps`` steps (wall clock, or CPU time with --cpu-time)."""
+def timed(step, steps: int, device: torch.device) -> float:
+    """Milliseconds per step over ``steps`` steps (wall clock, or CPU time with --cpu-time).
+
+    On a GPU the clock starts and stops with the device idle, so queued kernels count.
+    """
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     start = CLOCK()
     for _ in range(steps):
         step()
+    sync()
     return 1000 * (CLOCK() - start) / steps
 
 
-def bench(net: str, estimator: str, particles: int, steps: int, repeats: int) -> dict:
+def bench(net: str, estimator: str, particles: int, steps: int, repeats: int,
+          device: torch.device) -> dict:
     event, batch = ((1, 28, 28), 128) if net == "mlp" else ((1, 64, 64), 64)
-    x = (torch.rand(batch, *event) < 0.3).float()
+    x = (torch.rand(batch, *event) < 0.3).float().to(device)
     pair = ppl_vae.build("vae", latent_dim=20, event_shape=event, net=net)
+    pair.model.to(device), pair.guide.to(device)
     params = list(pair.model.parameters()) + list(pair.guide.parameters())
     trainer_opt = speedups.adam(params, lr=1e-4)
     default_opt = torch.optim.Adam(params, lr=1e-4)
@@ -107,11 +117,11 @@ def bench(net: str, estimator: str, particles: int, steps: int, repeats: int) ->
     loops = {"ours": ours, "hand": hand, "hand_default_adam": hand_default_adam,
              "pyro_svi": pyro_svi}
     for fn in loops.values():
-        timed(fn, 5)
+        timed(fn, 5, device)
     results = {name: [] for name in loops}
     for _ in range(repeats):
         for name, fn in loops.items():
-            results[name].append(timed(fn, steps))
+            results[name].append(timed(fn, steps, device))
     med = {k: statistics.median(v) for k, v in results.items()}
     return {"net": net, "estimator": f"{estimator}" + (f" K={particles}" if particles > 1 else ""),
             **{f"{k}_ms": round(v, 2) for k, v in med.items()},
@@ -126,6 +136,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--net", default="mlp", choices=["mlp", "conv"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time by process CPU time (steadier on a busy machine)")
     args = parser.parse_args()
@@ -133,7 +144,11 @@ def main() -> None:
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
     speedups.keep_freed_memory()
-    rows = [bench(args.net, est, k, args.steps, args.repeats)
+    try:
+        device = resolve_device(args.device)
+    except PplVaeError as error:
+        parser.error(str(error))
+    rows = [bench(args.net, est, k, args.steps, args.repeats, device)
             for est, k in (("trace", 1), ("meanfield", 1), ("iwae", 5))]
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
