@@ -16,13 +16,12 @@ import time
 
 import pyro
 import torch
+from bench_step import parse_device
 from ppl_vae.guides.diagonal import MIN_SCALE
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 import ppl_vae
 from ppl_vae import speedups
-from ppl_vae.errors import PplVaeError
-from ppl_vae.train import resolve_device
 
 
 @torch.no_grad()
@@ -55,12 +54,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     speedups.keep_freed_memory()  # as the CLI does; speeds up both columns
     pyro.enable_validation(False)
-    try:
-        device = resolve_device(args.device)
-    except PplVaeError as error:
-        parser.error(str(error))
+    device = parse_device(parser, args.device)
     pair = ppl_vae.build("vae", latent_dim=20, event_shape=(1, 28, 28), net="mlp")
-    pair.model.to(device), pair.guide.to(device)
+    for module in pair.modules():
+        module.to(device)
     x = (torch.rand(args.examples, 1, 28, 28) < 0.3).float().to(device)
     times = {"ours": [], "hand": []}
     values = {}

@@ -61,6 +61,14 @@ def hand_loss(pair, x, estimator: str, particles: int) -> torch.Tensor:
     return -(torch.logsumexp(log_w, 0) - math.log(particles)).mean()
 
 
+def parse_device(parser: argparse.ArgumentParser, name: str) -> torch.device:
+    """The ``--device`` asked for; an absent GPU is a one-line usage error."""
+    try:
+        return resolve_device(name)
+    except PplVaeError as error:
+        parser.error(str(error))
+
+
 CLOCK = time.perf_counter
 
 
@@ -83,7 +91,8 @@ def bench(net: str, estimator: str, particles: int, steps: int, repeats: int,
     event, batch = ((1, 28, 28), 128) if net == "mlp" else ((1, 64, 64), 64)
     x = (torch.rand(batch, *event) < 0.3).float().to(device)
     pair = ppl_vae.build("vae", latent_dim=20, event_shape=event, net=net)
-    pair.model.to(device), pair.guide.to(device)
+    for module in pair.modules():
+        module.to(device)
     params = list(pair.model.parameters()) + list(pair.guide.parameters())
     trainer_opt = speedups.adam(params, lr=1e-4)
     default_opt = torch.optim.Adam(params, lr=1e-4)
@@ -144,10 +153,7 @@ def main() -> None:
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
     speedups.keep_freed_memory()
-    try:
-        device = resolve_device(args.device)
-    except PplVaeError as error:
-        parser.error(str(error))
+    device = parse_device(parser, args.device)
     rows = [bench(args.net, est, k, args.steps, args.repeats, device)
             for est, k in (("trace", 1), ("meanfield", 1), ("iwae", 5))]
     keys = list(rows[0])
