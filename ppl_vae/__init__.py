@@ -10,20 +10,19 @@ The public face::
     run = ppl_vae.load_run("runs/b4")
     ppl_vae.diagnose("runs/b4")            # -> runs/b4/diagnostics/
 
-PyroModule parameters are kept local to their modules
-(``pyro.settings.set(module_local_params=True)``), so two models in one
-process never share parameters through Pyro's global param store.
+Importing changes no Pyro or torch setting. The engine's own calls run with
+module-local PyroModule parameters (:func:`ppl_vae.engine.engine_settings`,
+entered and left inside each call), so two models in one process never share
+parameters through Pyro's global param store, and Pyro's own ``SVI`` keeps
+working on every pair outside them.
 """
 
-import pyro
-
-pyro.settings.set(module_local_params=True)
-
-from ppl_vae import data  # noqa: E402
-from ppl_vae.errors import PplVaeError  # noqa: E402
-from ppl_vae.evaluate import evaluate  # noqa: E402
-from ppl_vae.pair import Pair, build, load_run  # noqa: E402
-from ppl_vae.train import Run, fit  # noqa: E402
+from ppl_vae import data
+from ppl_vae.engine import engine_settings
+from ppl_vae.errors import PplVaeError
+from ppl_vae.evaluate import evaluate
+from ppl_vae.pair import Pair, build, load_run
+from ppl_vae.train import Run, fit
 
 __version__ = "0.1.0"
 
@@ -34,5 +33,5 @@ def diagnose(run_folder, **options) -> dict:
 
     return diagnose_run(run_folder, **options)
 
-__all__ = ["PplVaeError", "Pair", "Run", "build", "data", "diagnose", "evaluate", "fit",
-           "load_run"]
+__all__ = ["PplVaeError", "Pair", "Run", "build", "data", "diagnose", "engine_settings",
+           "evaluate", "fit", "load_run"]

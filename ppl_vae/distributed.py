@@ -74,24 +74,28 @@ def setup(device: torch.device) -> tuple[World, torch.device]:
 
 
 class _Loss(nn.Module):
-    """The estimator as a module whose parameters are the pair's (what DDP wraps)."""
+    """The batch loss as a module whose parameters are the pair's (what DDP wraps)."""
 
-    def __init__(self, model, guide, estimator):
+    def __init__(self, model, guide, step_loss):
         super().__init__()
-        self.model, self.guide, self.estimator = model, guide, estimator
+        self.model, self.guide, self.step_loss = model, guide, step_loss
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.estimator(self.model, self.guide, x)
+    def forward(self, x: torch.Tensor, inputs: dict, known: dict) -> torch.Tensor:
+        return self.step_loss(self.model, self.guide, x, inputs, known)
 
 
-def loss_function(pair, estimator, world: World, store_params: bool):
-    """``batch -> loss``: the estimator itself, or wrapped in DDP for several processes."""
+def loss_function(pair, step_loss, world: World, store_params: bool):
+    """``(batch, inputs, known) -> loss``: ``step_loss`` on the pair, in DDP for several processes.
+
+    ``step_loss(model, guide, x, inputs, known)`` is :func:`ppl_vae.objective.batch_loss`
+    with the estimator bound.
+    """
     if world.size == 1:
-        return lambda x: estimator(pair.model, pair.guide, x)
+        return lambda x, inputs, known: step_loss(pair.model, pair.guide, x, inputs, known)
     if store_params or len(pair.modules()) < 2:
         raise PplVaeError("training with several processes needs model and guide to be "
                           "nn.Modules (PyroModule) holding all their parameters")
-    return DistributedDataParallel(_Loss(pair.model, pair.guide, estimator))
+    return DistributedDataParallel(_Loss(pair.model, pair.guide, step_loss))
 
 
 def is_main_process() -> bool:

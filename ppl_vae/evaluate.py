@@ -9,26 +9,43 @@ The first is the IWAE bound: it never exceeds ``log p(x)`` in expectation and
 converges to it as ``K → ∞``; the second is the ELBO, below it. Both use the
 unscaled model (β only shapes training). Work is chunked over examples and
 particles so that at most ``budget`` particle-examples are alive at once.
+
+Discrete sites marked for enumeration are summed, not sampled
+(:mod:`ppl_vae.enumeration`). With sites outside the ``"data"`` plate (global
+latents) there is no per-example weight: the ELBO of the evaluated set is
+reported per example, global terms counted once for the set,
+``ELBO = (1/N) [E_q(log p(θ) - log q(θ)) + Σ_n E_q(log p(x_n, z_n | θ) - log q(z_n | x_n))]``,
+and the IS log-likelihood is ``None`` with the reason in ``log_likelihood_note``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from tqdm.auto import tqdm
 
-from ppl_vae.errors import PplVaeError
-from ppl_vae.traces import log_weights, prepare, sample_sites
+from ppl_vae.engine import engine_settings
+from ppl_vae.enumeration import enumerated_log_weights
+from ppl_vae.errors import PplVaeError, PplVaeWarning
+from ppl_vae.traces import (
+    log_weights,
+    particle_traces,
+    per_example,
+    prepare,
+    sample_sites,
+    take,
+)
 
 
-def _has_point_mass(guide, x: torch.Tensor) -> bool:
+def _has_point_mass(guide, x: torch.Tensor, inputs: dict) -> bool:
     """Whether the guide samples any site from a ``Delta`` (no density to weight by)."""
     with poutine.block():
-        trace = poutine.trace(guide).get_trace(x[:1])
+        trace = poutine.trace(guide).get_trace(x[:1], **take(inputs, slice(0, 1)))
     fns = [site["fn"] for site in sample_sites(trace)]
     return any(isinstance(getattr(fn, "base_dist", fn), dist.Delta) for fn in fns)
 
@@ -46,20 +63,34 @@ def eval_mode(*programs):
             module.train(training)
 
 
+def check_inputs(inputs: dict | None, n: int) -> dict:
+    """Per-example inputs: tensors with ``n`` rows (or ``None``); a one-line error otherwise."""
+    inputs = dict(inputs or {})
+    for name, value in inputs.items():
+        if value is not None and (not torch.is_tensor(value) or value.shape[:1] != (n,)):
+            shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+            raise PplVaeError(f"input '{name}' must be a tensor with one row per example "
+                              f"({n}), got {shape}")
+    return inputs
+
+
 @torch.no_grad()
 def evaluate(model, guide, x: torch.Tensor, iw_samples: int = 1000, budget: int = 8192,
-             quiet: bool = True) -> dict:
+             quiet: bool = True, inputs: dict | None = None) -> dict:
     """Test ELBO, IS log-likelihood, reconstruction and KL terms in nats per example.
 
     Args:
         model, guide: a pair keeping the contract.
         x: examples ``(n, *event_shape)`` on the pair's device.
         iw_samples: K, importance samples per example.
-        budget: most particle-examples evaluated at once (bounds memory).
+        budget: most particle-examples evaluated at once (bounds memory); a pair
+            with enumerated sites holds that many per enumerated value.
         quiet: hide the progress bar.
+        inputs: per-example keyword inputs of the pair, e.g. ``{"y": labels}``.
 
     Returns:
-        dict with ``elbo``, ``log_likelihood`` (None for point-mass guides),
+        dict with ``elbo``, ``log_likelihood`` (None for point-mass guides and
+        global latents, the reason in ``log_likelihood_note``),
         ``log_likelihood_se`` (standard error over examples), ``reconstruction``
         (``-E_q log p(x|z)``), ``kl`` (``E_q[log q - log p(z)]``), ``iw_samples``
         and ``n_examples``.
@@ -68,43 +99,97 @@ def evaluate(model, guide, x: torch.Tensor, iw_samples: int = 1000, budget: int 
         raise PplVaeError(f"--iw-samples must be at least 1, got {iw_samples}")
     if x.shape[0] == 0:
         raise PplVaeError("no examples to evaluate; the test set is empty")
-    with eval_mode(model, guide):
-        nesting, plan = prepare(model, guide, x[:1])
-        per_example = _per_example_terms(model, guide, x, iw_samples, budget, nesting, plan,
-                                         quiet)
-    ll = None if _has_point_mass(guide, x) else per_example["log_likelihood"]
-    n = x.shape[0]
+    inputs = check_inputs(inputs, x.shape[0])
+    with engine_settings(model, guide), eval_mode(model, guide):
+        nesting, plan = prepare(model, guide, x[:1], take(inputs, slice(0, 1)))
+        if not plan.vectorized and iw_samples > 1:
+            warnings.warn(f"the pair does not run several particles at once; drawing the "
+                          f"{iw_samples} importance samples one at a time ({iw_samples}x the "
+                          "passes): write reshape(*z.shape[:-1], *x.shape[1:]) to vectorise",
+                          PplVaeWarning, stacklevel=2)
+        terms = _per_example_terms(model, guide, x, inputs, iw_samples, budget, nesting, plan,
+                                   quiet)
+        note = _no_likelihood(guide, x, inputs, plan)
+    n, ll = x.shape[0], terms["log_likelihood"]
+    ll = None if note else ll
     return {
-        "elbo": per_example["elbo"].mean().item(),
+        "elbo": terms["elbo"].mean().item(),
         "log_likelihood": None if ll is None else ll.mean().item(),
         "log_likelihood_se": None if ll is None or n < 2 else (ll.std() / math.sqrt(n)).item(),
-        "reconstruction": per_example["reconstruction"].mean().item(),
-        "kl": per_example["kl"].mean().item(),
+        **({"log_likelihood_note": note} if note else {}),
+        "reconstruction": terms["reconstruction"].mean().item(),
+        "kl": (-terms["elbo"] - terms["reconstruction"]).mean().item(),
         "iw_samples": iw_samples,
         "n_examples": n,
     }
 
 
-def _per_example_terms(model, guide, x, iw_samples, budget, nesting, plan, quiet) -> dict:
-    """Per-example ELBO, log-likelihood, reconstruction and KL, chunked."""
+def _no_likelihood(guide, x, inputs, plan) -> str | None:
+    """Why there is no IS log-likelihood for this pair, or None."""
+    if plan.global_sites:
+        return (f"not estimated: site(s) {sorted(plan.global_sites)} are global, so the "
+                "examples share latents and there is no per-example importance weight")
+    if _has_point_mass(guide, x, inputs):
+        return "not estimated: the guide is a point mass (Delta), which has no density"
+    return None
+
+
+def _per_example_terms(model, guide, x, inputs, iw_samples, budget, nesting, plan,
+                       quiet) -> dict:
+    """Per-example ELBO, log-likelihood and reconstruction, chunked."""
     particles = min(iw_samples, budget)
     examples = max(1, budget // particles)
-    out: dict[str, list[torch.Tensor]] = {k: [] for k in
-                                          ("elbo", "log_likelihood", "reconstruction", "kl")}
+    out: dict[str, list[torch.Tensor]] = {"elbo": [], "log_likelihood": [], "reconstruction": []}
     for start in tqdm(range(0, x.shape[0], examples), desc="evaluate", disable=quiet or None,
                       leave=False):
         chunk = x[start:start + examples]
-        sums = {"elbo": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        chunk_inputs = take(inputs, slice(start, start + examples))
+        sums = {"elbo": 0.0, "reconstruction": 0.0}
         log_sum_w = []
         for first in range(0, iw_samples, particles):
             k = min(particles, iw_samples - first)
-            w = log_weights(model, guide, chunk, k, nesting, plan)
-            sums["elbo"] = sums["elbo"] + w.total.sum(0)
-            sums["reconstruction"] = sums["reconstruction"] - w.log_likelihood.sum(0)
-            sums["kl"] = sums["kl"] + (w.log_guide - w.log_prior).sum(0)
-            log_sum_w.append(torch.logsumexp(w.total, 0))
+            part = _particle_chunk(model, guide, chunk, chunk_inputs, k, nesting, plan,
+                                   x.shape[0])
+            sums["elbo"] = sums["elbo"] + part["elbo"]
+            sums["reconstruction"] = sums["reconstruction"] + part["reconstruction"]
+            log_sum_w.append(part["log_sum_w"])
         for key, value in sums.items():
             out[key].append(value / iw_samples)
         out["log_likelihood"].append(
             torch.logsumexp(torch.stack(log_sum_w), 0) - math.log(iw_samples))
     return {k: torch.cat(v) for k, v in out.items()}
+
+
+def _particle_chunk(model, guide, x, inputs, k, nesting, plan, n_total) -> dict:
+    """Sums over ``k`` particles, per example: ELBO, reconstruction, ``log Σ w``."""
+    if plan.global_sites:
+        return _global_chunk(model, guide, x, inputs, k, nesting, plan, n_total)
+    if plan.enumerated:
+        w = enumerated_log_weights(model, guide, x, k, nesting, plan, inputs)
+        return {"elbo": k * w.elbo(), "reconstruction": k * w.reconstruction(),
+                "log_sum_w": torch.logsumexp(w.log_weight.flatten(0, 1), 0)}
+    w = log_weights(model, guide, x, k, nesting, plan, inputs)
+    return {"elbo": w.total.sum(0), "reconstruction": -w.log_likelihood.sum(0),
+            "log_sum_w": torch.logsumexp(w.total, 0)}
+
+
+def _global_chunk(model, guide, x, inputs, k, nesting, plan, n_total) -> dict:
+    """ELBO terms of a model with global sites: each example carries ``1/N`` of them."""
+    model_trace, guide_trace = particle_traces(model, guide, x, k, nesting, inputs=inputs)
+    local = x.new_zeros(k, x.shape[0])
+    shared = x.new_zeros(())
+    for trace, sites, sign in ((model_trace, plan.observed + plan.latent, 1.0),
+                               (guide_trace, plan.guide, -1.0)):
+        for name, dims in sites:
+            site = trace.nodes[name]
+            log_prob = site["fn"].log_prob(site["value"])
+            if name in plan.global_sites:
+                shared = shared + sign * (log_prob if site["mask"] is None
+                                          else log_prob * site["mask"]).sum()
+            else:
+                local = local + sign * per_example(log_prob, site, dims)
+    reconstruction = -sum(per_example(model_trace.nodes[name]["fn"].log_prob(
+        model_trace.nodes[name]["value"]), model_trace.nodes[name], dims)
+        for name, dims in plan.observed if name not in plan.global_sites)
+    return {"elbo": local.sum(0) + shared / n_total, "reconstruction": reconstruction.sum(0),
+            "log_sum_w": torch.logsumexp(local, 0)}

@@ -20,19 +20,22 @@ from __future__ import annotations
 import torch
 from pyro import poutine
 
-from ppl_vae.traces import sample_sites
+from ppl_vae.traces import sample_sites, take
 
 ACTIVE_THRESHOLD = 0.01
 INFORMATIVE_VARIANCE = 0.5
 
 
 @torch.no_grad()
-def posterior_moments(model, guide, x: torch.Tensor, batch: int = 500):
+def posterior_moments(model, guide, x: torch.Tensor, batch: int = 500,
+                      inputs: dict | None = None):
     """``(site, means, variances)``: per-example mean and variance ``(n, K)`` of the latent."""
     name = getattr(model, "latent_site", None)
     means, variances = [], []
-    for chunk in x.split(batch):
-        sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(chunk))}
+    for start in range(0, x.shape[0], batch):
+        chunk, given = x[start:start + batch], take(inputs or {}, slice(start, start + batch))
+        sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(chunk,
+                                                                                   **given))}
         name = name if name in sites else list(sites)[-1]
         fn = sites[name]["fn"]
         means.append(fn.mean.reshape(chunk.shape[0], -1))
@@ -51,9 +54,9 @@ def decorrelation(means: torch.Tensor) -> tuple[torch.Tensor, float]:
     return corr, score
 
 
-def latent_statistics(model, guide, x: torch.Tensor) -> dict:
+def latent_statistics(model, guide, x: torch.Tensor, inputs: dict | None = None) -> dict:
     """The statistics of the module docstring, as plain numbers and lists."""
-    site, means, variances = posterior_moments(model, guide, x)
+    site, means, variances = posterior_moments(model, guide, x, inputs=inputs)
     activity, mean_variance = means.var(0), variances.mean(0)
     active = activity > ACTIVE_THRESHOLD
     corr, score = decorrelation(means[:, active]) if active.sum() >= 2 else (None, None)

@@ -1,13 +1,27 @@
-"""Building a model/guide pair by name, collecting its parameters, reloading a run.
+"""Building a model/guide pair, collecting its parameters, reloading a run.
 
-A pair is two callables keeping the contract (DESIGN.md). Pairs built here
-are ``PyroModule``s that also carry ``ppl_vae_spec`` — the registry names and
-options — so a run folder can rebuild them; user-written pairs need not.
+A pair is two callables keeping the contract (DESIGN.md). Its ``spec`` says
+how a run folder can rebuild it, in one of four forms (``spec["source"]``):
+
+- ``registry``: registry names and options (``build("vae", latent_dim=10)``);
+- ``factory``: a user factory ``"package.module:make_pair"`` called as
+  ``make_pair(data, **options)``, returning a :class:`Pair` or ``(model, guide)``;
+- ``objects``: the importable paths of a model and guide handed to ``fit``
+  directly (module-level functions, or instances of classes built without
+  arguments);
+- ``unimportable``: a lambda or closure; ``why`` says so, and reloading needs
+  ``model=`` and ``guide=``.
+
+A run folder is data, not code: :func:`load_run` imports a recorded path only
+when asked to (``trust_code=True``, ``--trust-run-code``), the way checkpoints
+load with ``weights_only``.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +29,7 @@ from pathlib import Path
 import pyro
 import torch
 
+from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import GUIDES, MODELS
 
@@ -34,8 +49,8 @@ class Pair:
 
     @contextmanager
     def scope(self):
-        """Make this pair's parameters the global Pyro param store for a while."""
-        with pyro.get_param_store().scope(self.store):
+        """The engine's settings, with this pair's parameters as Pyro's param store, for a while."""
+        with engine_settings(self.model, self.guide), pyro.get_param_store().scope(self.store):
             yield self
 
     def modules(self) -> list[torch.nn.Module]:
@@ -47,7 +62,8 @@ class Pair:
         for prefix, program in (("model", self.model), ("guide", self.guide)):
             if isinstance(program, torch.nn.Module):
                 for name, param in program.named_parameters():
-                    named[f"{prefix}.{name}"], _ = param, seen.add(id(param))
+                    if id(param) not in seen:  # a network shared by model and guide: once
+                        named[f"{prefix}.{name}"], _ = param, seen.add(id(param))
         for name, param in pyro.get_param_store().named_parameters():
             if id(param) not in seen:
                 named[f"store.{name}"] = param
@@ -60,12 +76,86 @@ def _split_options(factory, options: dict, fixed: set[str]) -> dict:
     return {k: v for k, v in options.items() if k in accepted}
 
 
+def import_path(path: str):
+    """The object named ``"package.module:qualified.name"``; one-line errors."""
+    module_name, _, qualname = path.partition(":")
+    if not module_name or not qualname:
+        raise PplVaeError(f"'{path}' is not of the form package.module:name")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as error:
+        raise PplVaeError(f"cannot import '{module_name}' ({error}); put it on PYTHONPATH or "
+                          "install it") from None
+    for part in qualname.split("."):
+        if not hasattr(obj, part):
+            raise PplVaeError(f"module '{module_name}' has no '{qualname}'")
+        obj = getattr(obj, part)
+    return obj
+
+
+def importable_path(program) -> tuple[str | None, str]:
+    """``("module:name", "")`` for a module-level function or a no-argument class instance.
+
+    Otherwise ``(None, why)``. Nothing is imported: the module is already loaded.
+    """
+    target = program if inspect.isfunction(program) else type(program)
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
+    if module in (None, "__main__") or "<" in qualname:
+        where = "in __main__" if module == "__main__" else f"'{qualname}', a lambda or closure"
+        return None, f"{type(program).__name__} {where} cannot be imported again"
+    resolved = sys.modules.get(module)
+    for part in qualname.split("."):
+        resolved = getattr(resolved, part, None)
+    if resolved is not target:
+        return None, f"'{module}:{qualname}' does not name it"
+    if target is type(program):
+        required = [p.name for p in inspect.signature(target).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if required:
+            return None, (f"{qualname}() needs the argument(s) {required}; build it with a "
+                          "factory (ppl_vae.build('package.module:factory', ...)) to record them")
+    return f"{module}:{qualname}", ""
+
+
+def objects_spec(model, guide, event_shape) -> dict:
+    """The spec of a pair handed to ``fit`` directly: importable paths, or why not."""
+    (model_path, why_model), (guide_path, why_guide) = importable_path(model), \
+        importable_path(guide)
+    if model_path and guide_path:
+        return {"source": "objects", "model": model_path, "guide": guide_path,
+                "event_shape": list(event_shape), "options": {}}
+    return {"source": "unimportable", "model": "user-written", "guide": "user-written",
+            "why": "; ".join(w for w in (why_model, why_guide) if w), "options": {}}
+
+
+def _from_factory(path: str, data, options: dict) -> Pair:
+    """Call the user factory ``path`` as ``factory(data, **options)``."""
+    if data is None:
+        raise PplVaeError(f"the factory '{path}' takes the dataset: pass data=")
+    built = import_path(path)(data, **options)
+    if isinstance(built, Pair):
+        pair = Pair(built.model, built.guide, store=built.store)
+    elif isinstance(built, tuple) and len(built) == 2:
+        pair = Pair(*built)
+    else:
+        raise PplVaeError(f"the factory '{path}' returned {type(built).__name__}; return a "
+                          "ppl_vae.Pair or a (model, guide) tuple")
+    pair.spec = {"source": "factory", "model": path, "guide": f"from {path}",
+                 "event_shape": list(data.event_shape), "options": dict(options)}
+    try:
+        pair.model.ppl_vae_spec = pair.spec
+    except AttributeError:  # e.g. a bound method: fit(pair=...) still carries it
+        pass
+    return pair
+
+
 def build(model: str, guide: str | None = None, *, data=None, event_shape=None,
           seed: int | None = 0, **options) -> Pair:
     """Build the registered ``model`` and ``guide`` (default: the model's own choice).
 
     Args:
-        model: a registered model name (``ppl-vae list``).
+        model: a registered model name (``ppl-vae list``), or a user factory
+            ``"package.module:factory"`` called as ``factory(data, **options)``.
         guide: a registered guide name; ``None`` takes ``model.default_guide``.
         data: a dataset, whose ``event_shape`` is used; or give ``event_shape``.
         seed: seeds the initial weights (``None`` leaves the RNG alone).
@@ -76,9 +166,13 @@ def build(model: str, guide: str | None = None, *, data=None, event_shape=None,
         if data is None:
             raise PplVaeError("build() needs data= or event_shape= to size the networks")
         event_shape = data.event_shape
-    model_factory = MODELS.get(model).factory
     if seed is not None:
         pyro.set_rng_seed(seed)
+    if ":" in model:
+        if guide is not None:
+            raise PplVaeError(f"the factory '{model}' builds its own guide; drop --guide {guide}")
+        return _from_factory(model, data, options)
+    model_factory = MODELS.get(model).factory
     model_options = _split_options(model_factory, options, {"event_shape"})
     built_model = model_factory(event_shape, **model_options)
     guide = guide or getattr(built_model, "default_guide", None) or "diagonal"
@@ -89,17 +183,52 @@ def build(model: str, guide: str | None = None, *, data=None, event_shape=None,
         raise PplVaeError(f"unknown option(s) {sorted(unknown)} for model '{model}' with guide "
                           f"'{guide}'; see `ppl-vae train --help`")
     built_guide = guide_factory(built_model, event_shape, **guide_options)
-    spec = {"model": model, "guide": guide, "event_shape": list(event_shape),
-            "options": dict(options)}
+    spec = {"source": "registry", "model": model, "guide": guide,
+            "event_shape": list(event_shape), "options": dict(options)}
     built_model.ppl_vae_spec = spec
     return Pair(built_model, built_guide, spec)
 
 
-def load_run(folder, model=None, guide=None, device: str = "cpu"):
+def rebuild(spec: dict | None, folder, data=None, trust_code: bool = False) -> Pair:
+    """The pair a run's ``spec`` describes; recorded code is imported only if trusted."""
+    source = (spec or {}).get("source", "registry" if spec else "unimportable")
+    if source == "registry":
+        return build(spec["model"], spec["guide"], event_shape=tuple(spec["event_shape"]),
+                     **spec["options"])
+    if source == "unimportable":
+        why = (spec or {}).get("why", "it was not recorded")
+        raise PplVaeError(f"{folder} was trained with a user-written pair that cannot be "
+                          f"imported ({why}); pass model= and guide= to load_run")
+    paths = spec["model"] if source == "factory" else f"{spec['model']}, {spec['guide']}"
+    if not trust_code:
+        raise PplVaeError(f"{folder} names code to import ({paths}); a run folder is data, not "
+                          "code: pass --trust-run-code (or trust_code=True) if you trust it, or "
+                          "give the model again (--model / model= and guide=)")
+    if source == "factory":
+        return _from_factory(spec["model"], data, spec["options"])
+    model, guide = (import_path(path) for path in (spec["model"], spec["guide"]))
+    model, guide = (p() if isinstance(p, type) else p for p in (model, guide))
+    return Pair(model, guide, spec)
+
+
+def example_inputs(config: dict, device) -> dict:
+    """One example's worth of the run's inputs (zeros of the recorded dtype and shape)."""
+    return {name: torch.zeros(1, *shape, dtype=getattr(torch, dtype), device=device)
+            for name, (dtype, shape) in config.get("inputs", {}).items()}
+
+
+def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
+             trust_code: bool = False):
     """Rebuild the pair of a run folder and load its last checkpoint.
 
-    Pairs built by name are rebuilt from ``config.json``; a user-written pair
-    must be passed as ``model`` and ``guide`` (fresh instances).
+    Args:
+        folder: the run folder.
+        model, guide: fresh instances of a user-written pair (then nothing is imported).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        data: the dataset, for pairs built by a user factory (default: the run's own data).
+        trust_code: import the user code the run's ``config.json`` names
+            (a factory or importable model/guide); off by default, since a run
+            folder from elsewhere must not run code by being opened.
     """
     from ppl_vae.runs import load_checkpoint, read_config, read_metrics
     from ppl_vae.train import Run, load_parameters, resolve_device
@@ -108,11 +237,12 @@ def load_run(folder, model=None, guide=None, device: str = "cpu"):
     config = read_config(folder)
     spec = config.get("pair")
     if model is None or guide is None:
-        if spec is None:
-            raise PplVaeError(f"{folder} was trained with a user-written pair; pass model= and "
-                              "guide= to load_run")
-        pair = build(spec["model"], spec["guide"], event_shape=tuple(spec["event_shape"]),
-                     **spec["options"])
+        if data is None and (spec or {}).get("source") == "factory" and trust_code:
+            from ppl_vae.data import load
+            if config.get("data") is None:
+                raise PplVaeError(f"{folder} was trained on user data; pass data= to load_run")
+            data = load(**config["data"])
+        pair = rebuild(spec, folder, data, trust_code)
     else:
         pair = Pair(model, guide, spec)
     device = resolve_device(device)
@@ -120,5 +250,5 @@ def load_run(folder, model=None, guide=None, device: str = "cpu"):
         module.to(device)
     state = load_checkpoint(folder, map_location=device)
     example = torch.zeros(1, *config["event_shape"], device=device)  # creates lazy parameters
-    load_parameters(pair, state["params"], device, example)
+    load_parameters(pair, state["params"], device, example, example_inputs(config, device))
     return Run(pair, folder, config, read_metrics(folder))

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from pyro import poutine  # noqa: E402
 
 from ppl_vae.evaluate import eval_mode  # noqa: E402
-from ppl_vae.traces import OBS_SITE, sample_sites  # noqa: E402
+from ppl_vae.traces import OBS_SITE, sample_sites, take  # noqa: E402
 
 
 def _images(x: torch.Tensor) -> torch.Tensor | None:
@@ -59,24 +59,37 @@ def image_grid(x: torch.Tensor, path: Path, rows: int, title: str = "",
     return True
 
 
+def repeat_first(inputs: dict, n: int) -> dict:
+    """The first example's inputs, repeated ``n`` times."""
+    return {k: None if v is None else v[:1].expand(n, *v.shape[1:]) for k, v in inputs.items()}
+
+
 @torch.no_grad()
 def observation_mean(model, guide, x: torch.Tensor, condition: dict | None = None,
-                     from_prior: bool = False) -> torch.Tensor:
-    """Mean of the observation site, at guide draws, at given latents, or at prior draws."""
+                     from_prior: bool = False, inputs: dict | None = None) -> torch.Tensor:
+    """Mean of the observation site, at guide draws, at given latents, or at prior draws.
+
+    ``inputs`` (e.g. labels) go to both programs; under ``from_prior`` the
+    latents come from the model itself, given those inputs (class-conditional
+    samples of a conditional model).
+    """
+    inputs = inputs or {}
     if from_prior:
-        program = poutine.uncondition(model)
+        program = model
     elif condition is not None:
         program = poutine.condition(model, data=condition)
     else:
-        guide_trace = poutine.trace(guide).get_trace(x)
+        guide_trace = poutine.trace(guide).get_trace(x, **inputs)
         program = poutine.replay(model, trace=guide_trace)
-    return poutine.trace(program).get_trace(x).nodes[OBS_SITE]["fn"].mean
+    return poutine.trace(program).get_trace(x, **inputs).nodes[OBS_SITE]["fn"].mean
 
 
 @torch.no_grad()
-def posterior_means(model, guide, x: torch.Tensor) -> tuple[str, torch.Tensor]:
+def posterior_means(model, guide, x: torch.Tensor, inputs: dict | None = None
+                    ) -> tuple[str, torch.Tensor]:
     """The traversed site (``model.latent_site`` or the guide's last) and its means ``(n, K)``."""
-    sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(x))}
+    sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(x,
+                                                                               **(inputs or {})))}
     name = getattr(model, "latent_site", None)
     name = name if name in sites else list(sites)[-1]
     return name, sites[name]["fn"].mean.reshape(x.shape[0], -1)
@@ -84,7 +97,7 @@ def posterior_means(model, guide, x: torch.Tensor) -> tuple[str, torch.Tensor]:
 
 def traversal_grid(model, guide, x: torch.Tensor, site: str, means: torch.Tensor,
                    score: torch.Tensor, what: str, path: Path, steps: int = 9,
-                   max_rows: int = 10) -> bool:
+                   max_rows: int = 10, inputs: dict | None = None) -> bool:
     """Sweep dimensions of ``means[0]`` over [-2.5, 2.5], a row each, highest ``score`` first."""
     order = score.argsort(descending=True)[:max_rows]
     values = torch.linspace(-2.5, 2.5, steps, dtype=x.dtype, device=x.device)
@@ -92,16 +105,18 @@ def traversal_grid(model, guide, x: torch.Tensor, site: str, means: torch.Tensor
     for row, dim in enumerate(order):
         z[row * steps:(row + 1) * steps, dim] = values
     dummy = x[:1].expand(z.shape[0], *x.shape[1:])
-    images = observation_mean(model, guide, dummy, condition={site: z})
+    images = observation_mean(model, guide, dummy, condition={site: z},
+                              inputs=repeat_first(inputs or {}, z.shape[0]))
     labels = [f"z{int(d)} ({what} {float(score[d]):.2f})" for d in order]
     return image_grid(images, path, len(order), f"traversals of '{site}' by {what}, -2.5 to 2.5",
                       labels)
 
 
-def traversals(model, guide, x: torch.Tensor, path: Path) -> bool:
+def traversals(model, guide, x: torch.Tensor, path: Path, inputs: dict | None = None) -> bool:
     """Traversals of one example, rows ordered by activity ``Var_x E_q[z_d]``."""
-    site, means = posterior_means(model, guide, x)
-    return traversal_grid(model, guide, x, site, means, means.var(0), "activity", path)
+    site, means = posterior_means(model, guide, x, inputs)
+    return traversal_grid(model, guide, x, site, means, means.var(0), "activity", path,
+                          inputs=inputs)
 
 
 def loss_curve(metrics: list[dict], path: Path) -> None:
@@ -117,20 +132,26 @@ def loss_curve(metrics: list[dict], path: Path) -> None:
 
 
 def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path,
-                n: int = 16) -> list[str]:
-    """Write the standard figures of a run into ``folder``; return the file names."""
+                n: int = 16, inputs: dict | None = None) -> list[str]:
+    """Write the standard figures of a run into ``folder``; return the file names.
+
+    With ``inputs``, prior samples are drawn at the inputs of the first 64 examples.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    x = x[:n]
+    inputs = inputs or {}
+    x, shown = x[:n], take(inputs, slice(0, n))
     written = []
     with eval_mode(model, guide):
-        recon = observation_mean(model, guide, x)
+        recon = observation_mean(model, guide, x, inputs=shown)
         if image_grid(torch.cat([x, recon]), folder / "reconstructions.png", 2,
                       "inputs (top) and reconstructions (bottom)"):
             written.append("reconstructions.png")
-        prior = observation_mean(model, guide, x[:1].expand(64, *x.shape[1:]), from_prior=True)
+        m = min(64, *(v.shape[0] for v in inputs.values())) if inputs else 64
+        prior = observation_mean(model, guide, x[:1].expand(m, *x.shape[1:]), from_prior=True,
+                                 inputs=take(inputs, slice(0, m)))
         if image_grid(prior, folder / "prior_samples.png", 8, "means of p(x|z), z ~ p(z)"):
             written.append("prior_samples.png")
-        if traversals(model, guide, x, folder / "traversals.png"):
+        if traversals(model, guide, x, folder / "traversals.png", shown):
             written.append("traversals.png")
     if metrics:
         loss_curve(metrics, folder / "loss_curve.png")

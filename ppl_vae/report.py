@@ -14,13 +14,13 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
                quiet: bool = True) -> dict:
     """Evaluate ``run`` on (the first ``examples`` of) ``data.test``, write figures and report."""
     folder = Path(run.path)
-    test = data.test[:examples]
-    evaluation = run.evaluate(test, iw_samples=iw_samples, quiet=quiet)
+    test, inputs = data.test[:examples], run.test_inputs(data, examples)
+    evaluation = run.evaluate(test, inputs=inputs, iw_samples=iw_samples, quiet=quiet)
     with run.pair.scope():
-        device = next(iter(run.pair.named_parameters().values())).device
-        x = test.to(device)
-        figures = run_figures(run.model, run.guide, x, run.metrics, folder / "figures")
-        latents = latent_statistics(run.model, run.guide, x)
+        x = test.to(run.device)
+        figures = run_figures(run.model, run.guide, x, run.metrics, folder / "figures",
+                              inputs=inputs)
+        latents = latent_statistics(run.model, run.guide, x, inputs)
         extra = {}
         for role, program in (("model", run.model), ("guide", run.guide)):
             if hasattr(program, "report"):
@@ -62,6 +62,7 @@ def markdown(report: dict) -> str:
         f"# Run report: {pair['model']} with guide {pair['guide']}",
         "",
         f"- options: `{json.dumps(pair.get('options', {}))}`",
+        *([f"- inputs: {', '.join(config['inputs'])}"] if config.get("inputs") else []),
         f"- data: `{json.dumps(config.get('data'))}`",
         f"- training: {train['elbo']} ({train['particles']} particle(s)), {train['epochs']} epochs,"
         f" batch {train['batch_size']}, lr {train['lr']}, seed {train['seed']},"
@@ -75,7 +76,8 @@ def markdown(report: dict) -> str:
         "| quantity | nats per example |",
         "|---|---|",
         f"| ELBO | {_fmt(evaluation['elbo'])} |",
-        f"| IS log-likelihood log p(x) | {_fmt(evaluation['log_likelihood'])} |",
+        f"| IS log-likelihood log p(x) | {_fmt(evaluation['log_likelihood'])} "
+        f"{evaluation.get('log_likelihood_note', '')}|",
         f"| reconstruction -E_q log p(x given z) | {_fmt(evaluation['reconstruction'])} |",
         f"| KL(q(z given x) ‖ p(z)) | {_fmt(evaluation['kl'])} |",
         "",

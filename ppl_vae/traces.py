@@ -9,6 +9,12 @@ discovered, never assumed (apart from the contract's ``"data"`` plate and
 ``"x"`` observation). The first traces of a pair are checked against the
 contract and summarised in a :class:`Plan`; later steps reuse the plan and do
 no per-site bookkeeping beyond ``log_prob`` and a sum.
+
+The contract grows as Pyro programs do: extra inputs reach both programs as
+keyword arguments (``model(x, y=...)``); sites outside the ``"data"`` plate are
+*global* (they count once per data set: see :class:`ScaleGlobal`); discrete
+sites marked ``infer={"enumerate": ...}`` are summed out
+(:mod:`ppl_vae.enumeration`), never silently sampled.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from dataclasses import dataclass
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer.autoguide import AutoGuide
 from pyro.nn import PyroModule
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
@@ -38,14 +46,26 @@ def sample_sites(trace) -> list[dict]:
             if site["type"] == "sample" and not site_is_subsample(site)]
 
 
-def max_plate_nesting(model, guide, x: torch.Tensor) -> int:
+def take(inputs: dict, index) -> dict:
+    """The per-example inputs of the examples ``index`` (``None`` stays ``None``)."""
+    return {k: None if v is None else v[index] for k, v in inputs.items()}
+
+
+def enumerates(site: dict) -> bool:
+    """Whether a sample site is marked for enumeration (``infer={"enumerate": ...}``)."""
+    return site["infer"].get("enumerate") in ("parallel", "sequential")
+
+
+def max_plate_nesting(model, guide, x: torch.Tensor, inputs: dict | None = None) -> int:
     """The deepest plate nesting in either program, found by tracing one example.
 
     Runs with a forked RNG, so finding the nesting never changes later draws.
     """
+    inputs = take(inputs or {}, slice(0, 1))
     with poutine.block(), torch.random.fork_rng(devices=[]):
-        guide_trace = poutine.trace(guide).get_trace(x[:1])
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x[:1])
+        guide_trace = poutine.trace(guide).get_trace(x[:1], **inputs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            x[:1], **inputs)
     dims = [-frame.dim for trace in (guide_trace, model_trace) for site in sample_sites(trace)
             for frame in site["cond_indep_stack"] if frame.dim is not None]
     return max(dims, default=0)
@@ -82,32 +102,92 @@ def _runnable(program):
 
 
 def particle_traces(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
-                    plate_one: bool = True):
+                    plate_one: bool = True, inputs: dict | None = None):
     """Guide and replayed model traces with ``num_particles`` draws per example.
 
     The particles live in a plate at dim ``-(nesting + 1)``, outside every
     plate of the pair, so sites get shape ``(K, ..., batch, ...)``. With
     ``plate_one=False`` a single particle runs without that plate: the pair
     sees its own shapes, draws the same numbers, and :func:`per_example`
-    still gives ``(1, batch)``.
+    still gives ``(1, batch)``. ``inputs`` go to both programs as keywords.
     """
-    model, guide = _runnable(model), _runnable(guide)
+    model, guide, inputs = _runnable(model), _runnable(guide), inputs or {}
     plate = _particle_plate(num_particles, -(nesting + 1)) \
         if plate_one or num_particles > 1 else contextlib.nullcontext()
     with plate:
-        guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+        guide_trace = poutine.trace(guide).get_trace(x, **inputs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            x, **inputs)
     return model_trace, guide_trace
+
+
+def _frames(site: dict) -> dict:
+    return {f.name: f.dim for f in site["cond_indep_stack"] if f.dim is not None}
 
 
 def _sum_dims(site: dict) -> tuple[int, ...]:
     """Plate dims of ``site`` to sum over: all but the particle and data plates."""
-    frames = {f.name: f.dim for f in site["cond_indep_stack"] if f.dim is not None}
-    if DATA_PLATE not in frames:
+    return tuple(d for name, d in _frames(site).items() if name not in (DATA_PLATE, PARTICLE_PLATE))
+
+
+def is_global(site: dict) -> bool:
+    """Whether a site sits outside the ``"data"`` plate (a global latent or factor)."""
+    return all(f.name != DATA_PLATE for f in site["cond_indep_stack"])
+
+
+class ScaleGlobal(Messenger):
+    """Multiply the scale of every site outside the ``"data"`` plate by ``factor``.
+
+    A batch of ``m`` of a data set's ``N`` examples estimates the whole set's
+    objective per example, ``(1/N) [G + Σ_n L_n]``, as ``(1/m) [(m/N) G + Σ_batch L_n]``:
+    global terms ``G`` (latents and factors outside the plate) count once per
+    data set, local terms once per example. The engine enters this around a
+    batch with ``factor = m / N``; every estimator, Pyro's included, then sees
+    the global sites scaled. (Plates are entered inside the programs, so their
+    frames are on a message when it reaches this outer handler.)
+    """
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def _process_message(self, msg) -> None:
+        if msg["type"] == "sample" and not site_is_subsample(msg) and is_global(msg):
+            msg["scale"] = msg["scale"] * self.factor
+
+
+def _check_observation(model_trace) -> None:
+    """The observation site exists, inside the ``"data"`` plate; one-line errors otherwise."""
+    site = model_trace.nodes.get(OBS_SITE)
+    observed = [s["name"] for s in sample_sites(model_trace) if s["is_observed"]]
+    if site is None or site["type"] != "sample" or not site["is_observed"]:
         raise PplVaeError(
-            f"site '{site['name']}' is outside the pyro.plate('{DATA_PLATE}', batch) plate; "
-            "per-example bounds need every site inside it (see the model/guide contract)")
-    return tuple(d for name, d in frames.items() if name not in (DATA_PLATE, PARTICLE_PLATE))
+            f"the model has no observed site named '{OBS_SITE}' (observed: "
+            f"{observed or 'none'}); write pyro.sample('{OBS_SITE}', ..., obs=x) in the model")
+    if is_global(site):
+        plates = [f.name for f in site["cond_indep_stack"] if f.name != PARTICLE_PLATE]
+        if plates:
+            raise PplVaeError(
+                f"the observation '{OBS_SITE}' is in plate(s) {plates} but not in "
+                f"'{DATA_PLATE}'; rename your plate to '{DATA_PLATE}': "
+                f"pyro.plate('{DATA_PLATE}', x.shape[0])")
+        raise PplVaeError(
+            f"the observation '{OBS_SITE}' is in no plate; the model/guide contract wraps "
+            f"per-example sites in `with pyro.plate('{DATA_PLATE}', x.shape[0]):` in model and guide")
+
+
+def _check_enumerated(site: dict) -> None:
+    """Enumerated sites are summed per example: directly in the data plate, discrete."""
+    others = [f.name for f in site["cond_indep_stack"]
+              if f.name not in (DATA_PLATE, PARTICLE_PLATE)]
+    if is_global(site) or others:
+        raise PplVaeError(
+            f"site '{site['name']}' is marked for enumeration in plate(s) {others or 'none'}; "
+            f"ppl-vae sums enumerated sites per example, directly inside '{DATA_PLATE}' only: "
+            "pass pyro.infer.TraceEnum_ELBO(...) as elbo= for other layouts")
+    if site["fn"].has_rsample or not site["fn"].has_enumerate_support:
+        raise PplVaeError(f"site '{site['name']}' is marked for enumeration but its "
+                          f"{type(site['fn']).__name__} has no finite support; drop the mark")
 
 
 def _is_one(scale) -> bool:
@@ -130,10 +210,16 @@ class Plan:
 
     Attributes:
         observed, latent: ``(name, sum_dims)`` of model sites, observed or not.
-        guide: ``(name, sum_dims)`` of guide sites (the same names as ``latent``).
+        guide: ``(name, sum_dims)`` of guide sites (the model's latent sites,
+            less those summed out in the model only).
         analytic_kl: latent sites whose ``KL(guide || model)`` is registered.
         scaled_sites: names and scales of sites carrying a scale ≠ 1 (β, annealing).
-        reparameterized: whether every guide site has ``rsample``.
+        reparameterized: whether every guide site that is sampled has ``rsample``.
+        global_sites: sites outside the ``"data"`` plate (model or guide).
+        enumerated: sites summed out: guide sites marked for enumeration and
+            model latent sites the guide does not sample (marked too).
+        vectorized: whether the pair runs with several particles at once
+            (a model written with ``reshape(x.shape)`` runs only with one).
     """
 
     observed: tuple
@@ -142,43 +228,79 @@ class Plan:
     analytic_kl: frozenset
     scaled_sites: dict
     reparameterized: bool
+    global_sites: frozenset = frozenset()
+    enumerated: frozenset = frozenset()
+    vectorized: bool = True
+
+    @property
+    def model_enumerated(self) -> frozenset:
+        """Enumerated latent sites of the model that the guide does not sample."""
+        return self.enumerated - {name for name, _ in self.guide}
 
 
-def make_plan(model_trace, guide_trace) -> Plan:
+def make_plan(model_trace, guide_trace, vectorized: bool = True) -> Plan:
     """Check the traces against the contract and summarise them."""
-    model_sites, guide_sites = sample_sites(model_trace), sample_sites(guide_trace)
+    _check_observation(model_trace)
+    model_sites = sample_sites(model_trace)
+    guide_sites = [s for s in sample_sites(guide_trace) if not s["is_observed"]]
     observed = [s for s in model_sites if s["is_observed"]]
-    if OBS_SITE not in [s["name"] for s in observed]:
-        raise PplVaeError(
-            f"the model has no observed site named '{OBS_SITE}' (observed: "
-            f"{[s['name'] for s in observed] or 'none'}); write pyro.sample('{OBS_SITE}', ..., "
-            "obs=x) in the model")
     latent = [s for s in model_sites if not s["is_observed"]]
-    if {s["name"] for s in latent} != {s["name"] for s in guide_sites}:
+    guide_names = {s["name"] for s in guide_sites}
+    summed = {s["name"] for s in latent if s["name"] not in guide_names and enumerates(s)}
+    if {s["name"] for s in latent} - summed != guide_names:
         raise PplVaeError(
             f"model latent sites {sorted(s['name'] for s in latent)} and guide sites "
-            f"{sorted(s['name'] for s in guide_sites)} differ; the guide must sample exactly "
-            "the model's latent sites, with the same names")
+            f"{sorted(guide_names)} differ; the guide must sample exactly the model's latent "
+            "sites, with the same names (or the model marks a discrete site it sums out "
+            "with infer={'enumerate': 'parallel'})")
+    enumerated = [s for s in guide_sites if enumerates(s)] + \
+        [s for s in latent if s["name"] in summed]
+    for site in enumerated:
+        _check_enumerated(site)
     by_name = {s["name"]: s for s in guide_sites}
     return Plan(
         observed=tuple((s["name"], _sum_dims(s)) for s in observed),
         latent=tuple((s["name"], _sum_dims(s)) for s in latent),
         guide=tuple((s["name"], _sum_dims(s)) for s in guide_sites),
-        analytic_kl=frozenset(s["name"] for s in latent
-                              if _has_kl(by_name[s["name"]]["fn"], s["fn"])),
+        analytic_kl=frozenset(s["name"] for s in latent if s["name"] in by_name
+                              and _has_kl(by_name[s["name"]]["fn"], s["fn"])),
         scaled_sites={s["name"]: s["scale"] for s in model_sites + guide_sites
                       if not _is_one(s["scale"])},
-        reparameterized=all(s["fn"].has_rsample for s in guide_sites))
+        reparameterized=all(s["fn"].has_rsample for s in guide_sites if not enumerates(s)),
+        global_sites=frozenset(s["name"] for s in model_sites + guide_sites if is_global(s)),
+        enumerated=frozenset(s["name"] for s in enumerated),
+        vectorized=vectorized)
 
 
-def prepare(model, guide, x: torch.Tensor) -> tuple[int, Plan]:
+def _check_amortized(guide) -> None:
+    """Refuse Pyro's AutoGuides: one parameter per site value cannot follow a new batch."""
+    if isinstance(guide, AutoGuide):
+        raise PplVaeError(
+            f"{type(guide).__name__} is not amortized: it learns one value per latent of one "
+            "batch, not a function of x; write a guide with an encoder (see README, 'your own "
+            "model') or use ppl_vae.build(..., guide='diagonal')")
+
+
+def _runs_vectorized(model, guide, x, nesting: int, inputs: dict) -> bool:
+    """Whether two particles run at once (the pair broadcasts over a leading dim)."""
+    try:
+        particle_traces(model, guide, x[:2], 2, nesting, inputs=take(inputs, slice(0, 2)))
+    except (RuntimeError, ValueError, IndexError):
+        return False
+    return True
+
+
+def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[int, Plan]:
     """Plate nesting and checked :class:`Plan` of a pair, from one draw for each of ``x``.
 
     Uses a forked RNG, so preparing never changes later draws.
     """
-    nesting = max_plate_nesting(model, guide, x)
+    _check_amortized(guide)
+    inputs = inputs or {}
+    nesting = max_plate_nesting(model, guide, x, inputs)
     with torch.random.fork_rng(devices=[]):
-        plan = make_plan(*particle_traces(model, guide, x, 1, nesting))
+        traces = particle_traces(model, guide, x, 1, nesting, inputs=inputs)
+        plan = make_plan(*traces, vectorized=_runs_vectorized(model, guide, x, nesting, inputs))
     return nesting, plan
 
 
@@ -228,14 +350,31 @@ class LogWeights:
         return self.log_likelihood + self.log_prior - self.log_guide
 
 
+def check_local(plan: Plan, what: str) -> None:
+    """Refuse global sites where a per-example weight is needed (IS, Rényi, PSIS)."""
+    if plan.global_sites:
+        raise PplVaeError(
+            f"{what} needs one importance weight per example, but site(s) "
+            f"{sorted(plan.global_sites)} sit outside pyro.plate('{DATA_PLATE}') and couple the "
+            "examples; use elbo='trace' or 'meanfield' (they count global sites once per data set)")
+
+
 def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
-                plan: Plan | None = None) -> LogWeights:
+                plan: Plan, inputs: dict | None = None) -> LogWeights:
     """Run the pair on ``x`` with ``num_particles`` draws and split ``log w`` by kind of site.
 
-    Without a ``plan`` the traces are checked against the contract first.
+    A pair that is not vectorized over particles (``plan.vectorized``) runs
+    its particles one at a time. Enumerated sites are not handled here (see
+    :mod:`ppl_vae.enumeration`); sites outside the data plate are refused.
     """
-    model_trace, guide_trace = particle_traces(model, guide, x, num_particles, nesting)
-    plan = plan or make_plan(model_trace, guide_trace)
+    check_local(plan, "an importance-weighted estimate")
+    if not plan.vectorized and num_particles > 1:
+        parts = [log_weights(model, guide, x, 1, nesting, plan, inputs)
+                 for _ in range(num_particles)]
+        return LogWeights(*(torch.cat([getattr(p, k) for p in parts])
+                            for k in ("log_likelihood", "log_prior", "log_guide")))
+    model_trace, guide_trace = particle_traces(model, guide, x, num_particles, nesting,
+                                               inputs=inputs)
     shape = (num_particles, x.shape[0])
 
     def total(trace, sites):

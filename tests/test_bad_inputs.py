@@ -36,7 +36,7 @@ def test_no_data_plate(binary_data):
 
     with pytest.raises(PplVaeError) as error:
         ppl_vae.fit(model, guide, binary_data, epochs=1, quiet=True, device="cpu")
-    assert "outside the pyro.plate('data'" in _one_line(error)
+    assert "is in no plate" in _one_line(error) and "pyro.plate('data'" in _one_line(error)
 
 
 def test_mismatched_site_names(binary_data):

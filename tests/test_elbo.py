@@ -88,7 +88,7 @@ def test_renyi_refuses_a_latent_outside_the_data_plate(binary_data):
     def guide(x):
         pyro.sample("w", dist.Normal(0.0, 1.0))
 
-    with pytest.raises(PplVaeError, match="outside the pyro.plate"):
+    with pytest.raises(PplVaeError, match="sit outside pyro.plate"):
         make_elbo("iwae", 3)(model, guide, binary_data.train[:4])
 
 

@@ -13,6 +13,13 @@ from ppl_vae.elbo import make_elbo
 from ppl_vae.likelihoods import BernoulliImage, NormalImage
 
 
+@pytest.fixture(autouse=True)
+def _engine_settings():
+    """These tests call the engine's internals directly, under the setting its calls enter."""
+    with ppl_vae.engine_settings():
+        yield
+
+
 def _loss_and_grads(estimator, model, guide, x, params, seed=3):
     pyro.set_rng_seed(seed)
     for p in params:

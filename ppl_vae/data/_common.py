@@ -123,7 +123,8 @@ def _long(a: np.ndarray | None) -> torch.Tensor | None:
     return None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
 
 
-def _is_binary(*arrays: np.ndarray) -> bool:
+def is_binary(*arrays: np.ndarray) -> bool:
+    """True when every value of every array is exactly 0 or 1."""
     return all(bool(((a == 0) | (a == 1)).all()) for a in arrays)
 
 
@@ -170,7 +171,7 @@ def assemble(
         train_labels=_long(train_labels),
         test_labels=_long(test_labels),
         dynamic_binarize=mode == "dynamic",
-        binary=_is_binary(train, test),
+        binary=is_binary(train, test),
         renderer=wrapped,
     )
 
@@ -179,3 +180,88 @@ def grid_index(codes: np.ndarray, sizes: list[int]) -> np.ndarray:
     """Row-major flat index of class codes: ``sum_j codes[:, j] * prod(sizes[j+1:])``."""
     strides = np.array([math.prod(sizes[j + 1 :]) for j in range(len(sizes))], dtype=np.int64)
     return codes.astype(np.int64) @ strides
+
+
+def check_labelled(labelled: object) -> int | float | None:
+    """Validate a ``labelled`` option: None, a fraction in (0, 1], or a count >= 1."""
+    if labelled is None:
+        return None
+    number = (int, float, np.integer, np.floating)
+    if isinstance(labelled, bool) or not isinstance(labelled, number):
+        raise PplVaeError(
+            f"option labelled must be a fraction in (0, 1] or a count >= 1, got {labelled!r}"
+        )
+    if isinstance(labelled, (int, np.integer)):
+        return check_int("labelled", labelled, 1)
+    if not 0.0 < float(labelled) <= 1.0:
+        raise PplVaeError(
+            f"option labelled={labelled!r} is a fraction outside (0, 1]; "
+            "give a fraction in (0, 1] or an integer count of labelled examples"
+        )
+    return float(labelled)
+
+
+def label_mask(labels: torch.Tensor, labelled: int | float, seed: int) -> torch.Tensor:
+    """Which train labels stay known: a seeded, class-stratified bool mask ``(n_train,)``.
+
+    ``labelled`` is a count, or a fraction of ``n_train`` (rounded, at least 1).
+    The count is shared out as equally as classes allow (Kingma et al. 2014,
+    M2: e.g. 100 labels = 10 per MNIST digit); a class with too few examples
+    keeps all of them and the rest goes to the others; the remainder of the
+    division goes to classes drawn at random. Within a class the known
+    examples are drawn at random. The draws use
+    ``numpy.random.default_rng([seed, 1])``, a stream apart from the split's.
+    """
+    n = len(labels)
+    count = labelled if isinstance(labelled, int) else max(1, round(labelled * n))
+    if count > n:
+        raise PplVaeError(
+            f"labelled={labelled} is more than the {n} train examples; pass at most {n}"
+        )
+    rng = np.random.default_rng([seed, 1])
+    codes = labels.cpu().numpy()
+    classes, sizes = np.unique(codes, return_counts=True)
+    quota = _share(count, sizes, rng)
+    mask = np.zeros(n, dtype=bool)
+    for value, k in zip(classes, quota):
+        members = np.flatnonzero(codes == value)
+        mask[rng.permutation(members)[:k]] = True
+    return torch.from_numpy(mask)
+
+
+def _share(count: int, sizes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Split ``count`` over classes of ``sizes`` as equally as their sizes allow."""
+    quota = np.zeros(len(sizes), dtype=np.int64)
+    left = count
+    while left > 0:
+        room = np.flatnonzero(quota < sizes)
+        each = left // len(room)
+        if each == 0:
+            quota[rng.choice(room, size=left, replace=False)] += 1
+            break
+        add = np.minimum(each, sizes[room] - quota[room])
+        quota[room] += add
+        left -= int(add.sum())
+    return quota
+
+
+def apply_labelled(ds: Dataset, labelled: object, seed: int | None = None) -> Dataset:
+    """Mark all but ``labelled`` train labels unknown in ``ds.known["y"]``; record it in the spec.
+
+    The true labels stay in ``ds.train_labels``; the mask is drawn by
+    :func:`label_mask` with ``seed``, by default the spec's ``seed`` (0 without one).
+    """
+    labelled = check_labelled(labelled)
+    if labelled is None:
+        return ds
+    if ds.train_labels is None:
+        raise PplVaeError(
+            f"dataset '{ds.name}' has no labels, so labelled= cannot apply; use a labelled "
+            "source (digits, mnist, mnist5k, or array with labels=)"
+        )
+    if seed is None:
+        seed = (ds.spec or {}).get("seed", 0)
+    ds.known["y"] = label_mask(ds.train_labels, labelled, seed)
+    if ds.spec is not None:
+        ds.spec["labelled"] = labelled
+    return ds

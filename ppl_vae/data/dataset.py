@@ -18,8 +18,10 @@ class Dataset:
     Attributes:
         name: The source name (``"shapes"``, ``"mnist"``, ...).
         spec: The keyword arguments that rebuild exactly this dataset:
-            ``load(**ds.spec)`` gives the same split, subset and values. Only
-            JSON values; it includes ``"name"``.
+            ``load(**ds.spec)`` gives the same split, subset, values and label
+            mask. Only JSON values; it includes ``"name"``. None for data
+            handed in as tensors (:func:`~ppl_vae.data.from_tensors`), which
+            cannot be rebuilt from a run folder.
         train: float32 tensor ``(n_train, *event_shape)``; images are
             channel-first ``(n, 1, H, W)`` with values in [0, 1].
         test: float32 tensor ``(n_test, *event_shape)``.
@@ -36,10 +38,25 @@ class Dataset:
         renderer: For sources with a generator (shapes, dsprites): maps int64
             class codes ``(m, F)`` to float32 images ``(m, *event_shape)``;
             None otherwise. Not picklable: rebuild with ``load(**spec)``.
+        fields: Extra per-example train inputs besides ``x`` and the labels,
+            ``{name: tensor (n_train, ...)}``; the engine passes them to
+            ``model(x, **inputs)`` as keyword arguments.
+        test_fields: The same names for the test set, ``{name: (n_test, ...)}``.
+        known: ``{input name: bool tensor (n_train,)}``: which TRAIN examples
+            have that input known. A name absent from ``known`` is known for
+            every example; test inputs are always known. For semi-supervised
+            data ``known["y"]`` masks the labels, while ``train_labels`` still
+            holds every true label (so diagnostics can colour by ground
+            truth): **the engine must consult ``known`` and pass ``y=None``
+            for the unknown examples**, never ``train_labels`` directly.
+
+    Per-example inputs: :meth:`inputs` gives ``{"y": labels, **fields}`` of a
+    split, the keyword arguments of Pyro's semi-supervised convention
+    ``model(x, y=None)``.
     """
 
     name: str
-    spec: dict
+    spec: dict | None
     train: torch.Tensor
     test: torch.Tensor
     train_factors: torch.Tensor | None = None
@@ -51,6 +68,13 @@ class Dataset:
     dynamic_binarize: bool = False
     binary: bool = False
     renderer: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    fields: dict[str, torch.Tensor] = field(default_factory=dict)
+    test_fields: dict[str, torch.Tensor] = field(default_factory=dict)
+    known: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Check the extra inputs and masks against the train/test sizes."""
+        _check_inputs(self)
 
     @property
     def event_shape(self) -> tuple:
@@ -108,6 +132,31 @@ class Dataset:
             codes[:, int(k)] = int(value)
         return torch.from_numpy(codes.astype(np.int64))
 
+    def inputs(self, split: str = "train") -> dict[str, torch.Tensor]:
+        """The per-example keyword inputs of a split: ``{"y": labels, **fields}``.
+
+        ``"y"`` is present when the split has labels. The train values include
+        the unknown ones; which are known is in :attr:`known`.
+
+        Args:
+            split: ``"train"`` or ``"test"``.
+
+        Returns:
+            ``{name: tensor}``, each with one row per example of the split.
+        """
+        if split == "train":
+            labels, fields = self.train_labels, self.fields
+        elif split == "test":
+            labels, fields = self.test_labels, self.test_fields
+        else:
+            raise PplVaeError(f"split must be 'train' or 'test', got {split!r}")
+        named = {} if labels is None else {"y": labels}
+        return {**named, **fields}
+
+    def input_names(self) -> list[str]:
+        """The names :meth:`inputs` returns, e.g. ``["y"]``."""
+        return list(self.inputs("train"))
+
     def describe(self) -> str:
         """One line for logs: sizes, shape, value type, factors, labels."""
         kind = "binary" if self.binary else "grey levels"
@@ -122,7 +171,14 @@ class Dataset:
             text += ", factors " + " ".join(parts)
         if self.train_labels is not None:
             classes = int(torch.cat([self.train_labels, self.test_labels]).unique().numel())
-            text += f", labels ({classes} classes)"
+            mask = self.known.get("y")
+            count = "" if mask is None else (
+                f", {int(mask.sum())} of {len(mask)} train labels known")
+            text += f", labels ({classes} classes{count})"
+        for name, value in self.fields.items():
+            text += f", field {name} {tuple(value.shape[1:])}"
+            if name in self.known:
+                text += f" ({int(self.known[name].sum())} of {len(value)} train known)"
         return text
 
     def _require_factors(self) -> list[int]:
@@ -148,3 +204,38 @@ class Dataset:
         if len(codes) and ((codes < 0).any() or (codes >= np.asarray(sizes)).any()):
             raise PplVaeError(f"factor indices out of range: sizes are {sizes}")
         return codes
+
+
+def _check_inputs(ds: Dataset) -> None:
+    """Raise unless fields, test fields and masks match the splits they describe."""
+    if set(ds.fields) != set(ds.test_fields):
+        raise PplVaeError(
+            f"train fields {sorted(ds.fields)} and test fields {sorted(ds.test_fields)} differ; "
+            "give every field for both splits"
+        )
+    for name in ds.fields:
+        if not name.isidentifier() or name == "x" or (name == "y" and ds.train_labels is not None):
+            raise PplVaeError(
+                f"field name {name!r} is not usable as model(x, {name}=...); "
+                "use a Python identifier other than x (and y when labels are given)"
+            )
+    for part, data, fields in (("train", ds.train, ds.fields), ("test", ds.test, ds.test_fields)):
+        for name, value in fields.items():
+            if not isinstance(value, torch.Tensor) or value.dim() < 1 or len(value) != len(data):
+                shape = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
+                raise PplVaeError(
+                    f"{part} field {name!r} must be a tensor with {len(data)} rows "
+                    f"(one per {part} example), got {shape}"
+                )
+    names = ([] if ds.train_labels is None else ["y"]) + list(ds.fields)
+    for name, mask in ds.known.items():
+        if name not in names:
+            raise PplVaeError(
+                f"known[{name!r}] masks no input; the inputs are {names or 'none'}"
+            )
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool \
+                or tuple(mask.shape) != (len(ds.train),):
+            raise PplVaeError(
+                f"known[{name!r}] must be a bool tensor of shape ({len(ds.train)},), one per "
+                "train example"
+            )
