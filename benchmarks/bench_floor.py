@@ -77,7 +77,8 @@ def main() -> None:
 
     def step(loss_fn):
         def run():
-            loss = loss_fn()
+            with ppl_vae.engine_settings(pair.model, pair.guide):  # what fit() enters
+                loss = loss_fn()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -104,8 +104,9 @@ def bench(net: str, estimator: str, particles: int, steps: int, repeats: int,
         loss.backward()
         optimizer.step()
 
-    def ours():
-        step(elbo(pair.model, pair.guide, x), trainer_opt)
+    def ours():  # under the settings fit() enters (here once per step: an upper bound)
+        with ppl_vae.engine_settings(pair.model, pair.guide):
+            step(elbo(pair.model, pair.guide, x), trainer_opt)
 
     def hand():
         step(hand_loss(pair, x, estimator, particles), trainer_opt)
@@ -120,8 +121,7 @@ def bench(net: str, estimator: str, particles: int, steps: int, repeats: int,
                               max_plate_nesting=1))
 
     def pyro_svi():
-        with pyro.settings.context(module_local_params=False):  # SVI needs the global store
-            svi.step(x)
+        svi.step(x)
 
     loops = {"ours": ours, "hand": hand, "hand_default_adam": hand_default_adam,
              "pyro_svi": pyro_svi}

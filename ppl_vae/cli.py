@@ -227,7 +227,7 @@ def _sample_inputs(run, data, n: int) -> tuple[dict, int, list[str] | None, str]
     inputs = run.test_inputs(data)
     labels = inputs.get("y")
     if labels is not None and labels.dim() == 1 and not labels.is_floating_point():
-        classes = labels.unique()
+        classes = torch.cat([data.inputs("train")["y"].to(labels), labels]).unique()
         if len(classes) <= MAX_CLASS_ROWS:
             per_class = max(1, n // len(classes))
             y = classes.repeat_interleave(per_class)
@@ -260,9 +260,11 @@ def cmd_sample(args) -> None:
 
 def cmd_diagnose(args) -> None:
     from ppl_vae.diagnostics import diagnose
+    from ppl_vae.runs import read_config
 
     report = diagnose(args.run, n_examples=args.n_examples, draws=args.draws, device=args.device,
-                      quiet=args.quiet, metrics=args.metrics, seed=args.seed)
+                      quiet=args.quiet, metrics=args.metrics, seed=args.seed,
+                      trust_code=trusts_code(args, read_config(args.run)))
     psis = {k: v for k, v in report["psis"].items() if not isinstance(v, list)}
     print(json.dumps({"diagnostics": str(Path(args.run) / "diagnostics"), "psis": psis,
                       "disentanglement": report.get("disentanglement")}, default=str))
