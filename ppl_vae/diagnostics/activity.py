@@ -39,24 +39,26 @@ def pca_spectrum(means: np.ndarray) -> dict:
     }
 
 
-def latent_activity(model, guide, x: torch.Tensor, kl_per_dim: dict) -> tuple[dict, dict]:
+def latent_activity(model, guide, x: torch.Tensor, kl_per_dim: dict,
+                    inputs: dict | None = None) -> tuple[dict, dict]:
     """Activity statistics and the arrays the figures need.
 
     Args:
         model, guide: the pair (call inside its ``scope()``).
         x: test examples on the pair's device.
         kl_per_dim: site -> per-dimension KL or None, from :class:`Draws`.
+        inputs: per-example keyword inputs of the guide, one row per example of ``x``.
 
     Returns:
         ``(report, arrays)``: plain numbers for ``report.json``, and numpy
         ``means``/``variances`` ``(n, D)`` of the primary site.
     """
     try:
-        site, means, variances = posterior_moments(model, guide, x)
+        site, means, variances = posterior_moments(model, guide, x, inputs=inputs)
     except NotImplementedError:
         return {"site": None, "reason": "the guide's distribution has no analytic mean/variance; "
                 "activity statistics are n/a"}, {}
-    report = latent_statistics(model, guide, x)
+    report = latent_statistics(model, guide, x, inputs=inputs)
     means, variances = means.double().cpu().numpy(), variances.double().cpu().numpy()
     kl = kl_per_dim.get(site)
     report.update({

@@ -9,7 +9,21 @@ and, recorded on the way by a small messenger around the guide and around the
 model, every guide site's value and distribution and every prior site's
 distribution. Values come back as ``(S, N, *latent shape)``: the particle axis,
 the ``"data"`` plate's axis, then any other plate of the site and its event
-dimensions.
+dimensions. Per-example inputs (``model(x, y=...)``) go to both programs, the
+rows of each chunk with its examples.
+
+Two kinds of pair need a word:
+
+- sites outside the ``"data"`` plate (global latents) couple the examples:
+  there is no per-example weight ``w_sn``, so :func:`prepare_draws` refuses
+  such a pair, naming the sites;
+- discrete sites marked for enumeration are *sampled* here, not summed:
+  a guide site ``y`` is drawn from ``q(y | x)`` and counted in ``log q`` and
+  ``log p``; a model-only site ``c`` (the guide does not sample it) is drawn
+  from its prior conditional ``p(c | ...)`` when the model is replayed, and
+  ``log p(c | ...)`` is then added to ``log q`` too, since it is part of the
+  proposal. Both give a valid importance sampler of ``p(x)`` over ``(z, y, c)``,
+  noisier than the exact sum of :mod:`ppl_vae.enumeration` (``ppl-vae evaluate``).
 
 Per-dimension KL (a Monte Carlo estimate over the same draws)::
 
@@ -34,7 +48,15 @@ from tqdm.auto import tqdm
 
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import eval_mode
-from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, log_weights, prepare
+from ppl_vae.traces import (
+    DATA_PLATE,
+    PARTICLE_PLATE,
+    Plan,
+    log_weights,
+    prepare,
+    site_log_prob,
+    take,
+)
 
 
 class _Record(Messenger):
@@ -58,7 +80,8 @@ class Draws:
         log_weight: ``log p(x, z) - log q(z | x)``, ``(S, N)``.
         log_likelihood: ``log p(x | z)``, ``(S, N)``.
         log_prior: ``log p(z)``, ``(S, N)``.
-        log_guide: ``log q(z | x)``, ``(S, N)``.
+        log_guide: ``log q(z | x)``, ``(S, N)`` (the proposal's density: with a
+            model-only enumerated site, its prior term too; see the module docstring).
         kl_per_dim: site -> per-dimension KL ``(D,)`` averaged over draws and
             examples, or None where the dimensions are not separable.
     """
@@ -116,9 +139,33 @@ def _kl_terms(guide_msg, model_msg, nesting: int, k: int) -> torch.Tensor | None
     return laid.reshape(laid.shape[0], laid.shape[1], -1)
 
 
+def prepare_draws(model, guide, x: torch.Tensor, inputs: dict | None = None
+                  ) -> tuple[int, Plan]:
+    """Plate nesting and plan of the pair, refusing global sites (no per-example weight)."""
+    nesting, plan = prepare(model, guide, x[:2], take(inputs or {}, slice(0, 2)))
+    if plan.global_sites:
+        raise PplVaeError(
+            f"PSIS and importance sampling need one weight per example, which a pair with "
+            f"global site(s) {sorted(plan.global_sites)} (outside pyro.plate('{DATA_PLATE}')) "
+            "does not have: those sites couple the examples; use ppl-vae evaluate for its ELBO")
+    return nesting, plan
+
+
+def enumeration_note(plan: Plan) -> str | None:
+    """One sentence on how enumerated sites are drawn here (None without any)."""
+    if not plan.enumerated:
+        return None
+    return (f"site(s) {sorted(plan.enumerated)} are marked for enumeration; these diagnostics "
+            "sample them instead of summing (guide sites from q(y|x), model-only sites from "
+            "their prior conditional, counted in the proposal): a valid importance sampler, so "
+            "k-hat and the IS estimate include the discrete draws; ppl-vae evaluate sums them "
+            "exactly")
+
+
 @torch.no_grad()
 def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int = 8192,
-                  quiet: bool = True) -> Draws:
+                  quiet: bool = True, inputs: dict | None = None,
+                  prepared: tuple[int, Plan] | None = None) -> Draws:
     """Draw ``draws`` times from the guide for every example of ``x``; see the module docstring.
 
     Args:
@@ -127,18 +174,22 @@ def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int 
         draws: S, draws per example (importance samples for PSIS).
         budget: most draw-examples alive at once (bounds memory).
         quiet: hide the progress bar.
+        inputs: per-example keyword inputs of both programs, ``N`` rows each.
+        prepared: ``(nesting, plan)`` from :func:`prepare_draws`, if already known.
     """
     if draws < 2:
         raise PplVaeError(f"--draws must be at least 2, got {draws}")
+    inputs = inputs or {}
     with eval_mode(model, guide):
-        nesting, plan = prepare(model, guide, x[:1])
+        nesting, plan = prepared or prepare_draws(model, guide, x, inputs)
         particles = min(draws, budget)
         step = max(1, budget // particles)
         chunks = []
         for start in tqdm(range(0, x.shape[0], step), desc="guide draws", leave=False,
                           disable=quiet or None):
-            parts = [_one_pass(model, guide, x[start:start + step], min(particles, draws - first),
-                               nesting, plan) for first in range(0, draws, particles)]
+            rows = slice(start, start + step)
+            parts = [_one_pass(model, guide, x[rows], min(particles, draws - first), nesting,
+                               plan, take(inputs, rows)) for first in range(0, draws, particles)]
             chunks.append({key: _cat([p[key] for p in parts], 0) for key in parts[0]})
     out = {key: _cat([c[key] for c in chunks], 1) for key in chunks[0]}
     sites = {name[5:]: value.cpu().numpy() for name, value in out.items()
@@ -154,16 +205,29 @@ def _cat(tensors: list, dim: int):
     return None if tensors[0] is None else torch.cat(tensors, dim)
 
 
-def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan) -> dict:
-    """One chunk: log-weight parts ``(k, n)``, site draws ``(k, n, ...)``, KL terms."""
+def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan: Plan,
+              inputs: dict) -> dict:
+    """One chunk: log-weight parts ``(k, n)``, site draws ``(k, n, ...)``, KL terms.
+
+    A pair that runs one particle at a time (``plan.vectorized`` false) makes
+    ``k`` passes here, so that every draw is recorded, not only the last.
+    """
+    if not plan.vectorized and k > 1:
+        parts = [_one_pass(model, guide, x, 1, nesting, plan, inputs) for _ in range(k)]
+        return {key: _cat([p[key] for p in parts], 0) for key in parts[0]}
     guide_record, model_record = _Record(), _Record()
-    weights = log_weights(model_record(model), guide_record(guide), x, k, nesting, plan)
+    weights = log_weights(model_record(model), guide_record(guide), x, k, nesting, plan, inputs)
     if weights.total.shape != (k, x.shape[0]):
         raise PplVaeError(f"internal: log weights came back with shape {tuple(weights.total.shape)}"
                           f", not (draws, examples) = {(k, x.shape[0])}; a site's log-density was "
                           "not reduced to one number per example (ppl_vae.traces)")
-    out = {"log_weight": weights.total, "log_likelihood": weights.log_likelihood,
-           "log_prior": weights.log_prior, "log_guide": weights.log_guide}
+    log_guide = weights.log_guide
+    for name, dims in plan.latent:  # model-only discrete sites: drawn by the model, a proposal
+        if name in plan.model_enumerated:
+            log_guide = log_guide + site_log_prob(model_record.sites[name], dims)
+    out = {"log_weight": weights.log_likelihood + weights.log_prior - log_guide,
+           "log_likelihood": weights.log_likelihood, "log_prior": weights.log_prior,
+           "log_guide": log_guide}
     for name, msg in guide_record.sites.items():
         out[f"site:{name}"] = per_example_layout(msg["value"], msg["fn"].event_dim,
                                                  _frames(msg), nesting, k)

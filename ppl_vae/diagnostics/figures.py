@@ -2,7 +2,8 @@
 
 Each function writes one file and returns its name, or None when the figure
 does not apply (examples that are not images, fewer than two latent
-dimensions, ...).
+dimensions, ...). ``inputs`` are the per-example keyword inputs of the pair
+(``model(x, y=...)``), one row per example of ``x``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,30 @@ import numpy as np
 import torch
 
 from ppl_vae.plots import image_grid, observation_mean, plt, traversal_grid
+from ppl_vae.traces import take
 
 DPI = 80
+
+
+def attempt(name: str, draw, errors: list[dict]) -> str | None:
+    """``draw()``; if it raises, None, with ``{"figure": name, "error": ...}`` in ``errors``.
+
+    The error is its type and the first line of its message (Pyro appends the
+    trace's shapes on later lines).
+
+    A figure is never worth the report: the diagnostics go on without it, and
+    any figure it left open is closed.
+    """
+    before = set(plt.get_fignums())
+    try:
+        return draw()
+    except Exception as error:  # any failure of a figure is recorded, not raised
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
+        text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        line = f"{type(error).__name__}: {text}" if text else type(error).__name__
+        errors.append({"figure": name, "error": line if len(line) <= 300 else line[:297] + "..."})
+        return None
 
 
 def _save(fig, path: Path) -> str:
@@ -27,32 +50,39 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def reconstructions(model, guide, x: torch.Tensor, folder: Path) -> str | None:
+def reconstructions(model, guide, x: torch.Tensor, folder: Path,
+                    inputs: dict | None = None) -> str | None:
     """Inputs over the means of ``p(x | z)`` at ``z ~ q(z | x)``."""
     path = folder / "reconstructions.png"
-    recon = observation_mean(model, guide, x)
+    recon = observation_mean(model, guide, x, inputs=inputs)
     ok = image_grid(torch.cat([x, recon]), path, 2, "inputs (top), reconstructions (bottom)")
     return path.name if ok else None
 
 
-def prior_samples(model, guide, x: torch.Tensor, folder: Path, n: int = 32) -> str | None:
-    """Means of ``p(x | z)`` at ``z ~ p(z)``."""
+def prior_samples(model, guide, x: torch.Tensor, folder: Path, n: int = 32,
+                  inputs: dict | None = None) -> str | None:
+    """Means of ``p(x | z)`` at ``z ~ p(z)``; with inputs, at those of the first ``n`` examples."""
     path = folder / "prior_samples.png"
-    images = observation_mean(model, guide, x[:1].expand(n, *x.shape[1:]), from_prior=True)
+    if inputs:
+        n = min(n, *(len(v) for v in inputs.values() if v is not None))
+    images = observation_mean(model, guide, x[:1].expand(n, *x.shape[1:]), from_prior=True,
+                              inputs=take(inputs or {}, slice(0, n)))
     return path.name if image_grid(images, path, 4, "means of p(x|z), z ~ p(z)") else None
 
 
 def traversals_by_kl(model, guide, x: torch.Tensor, site: str, means: np.ndarray,
-                     kl: np.ndarray | None, folder: Path) -> str | None:
+                     kl: np.ndarray | None, folder: Path,
+                     inputs: dict | None = None) -> str | None:
     """One example's posterior mean with each dimension swept over [-2.5, 2.5].
 
     Rows are ordered by per-dimension KL (largest first), or by activity
-    ``Var_x E_q[z_d]`` when the KL is n/a.
+    ``Var_x E_q[z_d]`` when the KL is n/a. The model decodes at the first
+    example's inputs (``means[0]`` is that example's).
     """
     path = folder / "traversals_by_kl.png"
     score = kl if kl is not None else means.var(0)
     ok = traversal_grid(model, guide, x, site, torch.as_tensor(means), torch.as_tensor(score),
-                        "KL" if kl is not None else "activity", path)
+                        "KL" if kl is not None else "activity", path, inputs=inputs)
     return path.name if ok else None
 
 
@@ -95,13 +125,13 @@ def khat_histogram(khat: np.ndarray, folder: Path) -> str:
 
 
 def worst_khat(model, guide, x: torch.Tensor, khat: np.ndarray, worst: list[int],
-               folder: Path) -> str | None:
+               folder: Path, inputs: dict | None = None) -> str | None:
     """The examples with the largest k̂ (top) and their reconstructions (bottom)."""
     path = folder / "worst_khat.png"
-    inputs = x[worst]
-    recon = observation_mean(model, guide, inputs)
+    examples = x[worst]
+    recon = observation_mean(model, guide, examples, inputs=take(inputs or {}, worst))
     title = "largest k̂: " + ", ".join(f"{khat[i]:.2f}" for i in worst)
-    return path.name if image_grid(torch.cat([inputs, recon]), path, 2, title) else None
+    return path.name if image_grid(torch.cat([examples, recon]), path, 2, title) else None
 
 
 def latent_scatter(means: np.ndarray, colours: dict[str, np.ndarray], folder: Path) -> str | None:

@@ -32,6 +32,7 @@ def _psis(psis: dict) -> list[str]:
         f"- worst examples (test index, k̂): {worst}",
         (f"- IS log-likelihood with these draws: {_fmt(psis['is_log_likelihood'], 2)} "
          f"nats/example (ELBO {_fmt(psis['elbo'], 2)})"),
+        *([f"- note: {psis['note']}"] if psis.get("note") else []),
         "",
     ]
 
@@ -67,9 +68,10 @@ def _summary(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def _disentanglement(scores: dict | None) -> list[str]:
+def _disentanglement(scores: dict | None, note: str | None) -> list[str]:
     if scores is None:
-        return ["## Disentanglement", "", "- n/a: the dataset has no ground-truth factors", ""]
+        return ["## Disentanglement", "",
+                f"- {note or 'n/a: the dataset has no ground-truth factors'}", ""]
     rows = [("BetaVAE score", "beta_vae", "eval_accuracy"),
             ("FactorVAE score", "factor_vae", "eval_accuracy"),
             ("MIG", "mig", "discrete_mig"),
@@ -92,6 +94,13 @@ def _disentanglement(scores: dict | None) -> list[str]:
     return lines + [""]
 
 
+def _figure_errors(errors: list[dict]) -> list[str]:
+    if not errors:
+        return []
+    return ["Not drawn (the error of each; the rest of the report is complete):", "",
+            *[f"- {e['figure']}: `{e['error']}`" for e in errors], ""]
+
+
 def markdown(report: dict) -> str:
     """The text of ``report.md`` for a diagnostics ``report``."""
     settings = report["settings"]
@@ -109,10 +118,11 @@ def markdown(report: dict) -> str:
         *_psis(report["psis"]),
         *_latents(report["latents"]),
         *_summary(report["posterior_summary"]),
-        *_disentanglement(report["disentanglement"]),
+        *_disentanglement(report["disentanglement"], report.get("disentanglement_note")),
         "## Figures",
         "",
         *[f"![{Path(f).stem}]({f})" for f in report["figures"]],
         "",
+        *_figure_errors(report.get("figure_errors") or []),
     ]
     return "\n".join(lines)
