@@ -364,8 +364,11 @@ def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
     """Run the pair on ``x`` with ``num_particles`` draws and split ``log w`` by kind of site.
 
     A pair that is not vectorized over particles (``plan.vectorized``) runs
-    its particles one at a time. Enumerated sites are not handled here (see
-    :mod:`ppl_vae.enumeration`); sites outside the data plate are refused.
+    its particles one at a time. Enumerated sites are *sampled* here (summed in
+    :mod:`ppl_vae.enumeration`): a guide site is drawn from ``q(y | x)``; a
+    model-only site ``c`` is drawn by the model from ``p(c | ...)``, so its
+    term counts in ``log_guide`` too (it is part of the proposal) — a valid,
+    noisier importance sampler. Sites outside the data plate are refused.
     """
     check_local(plan, "an importance-weighted estimate")
     if not plan.vectorized and num_particles > 1:
@@ -381,5 +384,7 @@ def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
         terms = [site_log_prob(trace.nodes[name], dims) for name, dims in sites]
         return functools.reduce(torch.add, terms) if terms else x.new_zeros(shape)
 
+    # a model-only discrete site is drawn by the model from p(c | ...): part of the proposal
+    drawn_by_model = [(n, d) for n, d in plan.latent if n in plan.model_enumerated]
     return LogWeights(total(model_trace, plan.observed), total(model_trace, plan.latent),
-                      total(guide_trace, plan.guide))
+                      total(guide_trace, plan.guide) + total(model_trace, drawn_by_model))

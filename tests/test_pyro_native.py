@@ -78,6 +78,10 @@ def test_pyro_trace_elbo_object_gives_the_same_loss_and_training_as_trace(binary
             values.append(estimator(pair.model, pair.guide, x))
     assert torch.allclose(values[0], values[1], rtol=1e-6)
     assert abs(float(values[2] - values[0])) < 2.0  # JIT: the same bound, other draws
+    with pair.scope():  # TraceGraph: the value of -ELBO (its gradient is Pyro's surrogate's)
+        pyro.set_rng_seed(7)
+        graph = as_estimator(TraceGraph_ELBO())(pair.model, pair.guide, x)
+    assert torch.allclose(graph, values[0], rtol=1e-6)
     runs = []
     for elbo in ("trace", Trace_ELBO()):
         pair = ppl_vae.build("vae", latent_dim=2, data=binary_data, net="mlp", seed=3)

@@ -54,7 +54,6 @@ from ppl_vae.traces import (
     Plan,
     log_weights,
     prepare,
-    site_log_prob,
     take,
 )
 
@@ -221,13 +220,8 @@ def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan: Plan,
         raise PplVaeError(f"internal: log weights came back with shape {tuple(weights.total.shape)}"
                           f", not (draws, examples) = {(k, x.shape[0])}; a site's log-density was "
                           "not reduced to one number per example (ppl_vae.traces)")
-    log_guide = weights.log_guide
-    for name, dims in plan.latent:  # model-only discrete sites: drawn by the model, a proposal
-        if name in plan.model_enumerated:
-            log_guide = log_guide + site_log_prob(model_record.sites[name], dims)
-    out = {"log_weight": weights.log_likelihood + weights.log_prior - log_guide,
-           "log_likelihood": weights.log_likelihood, "log_prior": weights.log_prior,
-           "log_guide": log_guide}
+    out = {"log_weight": weights.total, "log_likelihood": weights.log_likelihood,
+           "log_prior": weights.log_prior, "log_guide": weights.log_guide}
     for name, msg in guide_record.sites.items():
         out[f"site:{name}"] = per_example_layout(msg["value"], msg["fn"].event_dim,
                                                  _frames(msg), nesting, k)
