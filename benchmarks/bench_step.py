@@ -31,9 +31,9 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 import ppl_vae
 from ppl_vae import speedups
+from ppl_vae.devices import resolve_device
 from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
-from ppl_vae.train import resolve_device
 
 LOG_2PI = math.log(2 * math.pi)
 

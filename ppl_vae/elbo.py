@@ -165,6 +165,10 @@ class RenyiBound(Estimator):
         super().__init__(num_particles)
         if alpha == 1:
             raise PplVaeError("--alpha 1 makes the Rényi bound the ELBO; use --elbo trace instead")
+        if not 0 <= alpha < 1:
+            raise PplVaeError(f"--alpha {alpha:g} is outside [0, 1): for α < 0 the Rényi "
+                              "objective is an upper bound on log p(x), for α > 1 not this "
+                              "bound; use α in [0, 1) (0 is IWAE)")
         self.alpha = float(alpha)
 
     def check(self, plan: Plan) -> None:

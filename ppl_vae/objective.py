@@ -12,30 +12,36 @@ so labelled and unlabelled examples count once each, as in the ELBO of the
 whole data set ``Σ_labelled log p(x, y) + Σ_unlabelled log p(x)`` (Kingma et
 al. 2014, M2). Sites outside the ``"data"`` plate are scaled by ``m / N``
 (:class:`ppl_vae.traces.ScaleGlobal`): once per data set, not once per batch.
+During a KL warm-up every latent site is scaled by ``latent_scale``
+(:class:`ppl_vae.traces.ScaleLatent`).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-from ppl_vae.traces import ScaleGlobal
+from ppl_vae.traces import ScaleGlobal, ScaleLatent
 
 
-def part_loss(estimator, model, guide, x: torch.Tensor, inputs: dict,
-              dataset_size: int) -> torch.Tensor:
+def part_loss(estimator, model, guide, x: torch.Tensor, inputs: dict, dataset_size: int,
+              latent_scale: float = 1.0) -> torch.Tensor:
     """The estimator on examples whose inputs are all given or all ``None``, globals scaled."""
     _, plan = estimator.prepare(model, guide, x, inputs)
+    warmup = ScaleLatent(latent_scale) if latent_scale != 1.0 else contextlib.nullcontext()
     if not plan.global_sites:
-        return estimator(model, guide, x, **inputs)
-    with ScaleGlobal(x.shape[0] / dataset_size):
+        with warmup:
+            return estimator(model, guide, x, **inputs)
+    with ScaleGlobal(x.shape[0] / dataset_size), warmup:
         return estimator(model, guide, x, **inputs)
 
 
 def batch_loss(estimator, model, guide, x: torch.Tensor, inputs: dict, known: dict,
-               dataset_size: int) -> torch.Tensor:
+               dataset_size: int, latent_scale: float = 1.0) -> torch.Tensor:
     """See the module docstring. ``known``: input name -> bool mask of the batch."""
     if not known:
-        return part_loss(estimator, model, guide, x, inputs, dataset_size)
+        return part_loss(estimator, model, guide, x, inputs, dataset_size, latent_scale)
     names = sorted(known)
     code = sum(known[name].long() << i for i, name in enumerate(names))
     total = x.new_zeros(())
@@ -44,6 +50,6 @@ def batch_loss(estimator, model, guide, x: torch.Tensor, inputs: dict, known: di
         given = {name: bool(pattern >> i & 1) for i, name in enumerate(names)}
         part = {name: value[index] if given.get(name, True) else None
                 for name, value in inputs.items()}
-        total = total + part_loss(estimator, model, guide, x[index], part, dataset_size) \
-            * (index.numel() / x.shape[0])
+        total = total + part_loss(estimator, model, guide, x[index], part, dataset_size,
+                                  latent_scale) * (index.numel() / x.shape[0])
     return total

@@ -12,7 +12,7 @@ how a run folder can rebuild it, in one of four forms (``spec["source"]``):
 - ``unimportable``: a lambda or closure; ``why`` says so, and reloading needs
   ``model=`` and ``guide=``.
 
-A run folder is data, not code: :func:`load_run` imports a recorded path only
+A run folder is data, not code: :func:`ppl_vae.runs.load_run` imports a recorded path only
 when asked to (``trust_code=True``, ``--trust-run-code``), the way checkpoints
 load with ``weights_only``.
 """
@@ -24,14 +24,16 @@ import inspect
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyro
 import torch
 
+import ppl_vae.guides  # noqa: F401  (registers the built-in guides)
+import ppl_vae.models  # noqa: F401  (registers the built-in models)
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import GUIDES, MODELS
+from ppl_vae.traces import prepare
 
 
 @dataclass
@@ -52,6 +54,14 @@ class Pair:
         """The engine's settings, with this pair's parameters as Pyro's param store, for a while."""
         with engine_settings(self.model, self.guide), pyro.get_param_store().scope(self.store):
             yield self
+
+    def check(self, x: torch.Tensor, inputs: dict | None = None) -> None:
+        """Trace the pair once, checked against the contract; creates lazy parameters.
+
+        Call inside :meth:`scope`. Runs with a forked RNG and validation on.
+        """
+        with torch.no_grad(), pyro.validation_enabled(True):
+            prepare(self.model, self.guide, x, inputs or {})
 
     def modules(self) -> list[torch.nn.Module]:
         return [p for p in (self.model, self.guide) if isinstance(p, torch.nn.Module)]
@@ -209,46 +219,3 @@ def rebuild(spec: dict | None, folder, data=None, trust_code: bool = False) -> P
     model, guide = (import_path(path) for path in (spec["model"], spec["guide"]))
     model, guide = (p() if isinstance(p, type) else p for p in (model, guide))
     return Pair(model, guide, spec)
-
-
-def example_inputs(config: dict, device) -> dict:
-    """One example's worth of the run's inputs (zeros of the recorded dtype and shape)."""
-    return {name: torch.zeros(1, *shape, dtype=getattr(torch, dtype), device=device)
-            for name, (dtype, shape) in config.get("inputs", {}).items()}
-
-
-def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
-             trust_code: bool = False):
-    """Rebuild the pair of a run folder and load its last checkpoint.
-
-    Args:
-        folder: the run folder.
-        model, guide: fresh instances of a user-written pair (then nothing is imported).
-        device: ``cpu``, ``cuda`` or ``auto``.
-        data: the dataset, for pairs built by a user factory (default: the run's own data).
-        trust_code: import the user code the run's ``config.json`` names
-            (a factory or importable model/guide); off by default, since a run
-            folder from elsewhere must not run code by being opened.
-    """
-    from ppl_vae.runs import load_checkpoint, read_config, read_metrics
-    from ppl_vae.train import Run, load_parameters, resolve_device
-
-    folder = Path(folder)
-    config = read_config(folder)
-    spec = config.get("pair")
-    if model is None or guide is None:
-        if data is None and (spec or {}).get("source") == "factory" and trust_code:
-            from ppl_vae.data import load
-            if config.get("data") is None:
-                raise PplVaeError(f"{folder} was trained on user data; pass data= to load_run")
-            data = load(**config["data"])
-        pair = rebuild(spec, folder, data, trust_code)
-    else:
-        pair = Pair(model, guide, spec)
-    device = resolve_device(device)
-    for module in pair.modules():
-        module.to(device)
-    state = load_checkpoint(folder, map_location=device)
-    example = torch.zeros(1, *config["event_shape"], device=device)  # creates lazy parameters
-    load_parameters(pair, state["params"], device, example, example_inputs(config, device))
-    return Run(pair, folder, config, read_metrics(folder))

@@ -119,20 +119,40 @@ def traversals(model, guide, x: torch.Tensor, path: Path, inputs: dict | None = 
                           inputs=inputs)
 
 
-def loss_curve(metrics: list[dict], path: Path) -> None:
-    """Training objective and test ELBO (nats per example) per epoch."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    epochs = [m["epoch"] for m in metrics]
-    ax.plot(epochs, [m["train_objective"] for m in metrics], "o-", label="train objective")
-    ax.plot(epochs, [m["test_elbo"] for m in metrics], "s-", label="test ELBO")
-    ax.set_xlabel("epoch"), ax.set_ylabel("nats per example"), ax.legend()
+def loss_curve(metrics: list[dict], path: Path, steps: list[dict] | None = None) -> None:
+    """Training objective and test ELBO (nats per example), per step when ``steps`` are logged.
+
+    With step lines (``fit(log_every=...)``) the objective is drawn per logged
+    window and the test ELBO at each epoch's last step; a KL warm-up's scale
+    goes on a second axis.
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    if steps:
+        ax.plot([s["step"] for s in steps], [s["train_objective"] for s in steps], "-", lw=1,
+                label="train objective")
+        ax.plot([m.get("step", m["epoch"]) for m in metrics], [m["test_elbo"] for m in metrics],
+                "s-", label="test ELBO")
+        ax.set_xlabel("step")
+        if any(s.get("warmup_scale", 1) < 1 for s in steps):
+            scale = ax.twinx()
+            scale.plot([s["step"] for s in steps], [s["warmup_scale"] for s in steps], ":",
+                       color="grey")
+            scale.set_ylabel("KL warm-up scale", color="grey")
+    else:
+        epochs = [m["epoch"] for m in metrics]
+        ax.plot(epochs, [m["train_objective"] for m in metrics], "o-", label="train objective")
+        ax.plot(epochs, [m["test_elbo"] for m in metrics], "s-", label="test ELBO")
+        ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per example")
+    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
 def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path,
-                n: int = 16, inputs: dict | None = None) -> list[str]:
+                n: int = 16, inputs: dict | None = None,
+                steps: list[dict] | None = None) -> list[str]:
     """Write the standard figures of a run into ``folder``; return the file names.
 
     With ``inputs``, prior samples are drawn at the inputs of the first 64 examples.
@@ -154,6 +174,6 @@ def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path
         if traversals(model, guide, x, folder / "traversals.png", shown):
             written.append("traversals.png")
     if metrics:
-        loss_curve(metrics, folder / "loss_curve.png")
+        loss_curve(metrics, folder / "loss_curve.png", steps)
         written.append("loss_curve.png")
     return written

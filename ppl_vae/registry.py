@@ -6,6 +6,9 @@ Each family registers itself where it is defined::
     def build_vae(...): ...
 
 so the CLI, ``ppl_vae.build`` and ``ppl-vae list`` never hold an if/elif chain.
+The tables are filled by the modules that define the entries (imported by
+:mod:`ppl_vae.pair` for models and guides, by :mod:`ppl_vae.elbo` itself);
+this module imports none of them.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ class Registry:
 
     def get(self, name: str) -> Entry:
         """The entry for ``name``; an unknown name lists the known ones."""
-        _import_builtin_families()
         if name not in self._entries:
             known = ", ".join(sorted(self._entries))
             raise PplVaeError(f"unknown {self.kind} '{name}'; choose one of: {known}")
@@ -52,21 +54,10 @@ class Registry:
 
     def entries(self) -> list[Entry]:
         """All entries, sorted by name."""
-        _import_builtin_families()
         return [self._entries[k] for k in sorted(self._entries)]
-
-    def __contains__(self, name: str) -> bool:
-        _import_builtin_families()
-        return name in self._entries
 
 
 MODELS = Registry("model")
 GUIDES = Registry("guide")
 ELBOS = Registry("ELBO")
 
-
-def _import_builtin_families() -> None:
-    """Import the modules whose decorators fill the tables (idempotent)."""
-    import ppl_vae.elbo  # noqa: F401
-    import ppl_vae.guides  # noqa: F401
-    import ppl_vae.models  # noqa: F401

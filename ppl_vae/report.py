@@ -19,7 +19,7 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
     with run.pair.scope():
         x = test.to(run.device)
         figures = run_figures(run.model, run.guide, x, run.metrics, folder / "figures",
-                              inputs=inputs)
+                              inputs=inputs, steps=runs.read_metrics(folder, runs.STEPS))
         latents = latent_statistics(run.model, run.guide, x, inputs)
         extra = {}
         for role, program in (("model", run.model), ("guide", run.guide)):
@@ -27,7 +27,7 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
                 extra[role] = program.report(x, run.model if role == "guide" else run.guide)
             if hasattr(program, "figures"):
                 figures += program.figures(x, folder / "figures")
-    report = {"config": run.config, "final_epoch": run.metrics[-1] if run.metrics else None,
+    report = {"config": run.config.to_json(), "final_epoch": run.metrics[-1] if run.metrics else None,
               "evaluation": evaluation, "latents": latents, **{f"{k}_report": v
                                                                for k, v in extra.items()},
               "figures": [f"figures/{f}" for f in figures]}
@@ -52,11 +52,35 @@ def _hook_lines(report: dict) -> list[str]:
     return lines
 
 
+def _evaluation_rows(evaluation: dict) -> list[str]:
+    """The test-set table; a point-mass guide has a reconstruction and a regulariser, not a KL."""
+    point_mass = "point mass" in (evaluation.get("log_likelihood_note") or "")
+    if point_mass:
+        return [f"| reconstruction -log p(x given z = code(x)) | "
+                f"{_fmt(evaluation['reconstruction'])} |",
+                f"| regulariser -log p(code(x)) | {_fmt(evaluation['kl'])} |",
+                "| log-likelihood | n/a: a point-mass guide has no density, so no bound |"]
+    return [f"| ELBO | {_fmt(evaluation['elbo'])} |",
+            f"| IS log-likelihood log p(x) | {_fmt(evaluation['log_likelihood'])} "
+            f"{evaluation.get('log_likelihood_note', '')}|",
+            f"| reconstruction -E_q log p(x given z) | {_fmt(evaluation['reconstruction'])} |",
+            f"| KL(q(z given x) ‖ p(z)) | {_fmt(evaluation['kl'])} |"]
+
+
 def markdown(report: dict) -> str:
     """A short human-readable summary of ``report``."""
     config, evaluation, latents = report["config"], report["evaluation"], report["latents"]
     pair = config.get("pair") or {"model": "user-written", "guide": "user-written", "options": {}}
-    train = config["train"]
+    estimator, training = config["estimator"], config["training"]
+    schedule, optimizer = config["schedule"], config["optimizer"]
+    controls = [f"lr schedule {schedule['lr_schedule']}"]
+    if schedule.get("warmup_steps"):
+        controls.append(f"KL warm-up over {schedule['warmup_steps']} steps from "
+                        f"{schedule['warmup_start']}")
+    if optimizer.get("clip_norm"):
+        controls.append(f"gradient norm clipped at {optimizer['clip_norm']}")
+    if training.get("patience"):
+        controls.append(f"early stopping, patience {training['patience']}")
     last = report["final_epoch"] or {}
     lines = [
         f"# Run report: {pair['model']} with guide {pair['guide']}",
@@ -64,9 +88,10 @@ def markdown(report: dict) -> str:
         f"- options: `{json.dumps(pair.get('options', {}))}`",
         *([f"- inputs: {', '.join(config['inputs'])}"] if config.get("inputs") else []),
         f"- data: `{json.dumps(config.get('data'))}`",
-        f"- training: {train['elbo']} ({train['particles']} particle(s)), {train['epochs']} epochs,"
-        f" batch {train['batch_size']}, lr {train['lr']}, seed {train['seed']},"
-        f" device {train['device']}",
+        f"- training: {estimator['elbo']} ({estimator.get('particles')} particle(s)), "
+        f"{training['epochs']} epochs, batch {training['batch_size']}, lr {optimizer['lr']}, "
+        f"seed {training['seed']}, device {config.get('environment', {}).get('device')}; "
+        f"{', '.join(controls)}",
         f"- last epoch: objective {_fmt(last.get('train_objective'))}, test ELBO "
         f"{_fmt(last.get('test_elbo'))} nats/example, {_fmt(last.get('examples_per_s'))} "
         "examples/s",
@@ -75,11 +100,7 @@ def markdown(report: dict) -> str:
         "",
         "| quantity | nats per example |",
         "|---|---|",
-        f"| ELBO | {_fmt(evaluation['elbo'])} |",
-        f"| IS log-likelihood log p(x) | {_fmt(evaluation['log_likelihood'])} "
-        f"{evaluation.get('log_likelihood_note', '')}|",
-        f"| reconstruction -E_q log p(x given z) | {_fmt(evaluation['reconstruction'])} |",
-        f"| KL(q(z given x) ‖ p(z)) | {_fmt(evaluation['kl'])} |",
+        *_evaluation_rows(evaluation),
         "",
         f"## Latent code (site '{latents['site']}')",
         "",

@@ -1,10 +1,12 @@
-"""The run folder: config, metrics, atomic weights-only checkpoints.
+"""A run: its folder, its typed configuration, its checkpoints, and reloading it.
 
 A run folder holds everything needed to resume, evaluate, diagnose and sample::
 
-    RUN/config.json      what was built and how it was trained (names + options)
+    RUN/config.json      what was built and how it was trained (:class:`RunConfig`)
     RUN/metrics.jsonl    one JSON line per finished epoch
+    RUN/steps.jsonl      the training loss every ``log_every`` steps (when asked)
     RUN/checkpoint.pt    parameters, optimizer, RNG states, position in the epoch
+    RUN/best.pt          parameters of the epoch with the best test ELBO (early stopping)
     RUN/figures/*.png    reconstructions, prior samples, traversals, loss curve
     RUN/report.json      evaluation after training
 
@@ -23,14 +25,108 @@ import os
 import pickle
 import tempfile
 import zipfile
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import torch
 
+from ppl_vae.devices import resolve_device
+from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
+from ppl_vae.evaluate import evaluate
+from ppl_vae.pair import Pair, rebuild
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG, METRICS, CHECKPOINT, REPORT = "config.json", "metrics.jsonl", "checkpoint.pt", "report.json"
+STEPS, BEST = "steps.jsonl", "best.pt"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("ppl-vae")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class RunConfig:
+    """What a run trained, and how: the record ``--resume`` is checked against.
+
+    Attributes:
+        pair: how to rebuild the pair (:mod:`ppl_vae.pair` spec), or None.
+        data: ``ppl_vae.data.load`` arguments that rebuild the data, or None.
+        event_shape: shape of one example.
+        inputs: dataset inputs passed as keywords, name -> ``[dtype, shape]``.
+        estimator: ``elbo`` (registry name, ``pyro.infer.<Class>`` or
+            ``callable:<name>``), ``particles``, and ``alpha`` / ``pyro_settings``.
+        optimizer: ``name`` (adam), ``lr``, ``clip_norm`` (None: no clipping).
+        schedule: ``lr_schedule`` (constant, cosine, step), ``lr_step_epochs``,
+            ``lr_gamma``; ``warmup_steps`` and ``warmup_start`` of the KL warm-up.
+        training: ``epochs``, ``batch_size``, ``seed``, ``precision``,
+            ``patience`` (early stopping, 0: off), ``log_every``, ``divergence_factor``.
+        environment: ``device`` and ``processes``: where it ran, which may
+            change on resume (everything else but ``training.epochs`` may not).
+        version: the ppl-vae that wrote it.
+    """
+
+    pair: dict | None
+    data: dict | None
+    event_shape: list
+    inputs: dict
+    estimator: dict
+    optimizer: dict
+    schedule: dict
+    training: dict
+    environment: dict = field(default_factory=dict)
+    version: str = field(default_factory=_version)
+    format_version: int = FORMAT_VERSION
+
+    MAY_CHANGE_ON_RESUME = ("training.epochs", "environment.", "version", "format_version")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> RunConfig:
+        """Read a ``config.json`` (format 1 kept everything in one ``train`` dict)."""
+        if obj.get("format_version", 1) >= 2:
+            return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
+        train = dict(obj.get("train", {}))
+        return cls(pair=obj.get("pair"), data=obj.get("data"),
+                   event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
+                   estimator={k: train.pop(k) for k in ("elbo", "particles", "alpha",
+                                                        "pyro_settings") if k in train},
+                   optimizer={"name": "adam", "lr": train.pop("lr", None), "clip_norm": None},
+                   schedule={"lr_schedule": "constant", "warmup_steps": 0},
+                   environment={k: train.pop(k) for k in ("device", "processes") if k in train},
+                   training=train, version="before 0.2", format_version=1)
+
+    def differences(self, requested: RunConfig) -> list[str]:
+        """``key: stored → requested`` for every setting that may not change on resume."""
+        mine, theirs = _flatten(self.to_json()), _flatten(requested.to_json())
+        keys = sorted(set(mine) | set(theirs))
+        return [f"{k}: {mine.get(k)!r} → {theirs.get(k)!r}" for k in keys
+                if mine.get(k) != theirs.get(k)
+                and not any(k == m or (m.endswith(".") and k.startswith(m))
+                            for m in self.MAY_CHANGE_ON_RESUME)]
+
+
+def _flatten(obj, prefix: str = "") -> dict:
+    """Nested dicts as ``{"a.b": value}`` (lists and JSON-normalised values as leaves)."""
+    if isinstance(obj, dict) and obj:
+        out = {}
+        for key, value in obj.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: json.loads(json.dumps(obj))}
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path, write) -> None:
@@ -46,6 +142,7 @@ def atomic_write(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; run files follow the umask
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
@@ -61,13 +158,13 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
-def write_metrics(folder: Path, metrics: list[dict]) -> None:
-    """Atomically rewrite ``metrics.jsonl`` (one line per epoch) from ``metrics``."""
+def write_metrics(folder: Path, metrics: list[dict], name: str = METRICS) -> None:
+    """Atomically rewrite ``metrics.jsonl`` (or ``name``), one JSON line per record."""
     text = "".join(json.dumps(m) + "\n" for m in metrics)
-    atomic_write(Path(folder) / METRICS, lambda f: f.write(text.encode()))
+    atomic_write(Path(folder) / name, lambda f: f.write(text.encode()))
 
 
-def save_checkpoint(folder: Path, state: dict) -> None:
+def save_checkpoint(folder: Path, state: dict, name: str = CHECKPOINT) -> None:
     """Atomically save ``state`` (tensors and plain containers only).
 
     The bytes are serialised in memory first, so a failing disk surfaces as the
@@ -75,12 +172,12 @@ def save_checkpoint(folder: Path, state: dict) -> None:
     """
     buffer = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
-    atomic_write(Path(folder) / CHECKPOINT, lambda f: f.write(buffer.getbuffer()))
+    atomic_write(Path(folder) / name, lambda f: f.write(buffer.getbuffer()))
 
 
-def load_checkpoint(folder: Path, map_location="cpu") -> dict:
-    """Load ``checkpoint.pt`` with ``weights_only=True``; clear errors for bad files."""
-    path = Path(folder) / CHECKPOINT
+def load_checkpoint(folder: Path, map_location="cpu", name: str = CHECKPOINT) -> dict:
+    """Load ``checkpoint.pt`` (or ``name``) with ``weights_only=True``; clear errors for bad files."""
+    path = Path(folder) / name
     if not path.exists():
         raise PplVaeError(f"{path} does not exist; train first, or check the run folder path")
     try:
@@ -105,6 +202,11 @@ def check_version(version, path) -> None:
                           f"{FORMAT_VERSION}; upgrade ppl-vae or retrain")
 
 
+def read_run_config(folder: Path) -> RunConfig:
+    """``config.json`` of a run folder as a :class:`RunConfig`."""
+    return RunConfig.from_json(read_config(folder))
+
+
 def read_config(folder: Path) -> dict:
     """``config.json`` of a run folder, checked for existence and version."""
     folder = Path(folder)
@@ -122,9 +224,9 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-def read_metrics(folder: Path) -> list[dict]:
-    """The lines of ``metrics.jsonl`` (empty if none yet)."""
-    path = Path(folder) / METRICS
+def read_metrics(folder: Path, name: str = METRICS) -> list[dict]:
+    """The lines of ``metrics.jsonl`` (or ``name``; empty if none yet)."""
+    path = Path(folder) / name
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -140,7 +242,7 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> Path:
     if resume and not (folder / CHECKPOINT).exists():
         raise PplVaeError(f"cannot resume: {folder / CHECKPOINT} does not exist")
     if overwrite and not resume:
-        for name in (CHECKPOINT, METRICS, REPORT, "evaluation.json"):
+        for name in (CHECKPOINT, METRICS, REPORT, STEPS, BEST, "evaluation.json"):
             (folder / name).unlink(missing_ok=True)
     for stale in folder.glob(".*.tmp"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
@@ -149,3 +251,111 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> Path:
     except OSError as error:
         raise PplVaeError(f"cannot create run folder {folder}: {error.strerror}") from None
     return folder
+
+
+@dataclass
+class Run:
+    """A trained pair, where it lives on disk, its config and metrics."""
+
+    pair: Pair
+    path: Path | None
+    config: RunConfig
+    metrics: list[dict] = field(default_factory=list)
+    report: dict | None = None
+
+    @property
+    def model(self):
+        return self.pair.model
+
+    @property
+    def guide(self):
+        return self.pair.guide
+
+    @property
+    def input_names(self) -> list[str]:
+        """The dataset inputs the pair was trained with (``fit(inputs=...)``)."""
+        return list(self.config.inputs)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the pair's parameters live (CPU for a pair without parameters)."""
+        with self.pair.scope():
+            first = next(iter(self.pair.named_parameters().values()), None)
+        return torch.device("cpu") if first is None else first.device
+
+    def test_inputs(self, data, n: int | None = None) -> dict:
+        """The run's inputs of the first ``n`` test examples, on the pair's device."""
+        given = data.inputs("test") if self.input_names else {}
+        return {k: given[k][:n].to(self.device) for k in self.input_names}
+
+    def evaluate(self, x: torch.Tensor, inputs: dict | None = None, **options) -> dict:
+        """:func:`ppl_vae.evaluate` inside this pair's parameter scope."""
+        inputs = {k: v.to(self.device) for k, v in (inputs or {}).items()}
+        with self.pair.scope():
+            return evaluate(self.pair.model, self.pair.guide, x.to(self.device), inputs=inputs,
+                            **options)
+
+
+def load_parameters(pair: Pair, params: dict, device, example=None,
+                    example_inputs: dict | None = None) -> None:
+    """Copy checkpointed tensors into the pair; names must match exactly.
+
+    With ``example`` the pair is traced once first, so lazy parameters exist.
+    """
+    with pair.scope():
+        if example is not None:
+            pair.check(example, example_inputs)
+        named = pair.named_parameters()
+        if set(named) != set(params):
+            missing, extra = sorted(set(named) - set(params)), sorted(set(params) - set(named))
+            raise PplVaeError(f"checkpoint does not match the pair (missing {missing[:3]}, "
+                              f"unexpected {extra[:3]}); load it with the pair it was trained with")
+        with torch.no_grad():
+            for name, tensor in named.items():
+                if tensor.shape != params[name].shape:
+                    raise PplVaeError(f"checkpoint tensor '{name}' has shape "
+                                      f"{tuple(params[name].shape)}, the pair needs "
+                                      f"{tuple(tensor.shape)}; the options differ from training")
+                tensor.copy_(params[name].to(device))
+
+
+def example_inputs(config: RunConfig, device) -> dict:
+    """One example's worth of the run's inputs (zeros of the recorded dtype and shape)."""
+    return {name: torch.zeros(1, *shape, dtype=getattr(torch, dtype), device=device)
+            for name, (dtype, shape) in config.inputs.items()}
+
+
+def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
+             trust_code: bool = False, best: bool = False) -> Run:
+    """Rebuild the pair of a run folder and load its last (or ``best``) checkpoint.
+
+    Args:
+        folder: the run folder.
+        model, guide: fresh instances of a user-written pair (then nothing is imported).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        data: the dataset, for pairs built by a user factory (default: the run's own data).
+        trust_code: import the user code the run's ``config.json`` names
+            (a factory or importable model/guide); off by default, since a run
+            folder from elsewhere must not run code by being opened.
+        best: load ``best.pt`` (the best test ELBO under early stopping).
+    """
+    folder = Path(folder)
+    config = read_run_config(folder)
+    spec = config.pair
+    if model is None or guide is None:
+        if data is None and (spec or {}).get("source") == "factory" and trust_code:
+            from ppl_vae.data import load
+            if config.data is None:
+                raise PplVaeError(f"{folder} was trained on user data; pass data= to load_run")
+            data = load(**config.data)
+        pair = rebuild(spec, folder, data, trust_code)
+    else:
+        pair = Pair(model, guide, spec)
+    device = resolve_device(device)
+    for module in pair.modules():
+        module.to(device)
+    state = load_checkpoint(folder, map_location=device, name=BEST if best else CHECKPOINT)
+    example = torch.zeros(1, *config.event_shape, device=device)  # creates lazy parameters
+    with engine_settings(pair.model, pair.guide):
+        load_parameters(pair, state["params"], device, example, example_inputs(config, device))
+    return Run(pair, folder, config, read_metrics(folder))

@@ -156,6 +156,24 @@ class ScaleGlobal(Messenger):
             msg["scale"] = msg["scale"] * self.factor
 
 
+class ScaleLatent(Messenger):
+    """Multiply the scale of every latent (unobserved) sample site by ``factor``.
+
+    The latent site's ``log p(z)`` in the model and ``log q(z | x)`` in the guide
+    are scaled alike, so ``E_q[log q - log p]`` — the KL term — is scaled and the
+    likelihood is not: β-VAE's mechanism, used by the KL warm-up
+    (:mod:`ppl_vae.schedules`).
+    """
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def _process_message(self, msg) -> None:
+        if msg["type"] == "sample" and not site_is_subsample(msg) and not msg["is_observed"]:
+            msg["scale"] = msg["scale"] * self.factor
+
+
 def _check_observation(model_trace) -> None:
     """The observation site exists, inside the ``"data"`` plate; one-line errors otherwise."""
     site = model_trace.nodes.get(OBS_SITE)

@@ -1,5 +1,8 @@
 """Train a tiny VAE in its own process, optionally dying by SIGKILL at a chosen moment.
 
+It trains with every stateful control on (KL warm-up, cosine schedule, gradient
+clipping, step logging), so resuming must restore them all to match bit for bit.
+
     python tests/crash_driver.py OUT MODE AT      MODE: none | kill_step | kill_checkpoint | resume
 
 ``kill_step`` kills the process inside training step AT (after the loss, before
@@ -58,7 +61,8 @@ def main(out: str, mode: str, at: int) -> None:
         kill_in_checkpoint(at)
     ppl_vae.fit(pair.model, pair.guide, data, elbo=elbo, epochs=3, batch_size=20, seed=1,
                 out=out, resume=mode == "resume", quiet=True, device="cpu", checkpoint_every=2,
-                pair=pair)
+                pair=pair, warmup_steps=7, lr_schedule="cosine", clip_norm=5.0, log_every=3,
+                report=False)
 
 
 if __name__ == "__main__":

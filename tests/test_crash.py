@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppl_vae.runs import load_checkpoint, read_metrics
+from ppl_vae.runs import STEPS, load_checkpoint, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,11 +23,13 @@ def drive(out: Path, mode: str, at: int = 0) -> int:
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("straight") / "run"
     assert drive(out, "none") == 0
-    return load_checkpoint(out), read_metrics(out)
+    return load_checkpoint(out), read_metrics(out), read_metrics(out, STEPS)
 
 
 def _same_end(out: Path, uninterrupted) -> None:
-    state, metrics = uninterrupted
+    state, metrics, steps = uninterrupted
+    assert len(steps) == 5 and steps[0]["warmup_scale"] < 1  # 15 steps, a line every 3
+    assert read_metrics(out, STEPS) == steps
     resumed = load_checkpoint(out)
     for name, value in state["params"].items():
         assert torch.equal(value, resumed["params"][name]), name

@@ -150,7 +150,7 @@ def test_partly_known_labels_split_the_batch_and_weight_each_part_by_its_size(bi
                       quiet=True, device="cpu")
     assert None in model.calls and any(c is not None for c in model.calls)
     assert run.metrics[-1]["train_objective"] > run.metrics[0]["train_objective"]
-    assert run.config["inputs"] == {"y": ["int64", []]}
+    assert run.config.inputs == {"y": ["int64", []]}
 
 
 def test_unknown_labels_are_summed_out_as_in_the_marginal_bound(binary_data):

@@ -89,9 +89,9 @@ def test_pyro_trace_elbo_object_gives_the_same_loss_and_training_as_trace(binary
                                 batch_size=20, quiet=True, device="cpu", seed=1))
     for a, b in zip(runs[0].metrics, runs[1].metrics):
         assert a["train_objective"] == pytest.approx(b["train_objective"], rel=1e-5)
-    assert runs[1].config["train"]["elbo"] == "pyro.infer.Trace_ELBO"
-    rebuilt = make_elbo(runs[1].config["train"]["elbo"], None, None,
-                        runs[1].config["train"]["pyro_settings"])
+    assert runs[1].config.estimator["elbo"] == "pyro.infer.Trace_ELBO"
+    rebuilt = make_elbo(runs[1].config.estimator["elbo"], None, None,
+                        runs[1].config.estimator["pyro_settings"])
     assert isinstance(rebuilt.elbo, Trace_ELBO)
 
 
@@ -105,7 +105,7 @@ def test_callables_and_tracegraph_train_and_renyi_object_is_refused(binary_data)
         run = ppl_vae.fit(pair.model, pair.guide, binary_data, elbo=elbo, epochs=1,
                           batch_size=50, quiet=True, device="cpu")
         assert run.metrics[-1]["train_objective"] < 0
-    assert run.config["train"]["elbo"] == "pyro.infer.TraceGraph_ELBO"
+    assert run.config.estimator["elbo"] == "pyro.infer.TraceGraph_ELBO"
     with pytest.raises(PplVaeError, match="elbo='renyi', alpha=0.3, particles=4"):
         as_estimator(RenyiELBO(alpha=0.3, num_particles=4))
     with pytest.raises(PplVaeError, match="user loss function 'test_callables"):

@@ -77,8 +77,7 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
         The dict written to ``report.json``.
     """
     from ppl_vae.data import load
-    from ppl_vae.pair import load_run
-    from ppl_vae.runs import read_config
+    from ppl_vae.runs import load_run, read_config
 
     config = read_config(run_folder)
     if data is None:

@@ -1,0 +1,110 @@
+"""Training controls: learning-rate schedules, KL warm-up, the divergence guard.
+
+- **Learning rate** (``torch.optim.lr_scheduler``, stepped once per training
+  step): ``constant``; ``cosine``, ``lr_t = lr · (1 + cos(π t / T)) / 2`` over the
+  run's ``T`` steps; ``step``, ``lr · γ^⌊t / (E · steps_per_epoch)⌋`` every ``E`` epochs.
+- **KL warm-up** (Bowman et al. 2016, Sønderby et al. 2016): the scale of every
+  latent site, in model and guide alike, is multiplied by
+  ``s_t = s_0 + (1 - s_0) · min(1, t / N)``, so the objective is
+  ``E_q log p(x | z) - s_t · KL`` (``- s_t β KL`` for a β-VAE) — the same mechanism
+  as β (:class:`ppl_vae.traces.ScaleLatent`), so it works on any pair and under
+  ``meanfield``'s analytic KL.
+- **Divergence guard**: after the run's first step (the loss of the initial
+  parameters) and every ``sync_every`` steps, the mean loss of the steps since
+  the last check is compared with the best such mean so far; a window — or an
+  epoch's negative test ELBO — worse than ``best + factor · max(|best|, 1)``
+  nats, a non-finite loss or a non-finite gradient norm stops training,
+  keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ppl_vae.errors import PplVaeError
+
+LR_SCHEDULES = ("constant", "cosine", "step")
+
+
+def check_controls(lr_schedule: str, lr_step_epochs: int | None, lr_gamma: float,
+                   warmup_steps: int, warmup_start: float, clip_norm: float | None,
+                   patience: int, divergence_factor: float) -> None:
+    """One-line errors for impossible settings."""
+    if lr_schedule not in LR_SCHEDULES:
+        raise PplVaeError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                          f"'{lr_schedule}'")
+    if lr_step_epochs is not None and lr_step_epochs < 1:
+        raise PplVaeError(f"--lr-step-epochs must be at least 1, got {lr_step_epochs}")
+    if not 0 < lr_gamma <= 1:
+        raise PplVaeError(f"--lr-gamma must be in (0, 1], got {lr_gamma}")
+    if warmup_steps < 0 or not 0 < warmup_start <= 1:
+        raise PplVaeError(f"--warmup-steps must be ≥ 0 and --warmup-start in (0, 1] (a zero "
+                          f"scale drops the KL entirely), got {warmup_steps} and {warmup_start}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise PplVaeError(f"--clip-norm must be positive, got {clip_norm}")
+    if patience < 0 or not divergence_factor > 0:
+        raise PplVaeError(f"--patience must be ≥ 0 and --divergence-factor positive, got "
+                          f"{patience} and {divergence_factor}")
+
+
+def lr_scheduler(optimizer, kind: str, total_steps: int, steps_per_epoch: int,
+                 step_epochs: int | None, gamma: float):
+    """The per-step scheduler of the module docstring (None for ``constant``)."""
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    if kind == "step":
+        every = (step_epochs or max(1, total_steps // steps_per_epoch // 3)) * steps_per_epoch
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=gamma)
+    return None
+
+
+def warmup_scale(step: int, warmup_steps: int, start: float) -> float:
+    """``s_t = s_0 + (1 - s_0) min(1, t / N)``; 1 without warm-up."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return 1.0
+    return start + (1.0 - start) * step / warmup_steps
+
+
+class DivergenceGuard:
+    """The check of the module docstring; its state is checkpointed with the run."""
+
+    def __init__(self, factor: float, state: dict | None = None):
+        self.factor = factor
+        self.state = state or {"best": None, "mark_step": 0, "mark_loss": 0.0}
+
+    def start_epoch(self) -> None:
+        """The running loss restarts from zero each epoch."""
+        self.state.update(mark_step=0, mark_loss=0.0)
+
+    def check(self, running: float, done: int, grads_finite: bool, where: str, lr: float) -> None:
+        """Stop with one line if the window since the last check diverged."""
+        steps = done - self.state["mark_step"]
+        if steps <= 0:
+            return
+        window = (running - self.state["mark_loss"]) / steps
+        best = self.state["best"]
+        if not math.isfinite(window) or not grads_finite:
+            what = "non-finite gradients" if grads_finite is False and math.isfinite(window) \
+                else "a NaN or infinite loss"
+            raise TrainingDiverged(f"{what} {where}; the last good checkpoint is kept: lower "
+                                   f"--lr (now {lr:g}), add --clip-norm, check the data, or "
+                                   "resume with --detect-anomaly")
+        self.check_value(window, where, lr)
+        self.state.update(best=window if best is None else min(best, window), mark_step=done,
+                          mark_loss=running)
+
+    def check_value(self, loss: float, where: str, lr: float, what: str = "mean loss") -> None:
+        """Stop if ``loss`` is more than the factor worse than the best window (or not finite)."""
+        best = self.state["best"]
+        if not math.isfinite(loss) or (best is not None
+                                       and loss - best > self.factor * max(abs(best), 1.0)):
+            raise TrainingDiverged(
+                f"training diverged {where}: {what} {loss:.4g} against a best of {best:.4g} "
+                f"nats/example (more than --divergence-factor {self.factor:g} worse); the last "
+                f"good checkpoint is kept: lower --lr (now {lr:g}) or add --clip-norm")
+
+
+class TrainingDiverged(PplVaeError):
+    """The loss became NaN, infinite, or exploded; the last good checkpoint is kept."""
