@@ -86,6 +86,12 @@ def _split_options(factory, options: dict, fixed: set[str]) -> dict:
     return {k: v for k, v in options.items() if k in accepted}
 
 
+def _defaults(factory, fixed: set[str]) -> dict:
+    """The keyword defaults of ``factory`` (what a run used for the options not given)."""
+    return {name: p.default for name, p in inspect.signature(factory).parameters.items()
+            if name not in fixed and p.default is not p.empty}
+
+
 def import_path(path: str):
     """The object named ``"package.module:qualified.name"``; one-line errors."""
     module_name, _, qualname = path.partition(":")
@@ -193,8 +199,10 @@ def build(model: str, guide: str | None = None, *, data=None, event_shape=None,
         raise PplVaeError(f"unknown option(s) {sorted(unknown)} for model '{model}' with guide "
                           f"'{guide}'; see `ppl-vae train --help`")
     built_guide = guide_factory(built_model, event_shape, **guide_options)
+    effective = {**_defaults(model_factory, {"event_shape"}),
+                 **_defaults(guide_factory, {"model", "event_shape"}), **options}
     spec = {"source": "registry", "model": model, "guide": guide,
-            "event_shape": list(event_shape), "options": dict(options)}
+            "event_shape": list(event_shape), "options": effective}
     built_model.ppl_vae_spec = spec
     return Pair(built_model, built_guide, spec)
 

@@ -92,20 +92,24 @@ class RunConfig:
         """Read a ``config.json`` (format 1 kept everything in one ``train`` dict)."""
         if obj.get("format_version", 1) >= 2:
             return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
-        train = dict(obj.get("train", {}))
+        train = dict(obj.get("train", {}))  # format 1 had none of the training controls
         return cls(pair=obj.get("pair"), data=obj.get("data"),
                    event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
                    estimator={k: train.pop(k) for k in ("elbo", "particles", "alpha",
                                                         "pyro_settings") if k in train},
                    optimizer={"name": "adam", "lr": train.pop("lr", None), "clip_norm": None},
-                   schedule={"lr_schedule": "constant", "warmup_steps": 0},
+                   schedule={"lr_schedule": "constant", "lr_step_epochs": None, "lr_gamma": 0.1,
+                             "warmup_steps": 0, "warmup_start": 0.01},
                    environment={k: train.pop(k) for k in ("device", "processes") if k in train},
-                   training=train, version="before 0.2", format_version=1)
+                   training={"patience": 0, "log_every": 0, "divergence_factor": 10.0, **train},
+                   version="before 0.2", format_version=1)
 
     def differences(self, requested: RunConfig) -> list[str]:
         """``key: stored → requested`` for every setting that may not change on resume."""
         mine, theirs = _flatten(self.to_json()), _flatten(requested.to_json())
         keys = sorted(set(mine) | set(theirs))
+        if self.format_version < 2:  # format 1 recorded only the options given, not defaults
+            keys = [k for k in keys if not (k.startswith("pair.options.") and k not in mine)]
         return [f"{k}: {mine.get(k)!r} → {theirs.get(k)!r}" for k in keys
                 if mine.get(k) != theirs.get(k)
                 and not any(k == m or (m.endswith(".") and k.startswith(m))

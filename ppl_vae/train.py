@@ -239,6 +239,11 @@ def fit(model, guide, data, *, elbo="trace", particles: int | None = None,
                     runs.write_metrics(folder, state["steps"], runs.STEPS)
                 if not quiet and world.is_main:
                     _print_epoch(state["metrics"][-1], epochs, bar)
+        except TrainingDiverged as error:
+            if folder is None or (folder / runs.CHECKPOINT).exists():
+                raise
+            raise TrainingDiverged(str(error).replace(
+                "the last good checkpoint is kept", "no checkpoint was written yet")) from None
         except RuntimeError as error:
             if not detect_anomaly:
                 raise

@@ -98,3 +98,18 @@ def test_step_lines_and_run_files_follow_the_umask(binary_data, tmp_path):
     assert [s["step"] for s in steps] == [2, 4, 6, 8, 10]
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", STEPS):
         assert stat.S_IMODE((tmp_path / "r" / name).stat().st_mode) == 0o644, name
+
+
+def test_a_format_1_run_resumes_with_only_more_epochs(binary_data, tmp_path):
+    """Runs written before the typed config had one "train" dict and none of the controls."""
+    import json
+
+    _fit(binary_data, tmp_path / "r")
+    path = tmp_path / "r" / "config.json"
+    new = json.loads(path.read_text())
+    train = {**new["estimator"], "lr": new["optimizer"]["lr"], **new["environment"],
+             **{k: new["training"][k] for k in ("epochs", "batch_size", "seed", "precision")}}
+    old = {k: new[k] for k in ("pair", "data", "event_shape", "inputs")}
+    path.write_text(json.dumps({"format_version": 1, **old, "train": train}))
+    run = _fit(binary_data, tmp_path / "r", resume=True, epochs=3)
+    assert len(run.metrics) == 3

@@ -2,12 +2,17 @@
 
 Shapes: ``(n, D)`` vectors are kept as they are; ``(n, H, W)`` images get a
 channel axis, ``(n, 1, H, W)``; ``(n, C, H, W)`` and higher are kept.
+Channel-last images ``(n, H, W, C)`` are transposed to ``(n, C, H, W)`` when
+``channels_last=True``, or, by default, when the shape says so: four axes,
+``C`` in (1, 3) and ``H, W > 4`` (a :class:`PplVaeWarning` names the
+transposition; ``channels_last=False`` keeps such an array as it is).
 Values are taken as float32 as stored (times ``scale`` when given); they must
 be finite, and in [0, 1] for ``binarize="static"`` or ``"dynamic"``.
 """
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -15,9 +20,9 @@ import numpy as np
 
 from ppl_vae.data._common import assemble, check_common, check_n, resolve_path, subset_split
 from ppl_vae.data.dataset import Dataset
-from ppl_vae.errors import PplVaeError
+from ppl_vae.errors import PplVaeError, PplVaeWarning
 
-_HINT = "pass path= a .npy or .npz file"
+_HINT = "pass path= (--data-path) a .npy or .npz file"
 
 
 def load_array(
@@ -28,6 +33,7 @@ def load_array(
     labels: str | None = None,
     factor_names: list[str] | None = None,
     scale: float | None = None,
+    channels_last: bool | None = None,
     n: int | None = None,
     test_fraction: float = 0.1,
     seed: int = 0,
@@ -45,6 +51,10 @@ def load_array(
         labels: Integer labels ``(n,)``, given the same way as ``factors``.
         factor_names: Names of the factor columns (default ``factor_0`` ...).
         scale: Multiply the values by this (e.g. ``1/255`` for uint8 images).
+        channels_last: ``True``: the array is ``(n, H, W, C)`` images, transpose
+            them to ``(n, C, H, W)``; ``False``: keep the axes as stored; ``None``
+            (default): transpose when the shape is channel-last (see the module
+            docstring), with a warning. The spec records the choice made.
         n: Total examples (default all).
         test_fraction: Share held out for test, in (0, 1).
         seed: Seed of the subset draw and split (``numpy.random.default_rng``).
@@ -52,7 +62,7 @@ def load_array(
     """
     n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
     file = resolve_path(path, "array", _HINT)
-    data, extra = _read_data(file, key, {factors, labels} - {None})
+    data, extra, channels_last = _read_data(file, key, {factors, labels} - {None}, channels_last)
     fac, factors = _extra(extra, factors, file, "factors", len(data))
     lab, labels = _extra(extra, labels, file, "labels", len(data))
     if fac is not None and fac.ndim == 1:
@@ -67,7 +77,7 @@ def load_array(
     factor = np.float32(1.0 if scale is None else scale)
     spec = {"name": "array", "path": str(file), "key": key, "factors": factors, "labels": labels,
             "factor_names": None if factor_names is None else [str(a) for a in factor_names],
-            "scale": scale, "n": n,
+            "scale": scale, "channels_last": channels_last, "n": n,
             "test_fraction": test_fraction, "seed": seed, "binarize": binarize}
     return assemble(
         spec, data[train].astype(np.float32) * factor, data[test].astype(np.float32) * factor,
@@ -80,26 +90,58 @@ def load_array(
     )
 
 
+_SIGNATURES = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # .npy, .npz (a zip, or empty)
+
+
 def _open(file: Path) -> dict[str, np.ndarray]:
     """All arrays of a ``.npy`` (key ``""``) or ``.npz``."""
+    _check_numpy_file(file)
     try:
         loaded = np.load(file, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return {"": loaded}
         with loaded:
             return {k: loaded[k] for k in loaded.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise PplVaeError(f"{file} holds Python objects (dtype object), not numbers; save "
+                              "a numeric array (e.g. numpy.save(path, x.astype('float32')))") from None
+        raise PplVaeError(f"cannot read {file} as .npy/.npz: {error}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise PplVaeError(f"cannot read {file} as .npy/.npz: {error}") from None
 
 
-def _read_data(file: Path, key: str | None, others: set) -> tuple[np.ndarray, dict]:
-    """The data array and the file's other arrays."""
+def _check_numpy_file(file: Path) -> None:
+    """Refuse a file that does not start as a ``.npy`` or a zip (``.npz``) does."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(64)
+    except OSError as error:
+        raise PplVaeError(f"cannot read {file}: {error.strerror}") from None
+    if head.startswith(_SIGNATURES):
+        return
+    if not head:
+        kind = "it is empty"
+    else:
+        try:
+            head.decode("utf-8")
+            kind = "it holds text; load a text table with numpy.loadtxt first"
+        except UnicodeDecodeError:
+            kind = "it does not start with the .npy or .npz signature"
+    raise PplVaeError(f"cannot read {file}: it is not a NumPy file ({kind}); write the array "
+                      "with numpy.save (.npy) or numpy.savez (.npz)")
+
+
+def _read_data(
+    file: Path, key: str | None, others: set, channels_last: bool | None
+) -> tuple[np.ndarray, dict, bool]:
+    """The data array (channel-first), the file's other arrays, and whether it was transposed."""
     arrays = _open(file)
     if key is None:
         candidates = [k for k in arrays if k not in others]
         if len(candidates) != 1:
             raise PplVaeError(
-                f"{file} holds arrays {', '.join(arrays)}; pass key= to choose the data"
+                f"{file} holds arrays {', '.join(arrays)}; pass key= (--key) to choose the data"
             )
         key = candidates[0]
     if key not in arrays:
@@ -113,7 +155,32 @@ def _read_data(file: Path, key: str | None, others: set) -> tuple[np.ndarray, di
         )
     if data.size == 0:
         raise PplVaeError(f"{file}: array {key!r} is empty {data.shape}; give it some examples")
-    return (data[:, None] if data.ndim == 3 else data), arrays
+    data, transposed = _channels_first(data, channels_last, file, key)
+    return (data[:, None] if data.ndim == 3 else data), arrays, transposed
+
+
+def _channels_first(
+    data: np.ndarray, channels_last: bool | None, file: Path, key: str
+) -> tuple[np.ndarray, bool]:
+    """``(n, H, W, C)`` images as ``(n, C, H, W)`` when asked or detected; whether transposed."""
+    if channels_last is not None and not isinstance(channels_last, bool):
+        raise PplVaeError(f"option channels_last must be True, False or None, got "
+                          f"{channels_last!r}")
+    name = f"{file}" if key == "" else f"{file}: array {key!r}"
+    shape = tuple(data.shape)
+    if channels_last is False:
+        return data, False
+    if channels_last is None:
+        if not (data.ndim == 4 and data.shape[3] in (1, 3) and min(data.shape[1:3]) > 4):
+            return data, False
+        moved = (shape[0], shape[3], shape[1], shape[2])
+        warnings.warn(f"{name} of shape {shape} is read as channel-last images and transposed "
+                      f"to {moved}; pass channels_last=False (--no-channels-last) to keep it",
+                      PplVaeWarning, stacklevel=4)
+    elif data.ndim != 4:
+        raise PplVaeError(f"channels_last=True needs (n, H, W, C) images, but {name} has shape "
+                          f"{shape}")
+    return np.ascontiguousarray(data.transpose(0, 3, 1, 2)), True
 
 
 def _extra(
