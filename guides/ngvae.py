@@ -27,7 +27,7 @@ from pathlib import Path
 import pyro
 import pyro.distributions as dist
 import torch
-from ppl_vae.models.ngvae import Relaxation
+from ppl_vae.models.ngvae import NormalGivenGammaPrecision, Relaxation, student_t_marginal
 from pyro.nn import PyroModule
 
 from ppl_vae.errors import PplVaeError
@@ -59,9 +59,20 @@ class NGVAEGuide(PyroModule):
 
     def forward(self, x: torch.Tensor) -> None:
         loc, weight = self.heads(x)
+        a, b = self.relaxation(weight)
         with pyro.plate("data", x.shape[0]):
-            precision = pyro.sample(self.precision_site, self.precision_distribution(weight))
-            pyro.sample(self.site, dist.Normal(loc, precision.rsqrt()).to_event(1))
+            precision = pyro.sample(self.precision_site, dist.Gamma(a, b).to_event(1))
+            pyro.sample(self.site, NormalGivenGammaPrecision(loc, precision, a, b).to_event(1))
+
+    def collapsed_guide(self, x: torch.Tensor) -> None:
+        """``q(z | x) = Π_k t_{2a_k}(μ_k, √(b_k/a_k))``: λ integrated out."""
+        loc, weight = self.heads(x)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample(self.site, student_t_marginal(loc, *self.relaxation(weight)).to_event(1))
+
+    def collapsed(self, model) -> tuple:
+        """The pair with λ integrated out: ``(model.collapsed, self.collapsed_guide)``."""
+        return model.collapsed, self.collapsed_guide
 
     @torch.no_grad()
     def summary(self, x: torch.Tensor, model=None, batch: int = 500) -> dict[str, torch.Tensor]:

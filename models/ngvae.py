@@ -18,9 +18,16 @@ path of :class:`Relaxation`, then ``q(z_k | λ_k, x) = N(μ_k, λ_k⁻¹)``. The
               - Σ_k E_q(λ_k) KL(N(μ_k, λ_k⁻¹) ‖ p(z_k | λ_k))            closed form given λ_k
 
 is a correct ELBO of the model above with every estimator (``meanfield`` takes the last
-term analytically at the sampled λ_k: ``½ λ_k μ_k²`` for normal_gamma,
-``½(λ_k⁻¹ + μ_k² - 1 + log λ_k)`` for normal; :func:`expected_gaussian_kl` gives its
-λ-average). The λ-term has no closed form (a relaxed Gamma against a two-component
+term in closed form averaged over λ_k, :func:`expected_gaussian_kl`, through the KL
+registered for :class:`NormalGivenGammaPrecision`).
+
+λ is auxiliary for evaluation: given λ the guide's z is Normal, so its λ-marginal is a
+Student-t, ``q(z_k | x) = t_{2a}(μ_k, √(b/a))``, and the model's is ``N(0, 1)`` (normal)
+or a two-component Student-t mixture (normal_gamma). The pair declares this collapsed
+form (:meth:`NGVAE.collapsed`, :meth:`~ppl_vae.guides.ngvae.NGVAEGuide.collapsed`), and
+the engine's IS log-likelihood, reported ELBO, PSIS k̂ and posterior moments use it:
+``log p(x)`` then does not depend on π under ``z_prior="normal"``, and the collapsed ELBO
+is the uncollapsed one plus ``E_q(z) KL(q(λ | z, x) ‖ p(λ | z)) ≥ 0``. The λ-term has no closed form (a relaxed Gamma against a two-component
 mixture): ``meanfield`` falls back to Monte Carlo for that site only. It is ≈ -log π_c when
 q sits on component c and higher between the components (a barrier of ≈ 1.1 nats at the
 default α = 1.5, 3.6 nats at α = 3), which drives each p_k to 0 or 1.
@@ -101,6 +108,44 @@ def expected_gaussian_kl(loc, a, b, z_prior: str = "normal") -> torch.Tensor:
     return 0.5 * (b / (a - 1) + loc**2 - 1 - b.log() + torch.digamma(a))
 
 
+class NormalGivenGammaPrecision(dist.Normal):
+    """``N(loc, λ⁻¹)`` at a drawn ``λ ~ Gamma(a, b)``, remembering ``(a, b)``.
+
+    Sampling and ``log_prob`` are the Normal's given the drawn λ. Its KL to the
+    model's ``p(z | λ)`` (registered below, used by ``meanfield``) is the
+    λ-average in closed form, :func:`expected_gaussian_kl`, instead of the KL at
+    the one drawn λ, whose variance is infinite at uninformative dimensions
+    (``E[λ⁻¹]`` exists, ``E[λ⁻²]`` does not for a < 2): the same term of the
+    ELBO in expectation, Rao-Blackwellised over λ.
+    """
+
+    def __init__(self, loc, precision, concentration, rate, validate_args=None):
+        self.precision, self.concentration, self.rate = precision, concentration, rate
+        super().__init__(loc, precision.rsqrt(), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape)
+        return NormalGivenGammaPrecision(*(t.expand(shape) for t in (
+            self.loc, self.precision, self.concentration, self.rate)))
+
+
+@torch.distributions.kl.register_kl(NormalGivenGammaPrecision, dist.Normal)
+def _expected_kl_to_normal(q: NormalGivenGammaPrecision, p: dist.Normal) -> torch.Tensor:
+    """``E_λ KL(N(μ, λ⁻¹) ‖ p)``: closed form for ``p = N(0, 1)`` and for ``p = N(0, λ⁻¹)``
+    at the guide's own λ; otherwise the KL at the drawn λ."""
+    if bool((p.loc == 0).all()):
+        if bool((p.scale == 1).all()):
+            return expected_gaussian_kl(q.loc, q.concentration, q.rate, "normal")
+        if torch.equal(p.scale, q.scale.expand_as(p.scale)):
+            return expected_gaussian_kl(q.loc, q.concentration, q.rate, "normal_gamma")
+    return torch.distributions.kl._kl_normal_normal(q, p)
+
+
+def student_t_marginal(loc, a, b) -> dist.Distribution:
+    """``∫ N(z; loc, λ⁻¹) Gamma(λ; a, b) dλ = t_{2a}(z; loc, √(b / a))`` per dimension."""
+    return dist.StudentT(2 * a, loc, (b / a).sqrt())
+
+
 class NGVAE(PyroModule):
     """The model of the module docstring; sites ``precision`` (λ), then ``z``, then ``x``.
 
@@ -165,6 +210,26 @@ class NGVAE(PyroModule):
         precision = q.sample((draws,))
         log_ratio = q.log_prob(precision) - self.precision_prior().base_dist.log_prob(precision)
         return log_ratio.mean(0) + expected_gaussian_kl(loc, a, b, self.z_prior)
+
+    def z_marginal(self) -> dist.Distribution:
+        """``p(z_k) = ∫ p(z_k | λ_k) p(λ_k) dλ_k``: ``N(0, 1)`` (normal), or (normal_gamma)
+        ``π_k t_{2α1}(0, √(β1/α1)) + (1 - π_k) t_{2α2}(0, √(β2/α2))``."""
+        weight = self.prior_weight()
+        if self.z_prior == "normal":
+            zeros = weight.new_zeros(self.latent_dim)
+            return dist.Normal(zeros, zeros + 1).to_event(1)
+        r = self.relaxation
+        a = weight.new_tensor([r.concentration1, r.concentration2]).expand(self.latent_dim, 2)
+        b = weight.new_tensor([r.rate1, r.rate2]).expand(self.latent_dim, 2)
+        mixing = dist.Categorical(probs=torch.stack([weight, 1 - weight], -1))
+        return dist.MixtureSameFamily(mixing, student_t_marginal(torch.zeros_like(a), a, b)
+                                      ).to_event(1)
+
+    def collapsed(self, x: torch.Tensor) -> None:
+        """The model with λ integrated out: ``z ~ p(z)`` (:meth:`z_marginal`), ``x | z``."""
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample(self.latent_site, self.z_marginal())
+            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
 
     def forward(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):

@@ -2,7 +2,9 @@
 
 Read from guide traces only, for the traversed latent site (``model.latent_site``
 or the guide's last site), with ``m_d(x) = E_q[z_d | x]`` and
-``v_d(x) = Var_q[z_d | x]`` from the site's distribution:
+``v_d(x) = Var_q[z_d | x]`` from the site's distribution — of the collapsed guide
+where the pair declares one (:func:`ppl_vae.traces.collapsed_pair`), so NGVAE's
+moments are the Student-t marginal's, ``b/(a-1)``, not one λ draw's:
 
 - activity ``A_d = Var_x m_d(x)``; unit d is *active* when ``A_d > 0.01``
   (Burda et al. 2016);
@@ -20,7 +22,7 @@ from __future__ import annotations
 import torch
 from pyro import poutine
 
-from ppl_vae.traces import sample_sites, take
+from ppl_vae.traces import collapsed_pair, sample_sites, take
 
 ACTIVE_THRESHOLD = 0.01
 INFORMATIVE_VARIANCE = 0.5
@@ -31,6 +33,7 @@ def posterior_moments(model, guide, x: torch.Tensor, batch: int = 500,
                       inputs: dict | None = None):
     """``(site, means, variances)``: per-example mean and variance ``(n, K)`` of the latent."""
     name = getattr(model, "latent_site", None)
+    model, guide = collapsed_pair(model, guide) or (model, guide)  # analytic moments
     means, variances = [], []
     for start in range(0, x.shape[0], batch):
         chunk, given = x[start:start + batch], take(inputs or {}, slice(start, start + batch))

@@ -368,6 +368,18 @@ class LogWeights:
         return self.log_likelihood + self.log_prior - self.log_guide
 
 
+def collapsed_pair(model, guide) -> tuple | None:
+    """The pair with auxiliary sites integrated out, where the guide declares one.
+
+    A guide may provide ``collapsed(model) -> (model_fn, guide_fn)``: two programs
+    keeping the contract whose latent sites are a subset of the pair's, with the
+    others marginalised in closed form (NGVAE's precisions λ: Student-t marginals).
+    Evaluation, PSIS and posterior moments use it; the engine never knows why.
+    """
+    hook = getattr(guide, "collapsed", None)
+    return hook(model) if callable(hook) else None
+
+
 def check_local(plan: Plan, what: str) -> None:
     """Refuse global sites where a per-example weight is needed (IS, Rényi, PSIS)."""
     if plan.global_sites:

@@ -48,7 +48,7 @@ from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import check_inputs, eval_mode
 from ppl_vae.latents import posterior_moments
-from ppl_vae.traces import take
+from ppl_vae.traces import collapsed_pair, take
 
 SUMMARY_EXAMPLES = 3
 
@@ -197,7 +197,13 @@ def _diagnose(model, guide, data, x_all, inputs, prepared, folder, n_examples, d
     x, shown_inputs = x_all[:n], take(inputs, slice(0, n))
     drawn = collect_draws(model, guide, x, draws, quiet=quiet, inputs=shown_inputs,
                           prepared=prepared)
-    khat = pareto_k(drawn.log_weight)
+    weighted, uncollapsed = drawn, None
+    collapsed = collapsed_pair(model, guide)
+    if collapsed is not None:  # PSIS and IS on the pair with its auxiliary sites integrated out
+        weighted = collect_draws(*collapsed, x, draws, quiet=quiet, inputs=shown_inputs,
+                                 prepared=prepare_draws(*collapsed, x_all, inputs))
+        uncollapsed = _psis_numbers(drawn.log_weight, pareto_k(drawn.log_weight))
+    khat = pareto_k(weighted.log_weight)
     seconds["draws_and_psis"] = time.perf_counter() - start
 
     latents, arrays = latent_activity(model, guide, x_all, drawn.kl_per_dim, inputs)
@@ -227,16 +233,12 @@ def _diagnose(model, guide, data, x_all, inputs, prepared, folder, n_examples, d
     seconds["disentanglement"] = time.perf_counter() - start - sum(seconds.values())
     seconds["total"] = time.perf_counter() - start
 
-    psis = summarize_k(khat)
-    psis.update({
-        "draws": draws,
-        "worst_test_index": psis.pop("worst_examples"),
-        "khat": khat.tolist(),
-        "is_log_likelihood": float(np.mean(logsumexp(drawn.log_weight, axis=0)
-                                           - math.log(draws))),
-        "elbo": float(drawn.log_weight.mean()),
-        "note": enumeration_note(prepared[1]),
-    })
+    psis = {**_psis_numbers(weighted.log_weight, khat), "draws": draws,
+            "khat": khat.tolist(), "note": enumeration_note(prepared[1])}
+    if uncollapsed is not None:
+        psis["collapsed"] = ("k-hat, IS log p(x) and ELBO of the pair with its auxiliary sites "
+                             "integrated out (the guide's collapsed form)")
+        psis["uncollapsed"] = uncollapsed
     rows = summary.reset_index().rename(columns={"index": "variable"}).to_dict("records")
     return {
         "settings": {"n_examples": n, "draws": draws, "seed": seed,
@@ -254,6 +256,17 @@ def _diagnose(model, guide, data, x_all, inputs, prepared, folder, n_examples, d
         "files": {"inference_data": "posterior.nc"},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
+
+
+def _psis_numbers(log_weight: np.ndarray, khat: np.ndarray) -> dict:
+    """k̂ summary, IS log-likelihood and ELBO of ``(draws, examples)`` log weights."""
+    numbers = summarize_k(khat)
+    numbers["worst_test_index"] = numbers.pop("worst_examples")
+    draws = log_weight.shape[0]
+    numbers.update(is_log_likelihood=float(np.mean(logsumexp(log_weight, axis=0)
+                                                   - math.log(draws))),
+                   elbo=float(log_weight.mean()))
+    return numbers
 
 
 def _no_metrics_reason(metrics, data, inputs: dict) -> str | None:
