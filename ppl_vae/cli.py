@@ -53,6 +53,16 @@ def _fraction_or_count(text: str) -> int | float:
         return float(text)
 
 
+def _count_or_all(text: str) -> int | str:
+    """``--n 20000`` or ``--n all`` (every example the source holds)."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count or 'all': {text!r}") from None
+
+
 def _number(text: str) -> float:
     """``--scale 0.5`` or ``--scale 1/255``."""
     top, _, bottom = text.partition("/")
@@ -64,8 +74,11 @@ def _number(text: str) -> float:
 
 # CLI flag -> (load() option type, help); unset: the dataset's own default.
 DATA_OPTIONS = {
-    "n": (int, "examples before the train/test split (default: the dataset's; shapes 20000, "
-               "the others all)"),
+    "n": (_count_or_all, "examples before the train/test split, or all (default: the "
+                         "dataset's; shapes 20000, dsprites 20000, the others all)"),
+    "storage": (str, "auto (0/1 packed in bits, 8-bit grey as uint8), float32, render "
+                     "(shapes: each batch drawn from its factors) or mmap (array: the file "
+                     "memory-mapped) (default: auto)"),
     "size": (int, "shapes: image side in pixels (default: 64)"),
     "binarize": (str, "none, static (threshold at 0.5 once) or dynamic (bernoulli(x) per "
                       "batch) (default: none)"),

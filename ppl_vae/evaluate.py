@@ -87,7 +87,9 @@ def evaluate(model, guide, x: torch.Tensor, iw_samples: int = 1000, budget: int 
 
     Args:
         model, guide: a pair keeping the contract.
-        x: examples ``(n, *event_shape)`` on the pair's device.
+        x: examples ``(n, *event_shape)`` on the pair's device: a tensor, or a
+            :class:`ppl_vae.data.storage.Storage` (read a chunk at a time, so a
+            packed, rendered or memory-mapped set is never decoded whole).
         iw_samples: K, importance samples per example.
         budget: most particle-examples evaluated at once (bounds memory); a pair
             with enumerated sites holds that many per enumerated value.

@@ -1,6 +1,7 @@
 """``fit``: stochastic variational inference over a model/guide pair.
 
-The loop, on one screen: permute the resident training tensor, take a batch,
+The loop, on one screen: permute the training set, take a batch (gathered from
+the set's storage and made float32 on the device: :mod:`ppl_vae.data.storage`),
 ``loss = estimator(model, guide, batch, **inputs)`` (:mod:`ppl_vae.objective`:
 split by known inputs, global sites scaled, latent sites scaled during a KL
 warm-up), backward, optional gradient clipping, fused Adam step
@@ -30,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppl_vae import distributed, runs, schedules, speedups
+from ppl_vae.data.storage import Storage, split_storage
 from ppl_vae.devices import resolve_device
 from ppl_vae.elbo import RenyiBound, as_estimator
 from ppl_vae.errors import PplVaeError
@@ -201,7 +203,7 @@ def fit(model, guide, data, *, elbo="trace", particles: int | None = None,
                     state["running"] = torch.zeros((), device=device)
                     state["grads_finite"] = torch.ones((), dtype=torch.bool, device=device)
                     guard.start_epoch()
-                perm = state["perm"].to(device)
+                perm = state["perm"].to(train_x.index_device)
                 start, first_step = time.perf_counter(), state["step"]
                 for step in range(first_step, steps_per_epoch):
                     global_step = epoch * steps_per_epoch + step
@@ -352,14 +354,15 @@ def _check_settings(epochs: int, batch_size: int, lr: float) -> None:
         raise PplVaeError(f"--lr must be positive, got {lr}")
 
 
-def _resident_data(pair: Pair, data, device) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Train and test tensors on the device, checked against the model's support."""
-    train_x, test_x = data.train.to(device), data.test.to(device)
+def _resident_data(pair: Pair, data, device) -> tuple[Storage, Storage, bool]:
+    """Train and test storages on the device, checked against the model's support by chunks."""
+    train_x, test_x = (split_storage(data, split).to(device) for split in ("train", "test"))
     dynamic = getattr(data, "dynamic_binarize", False)
     check = getattr(pair.model, "check_data", None)
     if check is not None:
-        check(torch.bernoulli(train_x) if dynamic else train_x, "training data")
-        check(torch.bernoulli(test_x) if dynamic else test_x, "test data")
+        for store, name in ((train_x, "training data"), (test_x, "test data")):
+            for chunk in store.support_chunks():
+                check(torch.bernoulli(chunk) if dynamic else chunk, name)
     return train_x, test_x, dynamic
 
 

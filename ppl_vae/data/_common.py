@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ppl_vae.data.compact import compact, finish, storage_spec
 from ppl_vae.data.dataset import Dataset
+from ppl_vae.data.storage import Storage
 from ppl_vae.errors import PplVaeError
 
 BINARIZE = ("none", "static", "dynamic")
@@ -27,9 +29,10 @@ def check_common(
 ) -> tuple[int | None, float, int]:
     """Validate the options every source shares; return ``(n, test_fraction, seed)``.
 
-    Values come back as plain Python numbers (so specs stay JSON); ``n`` may be None.
+    Values come back as plain Python numbers (so specs stay JSON); ``n`` may be
+    None (the source's default) or ``"all"`` (every example; see :func:`resolve_n`).
     """
-    if n is not None:
+    if n is not None and n != "all":
         n = check_int("n", n, 2)
     if (
         isinstance(test_fraction, bool)
@@ -45,6 +48,11 @@ def check_common(
             f"option binarize must be one of {', '.join(BINARIZE)}, got {binarize!r}"
         )
     return n, float(test_fraction), seed
+
+
+def resolve_n(n: int | str | None, default: int, available: int) -> int:
+    """``n`` as a count: None is the source's ``default``, ``"all"`` every ``available`` example."""
+    return default if n is None else available if n == "all" else n
 
 
 def check_n(n: int, available: int, source: str) -> int:
@@ -130,9 +138,10 @@ def is_binary(*arrays: np.ndarray) -> bool:
 
 def assemble(
     spec: dict,
-    train: np.ndarray,
-    test: np.ndarray,
+    train: np.ndarray | Storage,
+    test: np.ndarray | Storage,
     *,
+    storage: str = "auto",
     train_factors: np.ndarray | None = None,
     test_factors: np.ndarray | None = None,
     factor_names: list[str] | None = None,
@@ -141,18 +150,21 @@ def assemble(
     test_labels: np.ndarray | None = None,
     renderer: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Dataset:
-    """Check, binarize and wrap numpy arrays into a :class:`Dataset`.
+    """Check, binarize and wrap the splits into a :class:`Dataset`.
 
-    The renderer, if any, is wrapped so that its images get the same
-    binarization as the stored tensors.
+    A split is a :class:`~ppl_vae.data.storage.Storage` or an array of its
+    values (:func:`~ppl_vae.data.compact.compact` picks the form); its final
+    form follows ``storage`` (:func:`~ppl_vae.data.compact.finish`). The
+    renderer, if any, is wrapped so that its images get the same
+    binarization as the stored examples.
     """
     name, mode = spec["name"], spec["binarize"]
-    arrays = []
+    stores, binary = [], True
     for part, x in (("train", train), ("test", test)):
-        x = np.asarray(x, dtype=np.float32)
-        check_values(x, f"the {name} {part} set")
-        arrays.append(binarize_values(x, mode, f"the {name} {part} set"))
-    train, test = arrays
+        store = x if isinstance(x, Storage) else compact(x)
+        store, part_binary = finish(store, mode, storage, f"the {name} {part} set")
+        stores.append(store)
+        binary = binary and part_binary
 
     wrapped = None
     if renderer is not None:
@@ -161,9 +173,9 @@ def assemble(
 
     return Dataset(
         name=name,
-        spec=dict(spec),
-        train=torch.from_numpy(np.ascontiguousarray(train)),
-        test=torch.from_numpy(np.ascontiguousarray(test)),
+        spec={**spec, **storage_spec(storage)},
+        train=stores[0],
+        test=stores[1],
         train_factors=_long(train_factors),
         test_factors=_long(test_factors),
         factor_names=None if factor_names is None else list(factor_names),
@@ -171,7 +183,7 @@ def assemble(
         train_labels=_long(train_labels),
         test_labels=_long(test_labels),
         dynamic_binarize=mode == "dynamic",
-        binary=is_binary(train, test),
+        binary=binary,
         renderer=wrapped,
     )
 

@@ -7,7 +7,11 @@ Channel-last images ``(n, H, W, C)`` are transposed to ``(n, C, H, W)`` when
 ``C`` in (1, 3) and ``H, W > 4`` (a :class:`PplVaeWarning` names the
 transposition; ``channels_last=False`` keeps such an array as it is).
 Values are taken as float32 as stored (times ``scale`` when given); they must
-be finite, and in [0, 1] for ``binarize="static"`` or ``"dynamic"``.
+be finite, and in [0, 1] for ``binarize="static"`` or ``"dynamic"``. They are
+kept in the smallest exact form (bits for 0/1, uint8 for integers 0..255,
+else float32), or, with ``storage="mmap"``, not loaded at all: the file is
+memory-mapped (a ``.npy``, or an uncompressed ``np.savez`` member) and each
+batch gathers its rows from the map, so the file may be larger than memory.
 """
 
 from __future__ import annotations
@@ -18,8 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ppl_vae.data._common import assemble, check_common, check_n, resolve_path, subset_split
+from ppl_vae.data._common import (
+    assemble,
+    check_common,
+    check_n,
+    resolve_n,
+    resolve_path,
+    subset_split,
+)
+from ppl_vae.data.compact import check_storage, compact
 from ppl_vae.data.dataset import Dataset
+from ppl_vae.data.npz_member import NpzMember
+from ppl_vae.data.storage import MappedStorage, Storage
 from ppl_vae.errors import PplVaeError, PplVaeWarning
 
 _HINT = "pass path= (--data-path) a .npy or .npz file"
@@ -34,10 +48,11 @@ def load_array(
     factor_names: list[str] | None = None,
     scale: float | None = None,
     channels_last: bool | None = None,
-    n: int | None = None,
+    n: int | str | None = None,
     test_fraction: float = 0.1,
     seed: int = 0,
     binarize: str = "none",
+    storage: str = "auto",
 ) -> Dataset:
     """Load a user array, subset and split at random.
 
@@ -55,14 +70,19 @@ def load_array(
             them to ``(n, C, H, W)``; ``False``: keep the axes as stored; ``None``
             (default): transpose when the shape is channel-last (see the module
             docstring), with a warning. The spec records the choice made.
-        n: Total examples (default all).
+        n: Total examples (default and ``"all"``: all).
         test_fraction: Share held out for test, in (0, 1).
         seed: Seed of the subset draw and split (``numpy.random.default_rng``).
         binarize: ``"none"``, ``"static"`` (``x >= 0.5``) or ``"dynamic"``.
+        storage: ``"auto"`` (loaded, smallest exact form), ``"float32"``
+            (loaded as float32) or ``"mmap"`` (memory-mapped, read per batch;
+            ``binarize="static"`` then keeps a packed copy in memory).
     """
     n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
+    storage = check_storage(storage, ("mmap",))
     file = resolve_path(path, "array", _HINT)
-    data, extra, channels_last = _read_data(file, key, {factors, labels} - {None}, channels_last)
+    data, extra, channels_last = _read_data(file, key, {factors, labels} - {None}, channels_last,
+                                            storage == "mmap")
     fac, factors = _extra(extra, factors, file, "factors", len(data))
     lab, labels = _extra(extra, labels, file, "labels", len(data))
     if fac is not None and fac.ndim == 1:
@@ -70,17 +90,25 @@ def load_array(
     if lab is not None and lab.ndim != 1:
         raise PplVaeError(f"labels must have shape ({len(data)},), got {lab.shape}")
     names = _names(factor_names, fac)
-    n = check_n(len(data) if n is None else n, len(data), str(file))
+    n = check_n(resolve_n(n, len(data), len(data)), len(data), str(file))
     train, test = subset_split(len(data), n, test_fraction, np.random.default_rng(seed))
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
         raise PplVaeError(f"option scale must be a number (e.g. 1/255), got {scale!r}")
-    factor = np.float32(1.0 if scale is None else scale)
+    factor = float(np.float32(1.0 if scale is None else scale))
+    transpose = (0, 3, 1, 2) if channels_last else None
     spec = {"name": "array", "path": str(file), "key": key, "factors": factors, "labels": labels,
             "factor_names": None if factor_names is None else [str(a) for a in factor_names],
             "scale": scale, "channels_last": channels_last, "n": n,
             "test_fraction": test_fraction, "seed": seed, "binarize": binarize}
+
+    def stored(rows: np.ndarray) -> Storage:
+        if storage == "mmap":
+            return MappedStorage(data, rows, transpose=transpose, multiplier=factor)
+        x = data[rows] if transpose is None else data[rows].transpose(transpose)
+        return compact(x, multiplier=factor)
+
     return assemble(
-        spec, data[train].astype(np.float32) * factor, data[test].astype(np.float32) * factor,
+        spec, stored(train), stored(test), storage=storage,
         train_factors=None if fac is None else fac[train],
         test_factors=None if fac is None else fac[test],
         factor_names=names,
@@ -93,15 +121,15 @@ def load_array(
 _SIGNATURES = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # .npy, .npz (a zip, or empty)
 
 
-def _open(file: Path) -> dict[str, np.ndarray]:
-    """All arrays of a ``.npy`` (key ``""``) or ``.npz``."""
+def _open(file: Path, mmap: bool = False) -> dict[str, np.ndarray]:
+    """All arrays of a ``.npy`` (key ``""``) or ``.npz``; memory-mapped with ``mmap``."""
     _check_numpy_file(file)
     try:
-        loaded = np.load(file, allow_pickle=False)
+        loaded = np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None)
         if isinstance(loaded, np.ndarray):
             return {"": loaded}
         with loaded:
-            return {k: loaded[k] for k in loaded.files}
+            return {k: _mapped_member(file, k) if mmap else loaded[k] for k in loaded.files}
     except ValueError as error:
         if "allow_pickle" in str(error):
             raise PplVaeError(f"{file} holds Python objects (dtype object), not numbers; save "
@@ -109,6 +137,15 @@ def _open(file: Path) -> dict[str, np.ndarray]:
         raise PplVaeError(f"cannot read {file} as .npy/.npz: {error}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise PplVaeError(f"cannot read {file} as .npy/.npz: {error}") from None
+
+
+def _mapped_member(file: Path, key: str) -> np.memmap:
+    """The memory map of an uncompressed ``.npz`` member, or a one-line error."""
+    mapped = NpzMember(file, key).mapped
+    if mapped is None:
+        raise PplVaeError(f"{file}: array {key!r} is compressed and cannot be memory-mapped; "
+                          "save it with numpy.save (.npy) or numpy.savez, or drop storage=mmap")
+    return mapped
 
 
 def _check_numpy_file(file: Path) -> None:
@@ -133,10 +170,11 @@ def _check_numpy_file(file: Path) -> None:
 
 
 def _read_data(
-    file: Path, key: str | None, others: set, channels_last: bool | None
+    file: Path, key: str | None, others: set, channels_last: bool | None, mmap: bool
 ) -> tuple[np.ndarray, dict, bool]:
-    """The data array (channel-first), the file's other arrays, and whether it was transposed."""
-    arrays = _open(file)
+    """The data array (``(n, H, W)`` given a channel axis), the file's other arrays, and
+    whether it is channel-last (to transpose by ``(0, 3, 1, 2)``)."""
+    arrays = _open(file, mmap)
     if key is None:
         candidates = [k for k in arrays if k not in others]
         if len(candidates) != 1:
@@ -155,24 +193,22 @@ def _read_data(
         )
     if data.size == 0:
         raise PplVaeError(f"{file}: array {key!r} is empty {data.shape}; give it some examples")
-    data, transposed = _channels_first(data, channels_last, file, key)
+    transposed = _channels_last(data, channels_last, file, key)
     return (data[:, None] if data.ndim == 3 else data), arrays, transposed
 
 
-def _channels_first(
-    data: np.ndarray, channels_last: bool | None, file: Path, key: str
-) -> tuple[np.ndarray, bool]:
-    """``(n, H, W, C)`` images as ``(n, C, H, W)`` when asked or detected; whether transposed."""
+def _channels_last(data: np.ndarray, channels_last: bool | None, file: Path, key: str) -> bool:
+    """Whether ``data`` holds ``(n, H, W, C)`` images, as asked or detected (with a warning)."""
     if channels_last is not None and not isinstance(channels_last, bool):
         raise PplVaeError(f"option channels_last must be True, False or None, got "
                           f"{channels_last!r}")
     name = f"{file}" if key == "" else f"{file}: array {key!r}"
     shape = tuple(data.shape)
     if channels_last is False:
-        return data, False
+        return False
     if channels_last is None:
         if not (data.ndim == 4 and data.shape[3] in (1, 3) and min(data.shape[1:3]) > 4):
-            return data, False
+            return False
         moved = (shape[0], shape[3], shape[1], shape[2])
         warnings.warn(f"{name} of shape {shape} is read as channel-last images and transposed "
                       f"to {moved}; pass channels_last=False (--no-channels-last) to keep it",
@@ -180,7 +216,7 @@ def _channels_first(
     elif data.ndim != 4:
         raise PplVaeError(f"channels_last=True needs (n, H, W, C) images, but {name} has shape "
                           f"{shape}")
-    return np.ascontiguousarray(data.transpose(0, 3, 1, 2)), True
+    return True
 
 
 def _extra(

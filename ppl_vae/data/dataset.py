@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 import numpy as np
 import torch
 
+from ppl_vae.data.storage import FloatStorage, Storage, as_storage
 from ppl_vae.errors import PplVaeError
 
 
 @dataclass(eq=False)
 class Dataset:
-    """A train/test pair of tensors with optional ground-truth factors and labels.
+    """A train/test pair of example storages with optional ground-truth factors and labels.
 
     Attributes:
         name: The source name (``"shapes"``, ``"mnist"``, ...).
@@ -22,9 +23,11 @@ class Dataset:
             mask. Only JSON values; it includes ``"name"``. None for data
             handed in as tensors (:func:`~ppl_vae.data.from_tensors`), which
             cannot be rebuilt from a run folder.
-        train: float32 tensor ``(n_train, *event_shape)``; images are
-            channel-first ``(n, 1, H, W)`` with values in [0, 1].
-        test: float32 tensor ``(n_test, *event_shape)``.
+        train_store: The train examples in their smallest exact form
+            (:mod:`ppl_vae.data.storage`: packed bits, uint8, float32, rendered
+            per batch or memory-mapped); ``train_store[index]`` gives float32
+            rows. The constructor takes ``train=`` a tensor or a storage.
+        test_store: The test examples, likewise (``test=``).
         train_factors: LongTensor ``(n_train, F)`` of factor class indices, or None.
         test_factors: LongTensor ``(n_test, F)``, or None.
         factor_names: One name per factor column, or None.
@@ -32,9 +35,9 @@ class Dataset:
         train_labels: LongTensor ``(n_train,)`` of class labels, or None.
         test_labels: LongTensor ``(n_test,)``, or None.
         dynamic_binarize: When True the trainer draws ``torch.bernoulli(batch)``
-            for every batch; the stored tensors hold grey levels.
+            for every batch; the stored examples hold grey levels.
         binary: True when every stored value is exactly 0 or 1, so a
-            Bernoulli likelihood is valid on the stored tensors as they are.
+            Bernoulli likelihood is valid on the stored examples as they are.
         renderer: For sources with a generator (shapes, dsprites): maps int64
             class codes ``(m, F)`` to float32 images ``(m, *event_shape)``;
             None otherwise. Not picklable: rebuild with ``load(**spec)``.
@@ -50,6 +53,12 @@ class Dataset:
             truth): **the engine must consult ``known`` and pass ``y=None``
             for the unknown examples**, never ``train_labels`` directly.
 
+    ``ds.train`` and ``ds.test`` are the splits as whole float32 tensors
+    ``(n, *event_shape)`` (images channel-first, values in [0, 1] for image
+    sources): the tensor itself for float32 storage, else a fresh decode on
+    every access (12 GB for the full 737,280-image grid: index the store
+    instead, ``ds.train_store[i:j]``). Assigning a tensor replaces the split.
+
     Per-example inputs: :meth:`inputs` gives ``{"y": labels, **fields}`` of a
     split, the keyword arguments of Pyro's semi-supervised convention
     ``model(x, y=None)``.
@@ -57,8 +66,10 @@ class Dataset:
 
     name: str
     spec: dict | None
-    train: torch.Tensor
-    test: torch.Tensor
+    train_store: Storage = field(init=False, repr=False)
+    test_store: Storage = field(init=False, repr=False)
+    train: InitVar[torch.Tensor | Storage]
+    test: InitVar[torch.Tensor | Storage]
     train_factors: torch.Tensor | None = None
     test_factors: torch.Tensor | None = None
     factor_names: list[str] | None = None
@@ -72,14 +83,15 @@ class Dataset:
     test_fields: dict[str, torch.Tensor] = field(default_factory=dict)
     known: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        """Check the extra inputs and masks against the train/test sizes."""
+    def __post_init__(self, train: torch.Tensor | Storage, test: torch.Tensor | Storage) -> None:
+        """Wrap the splits and check the extra inputs and masks against their sizes."""
+        self.train_store, self.test_store = as_storage(train), as_storage(test)
         _check_inputs(self)
 
     @property
     def event_shape(self) -> tuple:
         """Shape of one example, e.g. ``(1, 64, 64)``."""
-        return tuple(self.train.shape[1:])
+        return self.train_store.event_shape
 
     def images_for_factors(self, factors: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Images for given factor class indices, from the source's generator.
@@ -163,8 +175,8 @@ class Dataset:
         if self.dynamic_binarize:
             kind += ", dynamic binarization"
         text = (
-            f"{self.name}: {len(self.train)} train / {len(self.test)} test, "
-            f"event {self.event_shape}, {kind}"
+            f"{self.name}: {len(self.train_store)} train / {len(self.test_store)} test, "
+            f"event {self.event_shape}, {kind}, stored as {self.train_store.describe()}"
         )
         if self.factor_sizes is not None:
             parts = [f"{a}({b})" for a, b in zip(self.factor_names, self.factor_sizes)]
@@ -206,6 +218,25 @@ class Dataset:
         return codes
 
 
+def _split(name: str) -> property:
+    """``ds.train`` / ``ds.test``: the split as one float32 tensor; assign a tensor to replace it."""
+    attribute = name + "_store"
+
+    def get(ds: Dataset) -> torch.Tensor:
+        store = getattr(ds, attribute)
+        return store.tensor if isinstance(store, FloatStorage) else store[:]
+
+    def set_(ds: Dataset, value: torch.Tensor | Storage) -> None:
+        setattr(ds, attribute, as_storage(value))
+
+    return property(get, set_, doc=f"The {name} examples as a float32 tensor (see the class).")
+
+
+# Set after the class is made, so the dataclass reads ``train``/``test`` as its InitVars.
+Dataset.train = _split("train")
+Dataset.test = _split("test")
+
+
 def _check_inputs(ds: Dataset) -> None:
     """Raise unless fields, test fields and masks match the splits they describe."""
     if set(ds.fields) != set(ds.test_fields):
@@ -219,7 +250,8 @@ def _check_inputs(ds: Dataset) -> None:
                 f"field name {name!r} is not usable as model(x, {name}=...); "
                 "use a Python identifier other than x (and y when labels are given)"
             )
-    for part, data, fields in (("train", ds.train, ds.fields), ("test", ds.test, ds.test_fields)):
+    for part, data, fields in (("train", ds.train_store, ds.fields),
+                               ("test", ds.test_store, ds.test_fields)):
         for name, value in fields.items():
             if not isinstance(value, torch.Tensor) or value.dim() < 1 or len(value) != len(data):
                 shape = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
@@ -234,8 +266,8 @@ def _check_inputs(ds: Dataset) -> None:
                 f"known[{name!r}] masks no input; the inputs are {names or 'none'}"
             )
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool \
-                or tuple(mask.shape) != (len(ds.train),):
+                or tuple(mask.shape) != (len(ds.train_store),):
             raise PplVaeError(
-                f"known[{name!r}] must be a bool tensor of shape ({len(ds.train)},), one per "
+                f"known[{name!r}] must be a bool tensor of shape ({len(ds.train_store)},), one per "
                 "train example"
             )

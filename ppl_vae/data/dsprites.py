@@ -13,10 +13,11 @@ reordered file) by a sorted lookup of the same flat index over
 ``latents_classes``, and combinations absent from the file are an error.
 
 Images are read without loading the array whole: memory-mapped when the
-member is stored uncompressed (``np.savez``), else (``np.savez_compressed``,
-as the real file is) decompressed once, in chunks, into a bit-packed copy in
-memory (H*W/8 bytes a row: 377 MB for the real file; the first load takes
-seconds).
+member is stored uncompressed (``np.savez``; the splits then read their rows
+from the map per batch), else (``np.savez_compressed``, as the real file is)
+decompressed once, in chunks, into a bit-packed copy in memory (H*W/8 bytes a
+row: 377 MB for the real file, the first load taking seconds), from which the
+splits keep packed copies of their rows (another 377 MB for ``n="all"``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,21 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ppl_vae.data._common import assemble, check_common, check_n, resolve_path, subset_split
+from ppl_vae.data._common import (
+    assemble,
+    check_common,
+    check_n,
+    resolve_n,
+    resolve_path,
+    subset_split,
+)
+from ppl_vae.data.compact import check_storage
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.npz_member import NpzMember
 from ppl_vae.data.shapes import FACTOR_NAMES, FACTOR_SIZES
+from ppl_vae.data.storage import BitStorage, MappedStorage, Storage
 from ppl_vae.errors import PplVaeError
 
 LAYOUT_SIZES = [1, 3, 6, 40, 32, 32]
@@ -117,6 +128,14 @@ class DspritesFile:
         bits = np.unpackbits(self._packed[rows], axis=1, count=height * width)
         return bits.reshape(len(rows), height, width).astype(np.float32)
 
+    def storage(self, rows: np.ndarray) -> Storage:
+        """The images of file ``rows`` ``(m, 1, H, W)``: mapped, or packed bits."""
+        if self.images.mapped is not None:
+            return MappedStorage(self.images.mapped[:, None], rows)
+        if self._packed is None:
+            self._packed = self._pack()
+        return BitStorage(torch.from_numpy(self._packed[rows]), (1, *self.images.shape[1:]))
+
     def _pack(self) -> np.ndarray:
         """Decompress ``imgs`` chunk by chunk into one bit per pixel."""
         blocks = []
@@ -130,24 +149,29 @@ class DspritesFile:
 def load_dsprites(
     *,
     path: str | None = None,
-    n: int | None = None,
+    n: int | str | None = None,
     test_fraction: float = 0.1,
     seed: int = 0,
     binarize: str = "none",
+    storage: str = "auto",
 ) -> Dataset:
     """Load a random subset of dSprites, with factors and ``images_for_factors``.
 
     Args:
         path: The dSprites ``.npz`` (keys ``imgs``, ``latents_classes``).
-        n: Total images (train + test); default ``min(20000, rows in file)``.
-            ``n=737280`` loads everything (12 GB as float32).
+        n: Total images (train + test); default ``min(20000, rows in file)``;
+            ``"all"``: every row (737,280 in the real file: 377 MB packed).
         test_fraction: Share held out for test, in (0, 1).
         seed: Seed of the subset draw and split (``numpy.random.default_rng``).
         binarize: ``"none"``, ``"static"`` or ``"dynamic"``.
+        storage: ``"auto"`` (packed bits, or the memory map of an uncompressed
+            file; see the module docstring) or ``"float32"`` (4 bytes a pixel:
+            12 GB for the whole real file).
     """
     n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
+    storage = check_storage(storage)
     file = DspritesFile(resolve_path(path, "dsprites", _HINT))
-    n = check_n(min(DEFAULT_N, file.rows) if n is None else n, file.rows, str(file.path))
+    n = check_n(resolve_n(n, min(DEFAULT_N, file.rows), file.rows), file.rows, str(file.path))
     train, test = subset_split(file.rows, n, test_fraction, np.random.default_rng(seed))
 
     def renderer(codes: np.ndarray) -> np.ndarray:
@@ -155,8 +179,11 @@ def load_dsprites(
 
     spec = {"name": "dsprites", "path": str(file.path), "n": n, "test_fraction": test_fraction,
             "seed": seed, "binarize": binarize}
-    return assemble(
-        spec, file.read(train)[:, None], file.read(test)[:, None],
+    data = assemble(
+        spec, file.storage(train), file.storage(test), storage=storage,
         train_factors=file.classes[train, 1:], test_factors=file.classes[test, 1:],
         factor_names=FACTOR_NAMES, factor_sizes=FACTOR_SIZES, renderer=renderer,
     )
+    if not data.binary:
+        raise PplVaeError(f"{file.path}: imgs must hold 0/1 values, as dSprites does")
+    return data

