@@ -328,7 +328,8 @@ def _check_resume(folder: Path, requested: RunConfig) -> None:
 
 def _check_dataset(data) -> None:
     """A Dataset, not a bare tensor or loader: one line saying how to wrap it."""
-    if not all(hasattr(data, k) for k in ("train", "test", "event_shape")):
+    splits = all(hasattr(data, k + "_store") or hasattr(data, k) for k in ("train", "test"))
+    if not splits or not hasattr(data, "event_shape"):  # (a store is read without decoding)
         raise PplVaeError(f"fit() takes a ppl_vae.data.Dataset, not {type(data).__name__}; wrap "
                           "your tensors with ppl_vae.data.from_tensors(x, labels=...) or load one "
                           "with ppl_vae.data.load(name)")
