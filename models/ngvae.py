@@ -32,7 +32,7 @@ mixture): ``meanfield`` falls back to Monte Carlo for that site only. It is ≈ 
 q sits on component c and higher between the components (a barrier of ≈ 1.1 nats at the
 default α = 1.5, 3.6 nats at α = 3), which drives each p_k to 0 or 1.
 
-Defaults, measured on shapes (benchmarks/ngvae_comparison.py; no dataset-specific tuning):
+Defaults, measured on shapes (benchmarks/seed_tables.py; no dataset-specific tuning):
 α1 = α2 = 1.5 (β1 = 0.005, β2 = 0.5: mean variances 0.01 and 1), r = 10, π_k learned from
 0.5, z_prior ``normal``. With α = 3 or 2 the barrier kept most informative dimensions on the
 uninformative side; under normal_gamma the guide's z-variance is the prior's, so information

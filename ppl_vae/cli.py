@@ -297,6 +297,10 @@ def _parser() -> argparse.ArgumentParser:
                           help="guide draws per example for ArviZ and PSIS")
     diagnose.add_argument("--metrics", default="fast", choices=["fast", "full", "none"],
                           help="disentanglement metrics: fast, full or none")
+    diagnose.add_argument("--factors", default=None, type=lambda text: text.split(","),
+                          help="the factors the BetaVAE score tells apart, comma-separated "
+                               "names or indices, e.g. scale,orientation,pos_x,pos_y as "
+                               "Higgins et al. (default: all, as disentanglement_lib)")
     diagnose.add_argument("--seed", type=int, default=0, help="seeds the draws")
     diagnose.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     diagnose.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -560,10 +564,13 @@ def _image_path(text: str) -> Path:
 
 def cmd_diagnose(args) -> None:
     from ppl_vae.diagnostics import diagnose
+    from ppl_vae.diagnostics.disentanglement import with_beta_vae_factors
     from ppl_vae.runs import read_config
 
+    metrics = args.metrics if args.metrics == "none" else with_beta_vae_factors(args.metrics,
+                                                                                args.factors)
     report = diagnose(args.run, n_examples=args.n_examples, draws=args.draws, device=args.device,
-                      quiet=args.quiet, metrics=args.metrics, seed=args.seed,
+                      quiet=args.quiet, metrics=metrics, seed=args.seed,
                       trust_code=trusts_code(args, read_config(args.run)))
     psis = {k: v for k, v in report["psis"].items() if not isinstance(v, list)}
     print(json.dumps({"diagnostics": str(Path(args.run) / "diagnostics"), "psis": psis,

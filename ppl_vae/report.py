@@ -108,6 +108,8 @@ def markdown(report: dict) -> str:
         f"{len(latents['activity'])}",
         f"- informative by mean posterior variance < 0.5: {latents['informative_by_variance']}",
         f"- decorrelation of active units: {_fmt(latents['decorrelation_active'])}",
+        f"- aggregate posterior q(z): variance entropy {_fmt(latents['variance_entropy'])} "
+        f"nats (of at most log K), decorrelation {_fmt(latents['decorrelation_aggregate'])}",
         "",
         *_hook_lines(report),
         "## Figures",

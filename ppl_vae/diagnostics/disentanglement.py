@@ -36,7 +36,7 @@ from ppl_vae.metrics import (
     dci_from_codes,
     mig_from_codes,
 )
-from ppl_vae.metrics.sampling import encode
+from ppl_vae.metrics.sampling import encode, factor_indices
 
 PRESETS = {
     "full": {
@@ -88,13 +88,25 @@ def disentanglement_scores(representation, data, preset: str | dict = "fast",
     return out
 
 
-def check_preset(preset: str | dict) -> dict:
+def with_beta_vae_factors(preset: str | dict, factors) -> str | dict:
+    """``preset`` with the BetaVAE score restricted to ``factors`` (None: unchanged)."""
+    if factors is None:
+        return preset
+    settings = {name: dict(kwargs) for name, kwargs in check_preset(preset).items()}
+    if "beta_vae" in settings:
+        settings["beta_vae"]["factors"] = list(factors)
+    return settings
+
+
+def check_preset(preset: str | dict, data=None) -> dict:
     """The per-metric settings of ``preset``, or a one-line error."""
     if isinstance(preset, dict):
         unknown = set(preset) - set(COMPUTE)
         if unknown:
             raise PplVaeError(f"unknown metric(s) {sorted(unknown)} in the metrics settings; "
                               f"known: {sorted(COMPUTE)}")
+        if data is not None and getattr(data, "factor_sizes", None) is not None:
+            factor_indices(data, (preset.get("beta_vae") or {}).get("factors"))
         return preset
     if not isinstance(preset, str) or preset not in PRESETS:
         raise PplVaeError(f"unknown metrics preset {preset!r}; use one of {sorted(PRESETS)} "

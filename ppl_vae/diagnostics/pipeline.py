@@ -115,7 +115,7 @@ def _check(n_examples: int, draws: int, metrics: str, data) -> None:
         raise PplVaeError(f"--draws must be an integer of at least 10 (PSIS fits the largest "
                           f"weights; 1000 is a good value), got {draws!r}")
     if metrics != "none":
-        check_preset(metrics)
+        check_preset(metrics, data)
     if getattr(data, "test", None) is None or len(data.test) == 0:
         raise PplVaeError("the dataset has no test examples to diagnose")
 

@@ -53,6 +53,8 @@ def _latents(latents: dict) -> list[str]:
          f"variance, {pca['components_99']} for 99 %"),
         (f"- decorrelation of active units ‖diag R‖/‖offdiag R‖: "
          f"{_fmt(latents['decorrelation_active'], 2)}"),
+        (f"- aggregate posterior q(z): variance entropy {_fmt(latents['variance_entropy'], 2)} "
+         f"nats, decorrelation {_fmt(latents['decorrelation_aggregate'], 2)}"),
         f"- KL to the prior per dimension (nats, largest first): {kl_text}",
         "",
     ]

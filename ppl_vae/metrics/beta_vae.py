@@ -1,6 +1,9 @@
 """BetaVAE score (Higgins et al. 2017), disentanglement_lib's ``beta_vae_sklearn`` recipe.
 
-One training point: draw a factor index ``y`` uniformly; draw two batches of
+One training point: draw a factor index ``y`` uniformly from the scored factors
+(all of them by default, as disentanglement_lib; Higgins et al. scored 4 of
+dSprites' 5, leaving out shape: ``factors=["scale", "orientation", "pos_x",
+"pos_y"]``; the others still vary at random in every pair); draw two batches of
 ``batch_size`` factor vectors and copy column ``y`` of the first into the
 second, so the pairs ``(x1_l, x2_l)`` share factor ``y`` and nothing else on
 purpose; the feature is::
@@ -11,7 +14,7 @@ with label ``y``. A ``sklearn.linear_model.LogisticRegression`` (defaults)
 is fitted on ``num_train`` points; the score is its accuracy on ``num_eval``
 fresh points. A code whose dimension j tracks factor y exactly has ``f_j = 0``
 for label y, so a disentangled code scores near 1; a random or constant code
-scores about ``1/K`` (K factors).
+scores about ``1/K`` (K scored factors).
 
 Deviation: the classifier gets ``random_state=seed`` (it is deterministic for
 the default lbfgs solver anyway). Work is vectorised over points; the draws
@@ -31,20 +34,19 @@ from ppl_vae.metrics.sampling import (
     Representation,
     check_count,
     codes_for_factors,
-    factor_sizes,
+    factor_indices,
 )
 
 POINTS_PER_CHUNK = 16
 
 
 def _features(representation: Representation, dataset, batch_size: int, num_points: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+              scored: list[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``num_points`` features ``(n, D)`` and their labels ``(n,)``, see the module docstring."""
-    n_factors = len(factor_sizes(dataset))
     features, labels = [], []
     for start in range(0, num_points, POINTS_PER_CHUNK):
         m = min(POINTS_PER_CHUNK, num_points - start)
-        y = rng.integers(0, n_factors, size=m)
+        y = np.asarray(scored)[rng.integers(0, len(scored), size=m)]
         first = np.asarray(dataset.sample_factors(m * batch_size, rng)).reshape(m, batch_size, -1)
         second = np.asarray(dataset.sample_factors(m * batch_size, rng)).reshape(m, batch_size, -1)
         second[np.arange(m), :, y] = first[np.arange(m), :, y]
@@ -56,7 +58,8 @@ def _features(representation: Representation, dataset, batch_size: int, num_poin
 
 
 def compute_beta_vae(representation: Representation, dataset, *, batch_size: int = 64,
-                     num_train: int = 10_000, num_eval: int = 5_000, seed: int = 0) -> dict:
+                     num_train: int = 10_000, num_eval: int = 5_000, seed: int = 0,
+                     factors=None) -> dict:
     """BetaVAE score of ``representation`` on ``dataset``; see the module docstring.
 
     Args:
@@ -66,20 +69,22 @@ def compute_beta_vae(representation: Representation, dataset, *, batch_size: int
         num_train: training points (disentanglement_lib: 10,000).
         num_eval: evaluation points (disentanglement_lib: 5,000).
         seed: seeds the draws and the classifier.
+        factors: the factors to tell apart, names or indices (default: all).
 
     Returns:
-        dict with ``train_accuracy``, ``eval_accuracy`` (the score) and ``converged``
+        dict with ``train_accuracy``, ``eval_accuracy`` (the score), ``converged``
         (False when lbfgs stopped at its default 100 iterations, as the library
-        would, silently).
+        would, silently) and ``factors`` (the indices scored).
     """
     batch_size = check_count("batch_size", batch_size)
     num_train = check_count("num_train", num_train, 2)
     num_eval = check_count("num_eval", num_eval)
-    if len(factor_sizes(dataset)) < 2:
+    scored = factor_indices(dataset, factors)
+    if len(scored) < 2:
         raise PplVaeError("the BetaVAE score needs at least two factors to tell apart")
     rng = np.random.default_rng(seed)
-    train_x, train_y = _features(representation, dataset, batch_size, num_train, rng)
-    eval_x, eval_y = _features(representation, dataset, batch_size, num_eval, rng)
+    train_x, train_y = _features(representation, dataset, batch_size, num_train, scored, rng)
+    eval_x, eval_y = _features(representation, dataset, batch_size, num_eval, scored, rng)
     if len(np.unique(train_y)) < 2:
         raise PplVaeError(f"num_train={num_train} drew a single factor; use more points")
     with warnings.catch_warnings(record=True) as caught:
@@ -87,4 +92,5 @@ def compute_beta_vae(representation: Representation, dataset, *, batch_size: int
         model = LogisticRegression(random_state=seed).fit(train_x, train_y)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     return {"train_accuracy": float(model.score(train_x, train_y)),
-            "eval_accuracy": float(model.score(eval_x, eval_y)), "converged": converged}
+            "eval_accuracy": float(model.score(eval_x, eval_y)), "converged": converged,
+            "factors": scored}

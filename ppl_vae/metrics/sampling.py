@@ -35,6 +35,26 @@ def factor_sizes(dataset) -> list[int]:
     return list(sizes)
 
 
+def factor_indices(dataset, factors=None) -> list[int]:
+    """``factors`` (names, indices, or None for all) as sorted unique indices, checked."""
+    sizes = factor_sizes(dataset)
+    if factors is None:
+        return list(range(len(sizes)))
+    names = list(getattr(dataset, "factor_names", None) or [])
+    indices = set()
+    for factor in factors:
+        if isinstance(factor, str) and factor.isdigit():
+            factor = int(factor)
+        if isinstance(factor, str) and factor in names:
+            indices.add(names.index(factor))
+        elif isinstance(factor, int) and 0 <= factor < len(sizes):
+            indices.add(factor)
+        else:
+            known = ", ".join(names) if names else f"indices 0..{len(sizes) - 1}"
+            raise PplVaeError(f"unknown factor {factor!r}; this dataset's factors are {known}")
+    return sorted(indices)
+
+
 def encode(representation: Representation, images: torch.Tensor) -> np.ndarray:
     """``representation(images)`` as a float64 ``(m, D)`` array, checked."""
     codes = np.asarray(representation(images), dtype=np.float64)
