@@ -5,8 +5,8 @@ memory-mapped array larger than the resident budget.
                                          [--budget-gb 2] [--out benchmarks/results/data]
 
 **Shapes** (64x64, batch 64, the default ``beta_vae`` conv pair, Trace ELBO):
-every (n, storage) runs ``fit`` in its own process, so peak RSS (``ru_maxrss``)
-is per config: loading, the trainer's support check, ``--steps`` steps. The
+every (n, storage) runs ``fit`` in its own process, so peak RSS (``VmHWM``) is
+per config: loading, the trainer's support check, ``--steps`` steps. The
 configs run ``--rounds`` times, one round after another; the table keeps each
 config's faster round (the machine is shared) and its larger peak RSS. The
 estimator is wrapped to time each step (call to call) and to send Ctrl-C after
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import signal
 import statistics
 import subprocess
@@ -59,7 +58,13 @@ def _anon_bytes() -> int:
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident memory of this process image (``VmHWM``; ``ru_maxrss`` would carry the
+    parent's peak across fork and exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _timed_estimator(steps: int, marks: list, anon: list):
