@@ -1,4 +1,4 @@
-"""The ELBO registry: ``trace``, ``meanfield``, ``renyi`` and ``iwae`` — or any Pyro ELBO.
+"""The ELBO registry: ``trace``, ``meanfield``, ``renyi``, ``iwae`` and their STL/DReG forms.
 
 Every estimator is called as ``estimator(model, guide, x, **inputs)`` and
 returns the **negative** objective in nats per example (a loss to minimise),
@@ -23,6 +23,10 @@ returning, as Pyro's ``differentiable_loss`` does, the loss summed over the batc
   with β ≠ 1 or a scaled plate it silently optimises another objective; ours
   refuses any scaled site, any latent outside the ``"data"`` plate, any
   enumerated site and any non-reparameterized guide site with an error instead.
+- ``trace-stl``, ``iwae-stl``, ``iwae-dreg``, ``renyi-dreg``: the same bounds (the
+  K-sample ELBO, IWAE, Rényi α) with the guide's gradient by sticking the landing
+  (Roeder et al. 2017) or doubly reparameterized (Tucker et al. 2019); value and
+  model gradient as the plain bound's (:mod:`ppl_vae.gradient_estimators`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch.distributions import kl_divergence
 
 from ppl_vae.errors import PplVaeError
+from ppl_vae.gradient_estimators import bound_and_surrogate
 from ppl_vae.registry import ELBOS
 from ppl_vae.traces import (
     Plan,
@@ -184,11 +189,11 @@ class RenyiBound(Estimator):
             scales = ", ".join(f"'{k}' × {float(torch.as_tensor(v).mean()):g}"
                                for k, v in plan.scaled_sites.items())
             raise PplVaeError(
-                f"the Rényi/IWAE bound is defined only for unscaled sites, but {scales} "
+                f"the {self.name} bound is defined only for unscaled sites, but {scales} "
                 "(β-VAE or poutine.scale); use --elbo trace or meanfield, or β = 1")
         if not plan.reparameterized:
             raise PplVaeError(
-                "the Rényi/IWAE estimator needs reparameterizable guide sites (rsample); "
+                f"the {self.name} estimator needs reparameterizable guide sites (rsample); "
                 "use --elbo trace, which adds score-function terms")
 
     def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
@@ -232,6 +237,61 @@ def iwae_bound(num_particles: int = 5, alpha: float | None = None) -> Estimator:
     bound = RenyiBound(0.0, num_particles)
     bound.name = "iwae"
     return bound
+
+
+class PathwiseBound(RenyiBound):
+    """``L_α`` with the guide's gradient by STL or DReG (:mod:`ppl_vae.gradient_estimators`).
+
+    α ∈ [0, 1), or 1 for the K-sample ELBO ``(1/K) Σ_k log w_k``. The value is
+    the plain bound's on the same draws; the model's gradient is the plain one;
+    the refusals are :class:`RenyiBound`'s.
+    """
+
+    def __init__(self, name: str, alpha: float, num_particles: int, doubly: bool):
+        super().__init__(0.0 if alpha == 1 else alpha, num_particles)  # 1 allowed here
+        self.name, self.alpha, self.doubly = name, float(alpha), doubly
+        self._checked: set[tuple] = set()
+
+    def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
+        nesting, plan = self.prepare(model, guide, x, inputs)
+        key = (id(model), id(guide))
+        bound = bound_and_surrogate(model, guide, x, self.alpha, self.doubly, self.num_particles,
+                                    nesting, plan, inputs, check=key not in self._checked)
+        if torch.is_grad_enabled():
+            self._checked.add(key)
+        return -bound.mean()
+
+
+def _fixed_alpha(name: str, alpha: float | None, fixed: float) -> None:
+    """``--alpha`` may only repeat the order the estimator has."""
+    if alpha is not None and alpha != fixed:
+        raise PplVaeError(f"{name} has α = {fixed:g}; drop --alpha {alpha:g} (or use renyi-dreg)")
+
+
+@ELBOS.register("trace-stl", "K-sample ELBO, sticking-the-landing guide gradient "
+                             "(Roeder et al. 2017)")
+def trace_stl(num_particles: int = 1, alpha: float | None = None) -> Estimator:
+    _fixed_alpha("trace-stl", alpha, 1.0)
+    return PathwiseBound("trace-stl", 1.0, num_particles, doubly=False)
+
+
+@ELBOS.register("iwae-stl", "IWAE bound, sticking-the-landing guide gradient (biased for K > 1)")
+def iwae_stl(num_particles: int = 5, alpha: float | None = None) -> Estimator:
+    _fixed_alpha("iwae-stl", alpha, 0.0)
+    return PathwiseBound("iwae-stl", 0.0, num_particles, doubly=False)
+
+
+@ELBOS.register("iwae-dreg", "IWAE bound, doubly reparameterized guide gradient "
+                             "(Tucker et al. 2019)")
+def iwae_dreg(num_particles: int = 5, alpha: float | None = None) -> Estimator:
+    _fixed_alpha("iwae-dreg", alpha, 0.0)
+    return PathwiseBound("iwae-dreg", 0.0, num_particles, doubly=True)
+
+
+@ELBOS.register("renyi-dreg", "Rényi bound of order α, doubly reparameterized guide gradient")
+def renyi_dreg(num_particles: int = 5, alpha: float | None = 0.5) -> Estimator:
+    return PathwiseBound("renyi-dreg", 0.5 if alpha is None else alpha, num_particles,
+                         doubly=True)
 
 
 def make_elbo(name: str, num_particles: int | None = None, alpha: float | None = None,

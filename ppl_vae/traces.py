@@ -102,7 +102,7 @@ def _runnable(program):
 
 
 def particle_traces(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
-                    plate_one: bool = True, inputs: dict | None = None):
+                    plate_one: bool = True, inputs: dict | None = None, through=None):
     """Guide and replayed model traces with ``num_particles`` draws per example.
 
     The particles live in a plate at dim ``-(nesting + 1)``, outside every
@@ -110,13 +110,17 @@ def particle_traces(model, guide, x: torch.Tensor, num_particles: int, nesting: 
     ``plate_one=False`` a single particle runs without that plate: the pair
     sees its own shapes, draws the same numbers, and :func:`per_example`
     still gives ``(1, batch)``. ``inputs`` go to both programs as keywords.
+    ``through``: a function of the guide trace giving the trace the model
+    replays (default: the guide trace itself; :mod:`ppl_vae.gradient_estimators`
+    hands the model values whose gradients it reweights).
     """
     model, guide, inputs = _runnable(model), _runnable(guide), inputs or {}
     plate = _particle_plate(num_particles, -(nesting + 1)) \
         if plate_one or num_particles > 1 else contextlib.nullcontext()
     with plate:
         guide_trace = poutine.trace(guide).get_trace(x, **inputs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+        replayed = guide_trace if through is None else through(guide_trace)
+        model_trace = poutine.trace(poutine.replay(model, trace=replayed)).get_trace(
             x, **inputs)
     return model_trace, guide_trace
 
