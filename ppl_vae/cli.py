@@ -457,7 +457,7 @@ def cmd_evaluate(args) -> None:
     from ppl_vae.runs import write_json
 
     run, data = _load(args, args.device)
-    x = data.test_store[: args.n_examples or len(data.test_store)]
+    x = data.test[: args.n_examples] if args.n_examples else data.test
     inputs = run.test_inputs(data, args.n_examples)
     result = run.evaluate(x, inputs=inputs, iw_samples=args.iw_samples, quiet=args.quiet)
     if args.elbo:
@@ -525,8 +525,7 @@ def cmd_sample(args) -> None:
     torch.manual_seed(args.seed)
     inputs, rows, row_labels, title = _sample_inputs(run, data, args.n)
     count = next(iter(inputs.values())).shape[0] if inputs else args.n
-    one = data.test_store[:1].to(run.device)
-    dummy = one.expand(count, *one.shape[1:])
+    dummy = data.test[:1].to(run.device).expand(count, *data.test.shape[1:])
     with run.pair.scope():
         images = observation_mean(run.model, run.guide, dummy, from_prior=True, inputs=inputs)
     if not image_grid(images, out, rows, title, row_labels):

@@ -14,7 +14,7 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
                quiet: bool = True) -> dict:
     """Evaluate ``run`` on (the first ``examples`` of) ``data.test``, write figures and report."""
     folder = Path(run.path)
-    test, inputs = data.test_store[:examples], run.test_inputs(data, examples)
+    test, inputs = data.test[:examples], run.test_inputs(data, examples)
     evaluation = run.evaluate(test, inputs=inputs, iw_samples=iw_samples, quiet=quiet)
     with run.pair.scope():
         x = test.to(run.device)
