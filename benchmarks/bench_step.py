@@ -8,11 +8,16 @@ fused Adam). ``hand`` is the same objective written in PyTorch with that same
 optimizer, so ours/hand is the engine's overhead alone; ``hand_default_adam``
 is the hand step with ``torch.optim.Adam``'s defaults, what a hand-written
 script usually has. Also shown: Pyro's own ``SVI`` with ``pyro.optim.Adam``.
+The STL/DReG rows (``trace-stl``, ``iwae-stl``, ``iwae-dreg``) have no hand or
+Pyro counterpart: there ``hand`` and ``pyro_svi`` are the *plain* bound's steps,
+and ``ours/plain`` is our estimator against our plain one (``trace``/``iwae``)
+at the same K, interleaved with it: the cost of the lower-variance gradient.
 The process gets the trainer's allocator setting
 (:func:`ppl_vae.speedups.keep_freed_memory`), which speeds up every column.
 
     python benchmarks/bench_step.py [--steps 100] [--repeats 5] [--net mlp|conv]
                                     [--threads 2] [--device cpu|cuda] [--cpu-time]
+                                    [--rows trace:1 iwae:5 iwae-dreg:20 ...]
 
 ``--net conv`` uses the 64x64 convolutional pair with batch 64.
 """
@@ -36,6 +41,10 @@ from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
 
 LOG_2PI = math.log(2 * math.pi)
+# the plain bound of each gradient estimator: same value, the textbook gradient
+PLAIN = {"trace-stl": "trace", "iwae-stl": "iwae", "iwae-dreg": "iwae"}
+ROWS = ("trace:1", "meanfield:1", "iwae:5", "trace-stl:1", "iwae-stl:5", "iwae-dreg:5",
+        "iwae:20", "iwae-dreg:20")
 
 
 def hand_loss(pair, x, estimator: str, particles: int) -> torch.Tensor:
@@ -97,6 +106,8 @@ def bench(net: str, estimator: str, particles: int, steps: int, repeats: int,
     trainer_opt = speedups.adam(params, lr=1e-4)
     default_opt = torch.optim.Adam(params, lr=1e-4)
     elbo = make_elbo(estimator, particles)
+    plain_name = PLAIN.get(estimator, estimator)
+    plain_elbo = make_elbo(plain_name, particles)
     pyro.enable_validation(False)
 
     def step(loss, optimizer):
@@ -108,15 +119,19 @@ def bench(net: str, estimator: str, particles: int, steps: int, repeats: int,
         with ppl_vae.engine_settings(pair.model, pair.guide):
             step(elbo(pair.model, pair.guide, x), trainer_opt)
 
+    def plain():
+        with ppl_vae.engine_settings(pair.model, pair.guide):
+            step(plain_elbo(pair.model, pair.guide, x), trainer_opt)
+
     def hand():
-        step(hand_loss(pair, x, estimator, particles), trainer_opt)
+        step(hand_loss(pair, x, plain_name, particles), trainer_opt)
 
     def hand_default_adam():
-        step(hand_loss(pair, x, estimator, particles), default_opt)
+        step(hand_loss(pair, x, plain_name, particles), default_opt)
 
     svi = pyro.infer.SVI(pair.model, pair.guide, pyro.optim.Adam({"lr": 1e-4}),
                          {"trace": pyro.infer.Trace_ELBO, "meanfield": pyro.infer.TraceMeanField_ELBO,
-                          "iwae": lambda **k: pyro.infer.RenyiELBO(alpha=0, **k)}[estimator](
+                          "iwae": lambda **k: pyro.infer.RenyiELBO(alpha=0, **k)}[plain_name](
                               num_particles=particles, vectorize_particles=True,
                               max_plate_nesting=1))
 
@@ -124,7 +139,7 @@ def bench(net: str, estimator: str, particles: int, steps: int, repeats: int,
         svi.step(x)
 
     loops = {"ours": ours, "hand": hand, "hand_default_adam": hand_default_adam,
-             "pyro_svi": pyro_svi}
+             "pyro_svi": pyro_svi, **({"plain": plain} if estimator in PLAIN else {})}
     for fn in loops.values():
         timed(fn, 5, device)
     results = {name: [] for name in loops}
@@ -136,7 +151,8 @@ def bench(net: str, estimator: str, particles: int, steps: int, repeats: int,
             **{f"{k}_ms": round(v, 2) for k, v in med.items()},
             "ours/hand": round(med["ours"] / med["hand"], 3),
             "ours/hand_default_adam": round(med["ours"] / med["hand_default_adam"], 3),
-            "pyro_svi/hand": round(med["pyro_svi"] / med["hand"], 3)}
+            "pyro_svi/hand": round(med["pyro_svi"] / med["hand"], 3),
+            "ours/plain": round(med["ours"] / med["plain"], 3) if "plain" in med else "-"}
 
 
 def main() -> None:
@@ -148,19 +164,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time by process CPU time (steadier on a busy machine)")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS),
+                        help="estimator:particles, e.g. iwae:5 iwae-dreg:5")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
     speedups.keep_freed_memory()
     device = parse_device(parser, args.device)
-    rows = [bench(args.net, est, k, args.steps, args.repeats, device)
-            for est, k in (("trace", 1), ("meanfield", 1), ("iwae", 5))]
+    rows = [bench(args.net, est, int(k), args.steps, args.repeats, device)
+            for est, k in (row.split(":") for row in args.rows)]
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+        print("| " + " | ".join(str(row.get(k, "-")) for k in keys) + " |")
 
 
 if __name__ == "__main__":
