@@ -30,6 +30,9 @@ PAIR_OPTIONS = {
     "sigma": (float, "gaussian likelihood: fixed noise scale σ (default: learned)"),
     "prior_scale": (float, "autoencoder: scale of the Gaussian prior on the codes (default: 10)"),
     "corruption": (float, "denoising guide: share of pixels masked (default: 0.25)"),
+    "activation": (str, "encoder and decoder MLP nonlinearity: relu or elu (default: relu)"),
+    "flows": (int, "iaf guide: inverse autoregressive flow layers on the diagonal Gaussian "
+                   "(default: 2)"),
     "grid_cols": (int, "grid guide: columns of the latent grid (default: the largest divisor "
                        "of --latent-dim not above its square root)"),
     "concentration1": (float, "ngvae: Gamma shape α1 of the informative component "
