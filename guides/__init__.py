@@ -1,3 +1,3 @@
 """Amortized variational families q(z | x), one per file; importing registers them."""
 
-from ppl_vae.guides import delta, diagonal, ngvae, structured  # noqa: F401
+from ppl_vae.guides import delta, diagonal, iaf, ngvae, structured  # noqa: F401

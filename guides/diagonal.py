@@ -21,19 +21,29 @@ from ppl_vae.registry import GUIDES
 MIN_SCALE = 1e-5
 
 
+def loc_and_scale(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(μ, σ)`` from an encoder output ``[μ (K) | ρ (K)]``: ``σ = softplus(ρ) + 1e-5``.
+
+    Every Gaussian guide of this project reads its means and marginal scales this
+    way, so they all start from the same ``q`` under the same seed.
+    """
+    loc, raw_scale = flat.chunk(2, dim=-1)
+    return loc, softplus(raw_scale) + MIN_SCALE
+
+
 class DiagonalGuide(PyroModule):
     """Mean-field Gaussian guide on one latent site."""
 
     def __init__(self, event_shape, latent_dim: int, site: str = "z", latent_scale: float = 1.0,
-                 net: str = "auto"):
+                 net: str = "auto", activation: str = "relu"):
         super().__init__()
         self.site, self.latent_dim, self.latent_scale = site, latent_dim, latent_scale
-        self.encoder = make_encoder(tuple(event_shape), 2 * latent_dim, net)
+        self.encoder = make_encoder(tuple(event_shape), 2 * latent_dim, net,
+                                    activation=activation)
 
     def distribution(self, x: torch.Tensor) -> dist.Distribution:
         """``N(μ(x), diag σ(x)²)`` with event shape ``(K,)``."""
-        loc, raw_scale = self.encoder(x).chunk(2, dim=-1)
-        return dist.Normal(loc, softplus(raw_scale) + MIN_SCALE).to_event(1)
+        return dist.Normal(*loc_and_scale(self.encoder(x))).to_event(1)
 
     def forward(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]), poutine.scale(scale=self.latent_scale):
@@ -41,6 +51,7 @@ class DiagonalGuide(PyroModule):
 
 
 @GUIDES.register("diagonal", "amortized diagonal Gaussian q(z|x) = N(μ(x), diag σ(x)²)")
-def build_diagonal(model, event_shape, net: str = "auto") -> DiagonalGuide:
+def build_diagonal(model, event_shape, net: str = "auto", activation: str = "relu"
+                   ) -> DiagonalGuide:
     site, latent_dim, scale = single_latent(model, "diagonal")
-    return DiagonalGuide(event_shape, latent_dim, site, scale, net)
+    return DiagonalGuide(event_shape, latent_dim, site, scale, net, activation)

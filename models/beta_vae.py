@@ -30,5 +30,6 @@ class BetaVAE(VAE):
 @MODELS.register("beta_vae", "β-VAE: KL term weighted by β via poutine.scale (Higgins et al. 2017)")
 def build_beta_vae(event_shape, latent_dim: int = 10, beta: float = 4.0,
                    likelihood: str = "bernoulli", net: str = "auto",
-                   sigma: float | None = None) -> BetaVAE:
-    return BetaVAE(event_shape, latent_dim, beta, likelihood=likelihood, net=net, sigma=sigma)
+                   sigma: float | None = None, activation: str = "relu") -> BetaVAE:
+    return BetaVAE(event_shape, latent_dim, beta, likelihood=likelihood, net=net, sigma=sigma,
+                   activation=activation)

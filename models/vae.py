@@ -30,20 +30,21 @@ class VAE(PyroModule):
         likelihood: ``bernoulli``, ``continuous_bernoulli`` or ``gaussian``.
         net: ``auto`` (conv for square images), ``conv`` or ``mlp``.
         sigma: fixed Gaussian noise scale; ``None`` learns it.
+        activation: the decoder's nonlinearity, ``relu`` or ``elu``.
     """
 
     latent_site = "z"
     default_guide = "diagonal"
 
     def __init__(self, event_shape, latent_dim: int, likelihood: str = "bernoulli",
-                 net: str = "auto", sigma: float | None = None):
+                 net: str = "auto", sigma: float | None = None, activation: str = "relu"):
         super().__init__()
         if latent_dim < 1:
             raise PplVaeError(f"--latent-dim must be at least 1, got {latent_dim}")
         self.event_shape = tuple(event_shape)
         self.latent_dim = latent_dim
         self.latent_scale = 1.0
-        self.decoder = make_decoder(latent_dim, self.event_shape, net)
+        self.decoder = make_decoder(latent_dim, self.event_shape, net, activation=activation)
         self.likelihood = make_likelihood(likelihood, len(self.event_shape), sigma)
 
     def check_data(self, x: torch.Tensor, name: str = "data") -> None:
@@ -64,5 +65,5 @@ class VAE(PyroModule):
 
 @MODELS.register("vae", "vanilla VAE: N(0, I) prior, neural decoder (Kingma & Welling 2014)")
 def build_vae(event_shape, latent_dim: int = 10, likelihood: str = "bernoulli",
-              net: str = "auto", sigma: float | None = None) -> VAE:
-    return VAE(event_shape, latent_dim, likelihood, net, sigma)
+              net: str = "auto", sigma: float | None = None, activation: str = "relu") -> VAE:
+    return VAE(event_shape, latent_dim, likelihood, net, sigma, activation)

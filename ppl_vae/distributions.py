@@ -36,9 +36,11 @@ KL divergences to ``Independent(Normal)`` and ``MultivariateNormal`` priors are
 registered with :func:`torch.distributions.kl.register_kl`, so Pyro's
 ``TraceMeanField_ELBO`` uses them analytically.
 
-Guides build these from a flat network output with :func:`chain_param_count`,
-:func:`split_chain_params`, :meth:`ChainPrecisionNormal.from_flat` (and the grid
-counterparts); see :meth:`ChainPrecisionNormal.from_raw` for the positive transform.
+:meth:`ChainPrecisionNormal.from_flat` (with :func:`chain_param_count`,
+:func:`split_chain_params`, and the grid counterparts) builds one from a flat
+network output; see :meth:`ChainPrecisionNormal.from_raw` for the positive
+transform. :class:`FullCovarianceNormal` is the dense reference, a
+``MultivariateNormal`` with its own analytic KL to a diagonal Gaussian prior.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+import pyro.distributions
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor
@@ -622,3 +625,30 @@ class GridPrecisionNormal(_StructuredPrecisionNormal):
             stacked[r] = h
         h = torch.stack(stacked, -3)
         return ((h @ diag_inv) * diag_inv).sum(-2).flatten(-2)
+
+
+# --------------------------------------------------------------------------------------
+# Full covariance
+# --------------------------------------------------------------------------------------
+
+
+class FullCovarianceNormal(pyro.distributions.MultivariateNormal):
+    """``MultivariateNormal`` (build it with ``scale_tril``) whose KL to a diagonal
+    ``Normal(m, s).to_event(1)`` prior is analytic, registered for this class only
+    (torch's own ``MultivariateNormal`` rules are left as they are)."""
+
+
+@register_kl(FullCovarianceNormal, Independent)
+def _kl_full_independent(q: FullCovarianceNormal, p: Independent) -> Tensor:
+    """``KL(N(μ, S Sᵀ) ‖ N(m, diag s²)) = ½[Σ_i Σ_ii/s_i² + Σ_i (μ_i - m_i)²/s_i² - K
+    + 2 Σ log s_i] - Σ log diag S``, with ``Σ_ii = Σ_j S_ij²``."""
+    if not isinstance(p.base_dist, Normal) or p.reinterpreted_batch_ndims != 1:
+        raise NotImplementedError(
+            "KL(FullCovarianceNormal ‖ Independent) is implemented for Normal(loc, scale)"
+            ".to_event(1) priors only"
+        )
+    variance = p.base_dist.scale**2
+    q_variance = q.scale_tril.pow(2).sum(-1)
+    log_det = q.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    return 0.5 * ((q_variance + (q.loc - p.base_dist.loc) ** 2) / variance
+                  + variance.log() - 1).sum(-1) - log_det

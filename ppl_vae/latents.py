@@ -2,7 +2,8 @@
 
 Read from guide traces only, for the traversed latent site (``model.latent_site``
 or the guide's last site), with ``m_d(x) = E_q[z_d | x]`` and
-``v_d(x) = Var_q[z_d | x]`` from the site's distribution — of the collapsed guide
+``v_d(x) = Var_q[z_d | x]`` from the site's distribution (estimated from draws
+where it has no closed form, :func:`site_moments`) — of the collapsed guide
 where the pair declares one (:func:`ppl_vae.traces.collapsed_pair`), so NGVAE's
 moments are the Student-t marginal's, ``b/(a-1)``, not one λ draw's:
 
@@ -28,6 +29,7 @@ from pyro import poutine
 from ppl_vae.traces import collapsed_pair, sample_sites, take
 
 ACTIVE_THRESHOLD = 0.01
+MOMENT_DRAWS = 256
 INFORMATIVE_VARIANCE = 0.5
 
 
@@ -43,10 +45,21 @@ def posterior_moments(model, guide, x: torch.Tensor, batch: int = 500,
         sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(chunk,
                                                                                    **given))}
         name = name if name in sites else list(sites)[-1]
-        fn = sites[name]["fn"]
-        means.append(fn.mean.reshape(chunk.shape[0], -1))
-        variances.append(fn.variance.reshape(chunk.shape[0], -1))
+        mean, variance = site_moments(sites[name]["fn"])
+        means.append(mean.reshape(chunk.shape[0], -1))
+        variances.append(variance.reshape(chunk.shape[0], -1))
     return name, torch.cat(means), torch.cat(variances)
+
+
+def site_moments(fn, draws: int = MOMENT_DRAWS) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(E_q z, Var_q z)`` of a guide site's distribution: its own ``mean`` and
+    ``variance`` where it has them, else the sample mean and variance of ``draws``
+    draws (a flow has no closed form; the standard error is ``sd/√draws``)."""
+    try:
+        return fn.mean, fn.variance
+    except NotImplementedError:
+        z = fn.sample((draws,))
+        return z.mean(0), z.var(0)
 
 
 def decorrelation(means: torch.Tensor) -> tuple[torch.Tensor, float]:

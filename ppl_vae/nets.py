@@ -24,61 +24,105 @@ from ppl_vae.errors import PplVaeError
 CONV_CHANNELS = {64: (32, 32, 64, 64), 32: (32, 32, 64), 28: (32, 64)}
 
 
-class MLP(nn.Module):
-    """Fully connected net on flattened inputs: ``in -> hidden... -> out`` with ReLU."""
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
 
-    def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], hidden=(400,)):
+
+def activation_layer(name: str) -> type[nn.Module]:
+    """The nonlinearity called ``name`` (``relu`` or ``elu``)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise PplVaeError(f"unknown activation '{name}'; choose "
+                          f"{' or '.join(ACTIVATIONS)}") from None
+
+
+class MLP(nn.Module):
+    """Fully connected net on flattened inputs: ``in -> hidden... -> out``.
+
+    ``features(x)`` is the last hidden layer and :attr:`head` the final linear map,
+    so ``forward(x) = head(features(x))``; a guide can read a second head off the
+    same features (see :mod:`ppl_vae.guides.structured`).
+    """
+
+    def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], hidden=(400,),
+                 activation: str = "relu"):
         super().__init__()
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        nonlinearity = activation_layer(activation)
         sizes = [math.prod(self.in_shape), *hidden, math.prod(self.out_shape)]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
+                layers.append(nonlinearity())
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def head(self) -> nn.Linear:
+        """The final linear layer."""
+        return self.net[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(*batch, *in_shape) -> (*batch, hidden[-1])``: every layer but the head."""
         batch = x.shape[: x.dim() - len(self.in_shape)]
-        return self.net(x.reshape(*batch, -1)).reshape(*batch, *self.out_shape)
+        return self.net[:-1](x.reshape(*batch, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        return self.head(h).reshape(*h.shape[:-1], *self.out_shape)
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 4x4 convolutions, then a 256-unit dense layer, then ``out_dim``."""
+    """Stride-2 4x4 convolutions, then a 256-unit dense layer (``features``), then
+    the linear :attr:`head` to ``out_dim``."""
 
-    def __init__(self, event_shape: tuple[int, ...], out_dim: int, hidden: int = 256):
+    def __init__(self, event_shape: tuple[int, ...], out_dim: int, hidden: int = 256,
+                 activation: str = "relu"):
         super().__init__()
         channels_in, side = event_shape[0], event_shape[-1]
         self.event_shape = tuple(event_shape)
+        nonlinearity = activation_layer(activation)
         layers: list[nn.Module] = []
         for channels in CONV_CHANNELS[side]:
-            layers += [nn.Conv2d(channels_in, channels, 4, stride=2, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(channels_in, channels, 4, stride=2, padding=1), nonlinearity()]
             channels_in, side = channels, side // 2
         self.conv = nn.Sequential(*layers)
         self.dense = nn.Sequential(
-            nn.Linear(channels_in * side * side, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
+            nn.Linear(channels_in * side * side, hidden), nonlinearity(),
+            nn.Linear(hidden, out_dim),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def head(self) -> nn.Linear:
+        """The final linear layer."""
+        return self.dense[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(*batch, *event_shape) -> (*batch, hidden)``: every layer but the head."""
         batch = x.shape[: x.dim() - 3]
         h = self.conv(x.reshape(-1, *self.event_shape))
-        return self.dense(h.flatten(1)).reshape(*batch, -1)
+        return self.dense[:-1](h.flatten(1)).reshape(*batch, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 class ConvDecoder(nn.Module):
     """Mirror of :class:`ConvEncoder`: dense layers, then stride-2 transposed convolutions."""
 
-    def __init__(self, latent_dim: int, event_shape: tuple[int, ...], hidden: int = 256):
+    def __init__(self, latent_dim: int, event_shape: tuple[int, ...], hidden: int = 256,
+                 activation: str = "relu"):
         super().__init__()
+        nonlinearity = activation_layer(activation)
         self.event_shape = tuple(event_shape)
         channels = CONV_CHANNELS[event_shape[-1]]
         self.start_side = event_shape[-1] // 2 ** len(channels)
         self.start_channels = channels[-1]
         self.dense = nn.Sequential(
             nn.Linear(latent_dim, hidden),
-            nn.ReLU(),
+            nonlinearity(),
             nn.Linear(hidden, self.start_channels * self.start_side**2),
-            nn.ReLU(),
+            nonlinearity(),
         )
         outs = [*reversed(channels[:-1]), event_shape[0]]
         layers: list[nn.Module] = []
@@ -86,7 +130,7 @@ class ConvDecoder(nn.Module):
         for i, channels_out in enumerate(outs):
             layers.append(nn.ConvTranspose2d(channels_in, channels_out, 4, stride=2, padding=1))
             if i < len(outs) - 1:
-                layers.append(nn.ReLU())
+                layers.append(nonlinearity())
             channels_in = channels_out
         self.deconv = nn.Sequential(*layers)
 
@@ -111,15 +155,21 @@ def _use_conv(event_shape: tuple[int, ...], net: str) -> bool:
     return net == "conv" or (net == "auto" and conv_ok)
 
 
-def make_encoder(event_shape, out_dim: int, net: str = "auto", hidden=(400,)) -> nn.Module:
-    """An encoder ``(*batch, *event_shape) -> (*batch, out_dim)``: conv for square images."""
+def make_encoder(event_shape, out_dim: int, net: str = "auto", hidden=(400,),
+                 activation: str = "relu") -> nn.Module:
+    """An encoder ``(*batch, *event_shape) -> (*batch, out_dim)``: conv for square images.
+
+    Both kinds expose ``features(x)`` (the last hidden layer) and ``head`` (the final
+    linear map), ``encoder(x) = encoder.head(encoder.features(x))``.
+    """
     if _use_conv(tuple(event_shape), net):
-        return ConvEncoder(tuple(event_shape), out_dim)
-    return MLP(tuple(event_shape), (out_dim,), hidden)
+        return ConvEncoder(tuple(event_shape), out_dim, activation=activation)
+    return MLP(tuple(event_shape), (out_dim,), hidden, activation)
 
 
-def make_decoder(latent_dim: int, event_shape, net: str = "auto", hidden=(400,)) -> nn.Module:
+def make_decoder(latent_dim: int, event_shape, net: str = "auto", hidden=(400,),
+                 activation: str = "relu") -> nn.Module:
     """A decoder ``(*batch, latent_dim) -> (*batch, *event_shape)`` of unconstrained outputs."""
     if _use_conv(tuple(event_shape), net):
-        return ConvDecoder(latent_dim, tuple(event_shape))
-    return MLP((latent_dim,), tuple(event_shape), tuple(reversed(hidden)))
+        return ConvDecoder(latent_dim, tuple(event_shape), activation=activation)
+    return MLP((latent_dim,), tuple(event_shape), tuple(reversed(hidden)), activation)

@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from pyro import poutine  # noqa: E402
 
 from ppl_vae.evaluate import eval_mode  # noqa: E402
+from ppl_vae.latents import site_moments  # noqa: E402
 from ppl_vae.traces import OBS_SITE, sample_sites, take  # noqa: E402
 
 
@@ -92,7 +93,7 @@ def posterior_means(model, guide, x: torch.Tensor, inputs: dict | None = None
                                                                                **(inputs or {})))}
     name = getattr(model, "latent_site", None)
     name = name if name in sites else list(sites)[-1]
-    return name, sites[name]["fn"].mean.reshape(x.shape[0], -1)
+    return name, site_moments(sites[name]["fn"])[0].reshape(x.shape[0], -1)
 
 
 def traversal_grid(model, guide, x: torch.Tensor, site: str, means: torch.Tensor,

@@ -3,10 +3,11 @@
 import pyro.distributions
 import pytest
 import torch
-from ppl_vae.guides.structured import full_covariance, grid_columns
+from ppl_vae.guides.structured import grid_columns
 from torch.distributions import MultivariateNormal, kl_divergence
 
 import ppl_vae
+from ppl_vae.distributions import FullCovarianceNormal
 from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
 
@@ -28,8 +29,9 @@ def test_guide_trains_and_meanfield_kl_is_analytic(binary_data, guide):
 
 
 def test_full_covariance_kl_to_diagonal_prior_matches_dense():
-    flat = torch.randn(3, 4 + 10, dtype=torch.float64)
-    q = full_covariance(flat, 4)
+    tril = torch.randn(3, 4, 4, dtype=torch.float64).tril(-1) + torch.diag_embed(
+        torch.rand(3, 4, dtype=torch.float64) + 0.5)
+    q = FullCovarianceNormal(torch.randn(3, 4, dtype=torch.float64), scale_tril=tril)
     prior = pyro.distributions.Normal(torch.zeros(4, dtype=torch.float64), 1.0).to_event(1)
     dense = MultivariateNormal(torch.zeros(4, dtype=torch.float64),
                                covariance_matrix=torch.eye(4, dtype=torch.float64))
