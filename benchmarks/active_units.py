@@ -16,7 +16,6 @@ setting (seeds averaged).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -50,12 +49,9 @@ def one_run(task: tuple) -> dict:
                          net="mlp", activation=activation)
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        ppl_vae.fit(pair.model, pair.guide, data, elbo=elbo, particles=particles, alpha=alpha,
-                    epochs=TRAINING["max_epochs"], batch_size=TRAINING["batch_size"], lr=1e-3,
-                    patience=TRAINING["patience"], seed=seed, device="cpu", quiet=True,
-                    out=Path(folder), report=False, pair=pair)
+        run = train_to_convergence(data, pair, seed, TRAINING, Path(folder), elbo, particles,
+                                   alpha)
         seconds = time.perf_counter() - start
-        run = ppl_vae.load_run(folder, best=True, device="cpu", data=data)
         _, means, _ = posterior_moments(run.model, run.guide, data.test)
     activity = means.var(0)
     spectrum = pca_spectrum(means.numpy())

@@ -43,10 +43,10 @@ CONFIGS = {
 OUT = Path(__file__).parent / "results" / "guide_study"
 
 
-def train_to_convergence(data, pair, elbo: str, particles: int | None, seed: int, training: dict,
-                         folder: Path):
-    """Early-stopped training; returns the run at its best epoch and its metrics."""
-    ppl_vae.fit(pair.model, pair.guide, data, elbo=elbo, particles=particles,
+def train_to_convergence(data, pair, seed: int, training: dict, folder: Path, elbo: str = "trace",
+                         particles: int | None = None, alpha: float | None = None):
+    """Early-stopped training in ``folder``; returns the run at its best epoch."""
+    ppl_vae.fit(pair.model, pair.guide, data, elbo=elbo, particles=particles, alpha=alpha,
                 epochs=training["max_epochs"], batch_size=training["batch_size"], lr=1e-3,
                 patience=training["patience"], seed=seed, device="cpu", quiet=True,
                 out=folder, report=False, pair=pair)
@@ -75,7 +75,8 @@ def one_run(task: tuple) -> dict:
     pair = ppl_vae.build("vae", guide, data=data, seed=seed, **pair_options)
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        run = train_to_convergence(data, pair, "trace", None, seed, training, Path(folder))
+        run = train_to_convergence(data, pair, seed, training,
+                                   Path(folder))
         seconds = time.perf_counter() - start
         metrics = run.metrics
         best = max(metrics, key=lambda m: m["test_elbo"])
