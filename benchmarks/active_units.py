@@ -41,7 +41,7 @@ OUT = Path(__file__).parent / "results" / "active_units"
 
 
 def one_run(task: tuple) -> dict:
-    latent_dim, activation, bound, seed = task
+    latent_dim, activation, bound, seed, max_epochs, patience = task
     torch.set_num_threads(1)
     elbo, particles, alpha = BOUNDS[bound]
     data = ppl_vae.data.load("mnist5k", binarize="static", seed=seed)
@@ -49,7 +49,8 @@ def one_run(task: tuple) -> dict:
                          net="mlp", activation=activation)
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        run = train_to_convergence(data, pair, seed, TRAINING, Path(folder), elbo, particles,
+        training = {**TRAINING, "max_epochs": max_epochs, "patience": patience}
+        run = train_to_convergence(data, pair, seed, training, Path(folder), elbo, particles,
                                    alpha)
         seconds = time.perf_counter() - start
         _, means, _ = posterior_moments(run.model, run.guide, data.test)
@@ -66,7 +67,7 @@ def one_run(task: tuple) -> dict:
 def table(rows: list[dict]) -> str:
     lines = ["| latent | nonlinearity | bound | active units (per seed) | PCA components "
              "for 99 % | best epoch | test ELBO (training bound's model) |", "|---" * 7 + "|"]
-    for latent_dim in LATENTS:
+    for latent_dim in sorted({r["latent_dim"] for r in rows}):
         for activation in ACTIVATIONS:
             for bound in BOUNDS:
                 got = [r for r in rows if (r["latent_dim"], r["activation"], r["bound"])
@@ -85,9 +86,12 @@ def table(rows: list[dict]) -> str:
 
 def figure(rows: list[dict], path: Path) -> None:
     """Sorted PCA eigenvalues of the posterior means, one line per setting (seed mean)."""
-    fig, axes = plt.subplots(1, len(LATENTS), figsize=(5 * len(LATENTS), 4), sharey=True)
+    latents = sorted({r["latent_dim"] for r in rows})
+    fig, axes = plt.subplots(1, len(latents), figsize=(5 * len(latents), 4), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
     colours = dict(zip(BOUNDS, ("tab:blue", "tab:orange", "tab:green")))
-    for ax, latent_dim in zip(axes, LATENTS):
+    for ax, latent_dim in zip(axes, latents):
         for activation in ACTIVATIONS:
             for bound in BOUNDS:
                 got = [r["eigenvalues"] for r in rows if (r["latent_dim"], r["activation"],
@@ -110,12 +114,18 @@ def figure(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--latents", type=int, nargs="+", default=list(LATENTS))
+    parser.add_argument("--activations", nargs="+", default=list(ACTIVATIONS),
+                        choices=ACTIVATIONS)
+    parser.add_argument("--bounds", nargs="+", default=list(BOUNDS), choices=list(BOUNDS))
+    parser.add_argument("--max-epochs", type=int, default=TRAINING["max_epochs"])
+    parser.add_argument("--patience", type=int, default=TRAINING["patience"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    tasks = [(k, a, b, s) for s in args.seeds for k in LATENTS for a in ACTIVATIONS
-             for b in BOUNDS]
+    tasks = [(k, a, b, s, args.max_epochs, args.patience) for s in args.seeds
+             for k in args.latents for a in args.activations for b in args.bounds]
     start = time.perf_counter()
     rows = run_pool(tasks, one_run, args.workers, args.out / "results.jsonl")
     (args.out / "table.md").write_text(table(rows) + "\n")
