@@ -105,7 +105,7 @@ def figure(rows: list[dict], path: Path) -> None:
         ax.set(title=f"latent size {latent_dim}", xlabel="component (sorted)")
     axes[0].set_ylabel("eigenvalue of Cov_x E_q[z | x]")
     axes[0].legend(fontsize=8)
-    fig.suptitle("PCA spectrum of posterior means, mnist5k (dotted: the 0.01 activity threshold)")
+    fig.suptitle("PCA spectrum of posterior means, mnist5k\n(dotted: the 0.01 activity threshold)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
