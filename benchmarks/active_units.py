@@ -30,8 +30,10 @@ import torch  # noqa: E402
 from guide_study import run_pool, train_to_convergence  # noqa: E402
 
 import ppl_vae  # noqa: E402
-from ppl_vae.diagnostics.activity import pca_spectrum  # noqa: E402
-from ppl_vae.latents import posterior_moments  # noqa: E402
+from ppl_vae.latents import (
+    pca_spectrum,  # noqa: E402
+    posterior_moments,  # noqa: E402
+)
 
 LATENTS = (20, 30, 50)
 ACTIVATIONS = ("relu", "elu")

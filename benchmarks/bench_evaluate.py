@@ -17,11 +17,11 @@ import time
 import pyro
 import torch
 from bench_step import parse_device
-from ppl_vae.guides.diagonal import MIN_SCALE
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 import ppl_vae
 from ppl_vae import speedups
+from ppl_vae.guides.diagonal import MIN_SCALE
 
 
 @torch.no_grad()

@@ -31,7 +31,6 @@ import time
 
 import pyro
 import torch
-from ppl_vae.guides.diagonal import MIN_SCALE
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 import ppl_vae
@@ -39,6 +38,7 @@ from ppl_vae import speedups
 from ppl_vae.devices import resolve_device
 from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
+from ppl_vae.guides.diagonal import MIN_SCALE
 
 LOG_2PI = math.log(2 * math.pi)
 # the plain bound of each gradient estimator: same value, the textbook gradient

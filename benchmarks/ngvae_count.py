@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import ppl_vae
-from ppl_vae.latents import posterior_moments
+from ppl_vae.latents import mean_representation
 from ppl_vae.metrics.mig import discretize, entropies, mutual_information
 from ppl_vae.metrics.sampling import sample_codes
 
@@ -38,8 +38,7 @@ def dimension_table(folder: Path) -> str:
     with run.pair.scope(), torch.no_grad():
         summary = run.guide.summary(data.test, run.model)
 
-        def representation(images):
-            return posterior_moments(run.model, run.guide, images)[1].numpy()
+        representation = mean_representation(run.model, run.guide)
 
         codes, factors = sample_codes(representation, data, 10_000, np.random.default_rng(0))
     info = mutual_information(discretize(codes), factors) / entropies(factors)

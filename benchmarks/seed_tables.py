@@ -69,7 +69,7 @@ def run_one(job: dict) -> dict:
 
     import ppl_vae
     from ppl_vae.diagnostics.disentanglement import disentanglement_scores
-    from ppl_vae.latents import latent_statistics, posterior_moments
+    from ppl_vae.latents import latent_statistics, mean_representation
     from ppl_vae.metrics import compute_beta_vae
     from ppl_vae.metrics.mig import discretize, mutual_information
     from ppl_vae.metrics.sampling import sample_codes
@@ -89,8 +89,7 @@ def run_one(job: dict) -> dict:
         latents = latent_statistics(pair.model, pair.guide, torch.cat([data.train, data.test]))
         hook = pair.guide.report(data.test, pair.model) if hasattr(pair.guide, "report") else {}
 
-        def representation(images):
-            return posterior_moments(pair.model, pair.guide, images)[1].numpy()
+        representation = mean_representation(pair.model, pair.guide)
 
         scores = disentanglement_scores(representation, data, METRICS, seed)
         higgins = compute_beta_vae(representation, data, **METRICS["beta_vae"], seed=seed,

@@ -21,7 +21,8 @@ from pyro.nn import PyroModule
 from torch import nn
 
 import ppl_vae
-from ppl_vae.plots import image_grid, observation_mean
+from ppl_vae.figures import observation_mean
+from ppl_vae.plots import image_grid
 
 
 class TwoLayerModel(PyroModule):

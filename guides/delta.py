@@ -13,11 +13,11 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from ppl_vae.guides.base import single_latent
 from pyro import poutine
 from pyro.nn import PyroModule
 
 from ppl_vae.errors import PplVaeError
+from ppl_vae.guides.base import single_latent
 from ppl_vae.nets import make_encoder
 from ppl_vae.registry import GUIDES
 

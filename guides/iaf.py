@@ -21,14 +21,14 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from ppl_vae.guides.base import single_latent
-from ppl_vae.guides.diagonal import loc_and_scale
 from pyro import poutine
 from pyro.distributions.transforms import ConditionalAffineAutoregressive
 from pyro.nn import ConditionalAutoRegressiveNN, PyroModule
 from torch import nn
 
 from ppl_vae.errors import PplVaeError
+from ppl_vae.guides.base import single_latent
+from ppl_vae.guides.diagonal import loc_and_scale
 from ppl_vae.nets import make_encoder
 from ppl_vae.registry import GUIDES
 

@@ -13,25 +13,23 @@ Both sites are reparameterized (``Gamma.rsample`` differentiates through the
 concentration and rate), so gradients reach ``p_k`` through ``a(p_k), b(p_k)``
 and ``trace``, ``meanfield`` and ``iwae`` all apply (the ELBO and which of its terms
 are analytic are in :mod:`ppl_vae.models.ngvae`). Reading off the code:
-dimension k is *informative* when ``mean_x p_k(x) > 0.5``; the ``report`` and
-``figures`` hooks write that count, the per-dimension mean ``p_k`` and mean
-variance ``E_x E_q[λ_k⁻¹]``, the histogram of inferred variances and the latent
-correlation heat map.
+dimension k is *informative* when ``mean_x p_k(x) > 0.5``; the ``report`` hook
+hands over that count, the per-dimension mean ``p_k`` and mean variance
+``E_x E_q[λ_k⁻¹]``, the ``figure_data`` hook the numbers of the histogram of
+inferred variances and of the latent correlation heat map, which the engine draws.
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import pyro
 import pyro.distributions as dist
 import torch
-from ppl_vae.models.ngvae import NormalGivenGammaPrecision, Relaxation, student_t_marginal
 from pyro.nn import PyroModule
 
+from ppl_vae.contract import Figure, Panel
 from ppl_vae.errors import PplVaeError
 from ppl_vae.latents import decorrelation
+from ppl_vae.models.ngvae import NormalGivenGammaPrecision, Relaxation, student_t_marginal
 from ppl_vae.nets import make_encoder
 from ppl_vae.registry import GUIDES
 
@@ -103,68 +101,26 @@ class NGVAEGuide(PyroModule):
             out["prior_weight"] = model.prior_weight().tolist()
         return out
 
-    def figures(self, x: torch.Tensor, folder: Path) -> list[str]:
-        """The histogram of inferred variances and the latent correlation heat map."""
-        s = {k: v.cpu() for k, v in self.summary(x).items()}
-        folder.mkdir(parents=True, exist_ok=True)
+    def figure_data(self, x: torch.Tensor, model=None) -> list[Figure]:
+        """The slides' figures, as numbers: the histogram of inferred variances
+        ``E_q[λ_k⁻¹ | x]`` over examples and dimensions (informative ones red; dotted:
+        the two components' means) beside the mean weight ``p_k`` per dimension, and the
+        correlation of the posterior means (informative dimensions' labels red)."""
+        s = {k: v.cpu().numpy() for k, v in self.summary(x).items()}
+        weight = s["weight"].mean(0)
+        informative = weight > INFORMATIVE_WEIGHT
         ends = (float(self.relaxation.mean_variance(1.0)), float(self.relaxation.mean_variance(0.0)))
-        _variance_histogram(s["variance"], s["weight"].mean(0), ends,
-                            folder / "ngvae_variances.png")
-        _correlation_map(decorrelation(s["loc"])[0], s["weight"].mean(0),
-                         folder / "ngvae_correlation.png")
-        return ["ngvae_variances.png", "ngvae_correlation.png"]
-
-
-def _variance_histogram(variance: torch.Tensor, weight: torch.Tensor, ends: tuple[float, float],
-                        path: Path) -> None:
-    """Histogram of ``E_q[λ_k⁻¹ | x]`` over examples and dimensions, informative ones in red
-    (the slides' figure), beside the mean weight ``p_k`` per dimension."""
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    informative = weight > INFORMATIVE_WEIGHT
-    low = min(float(variance.min()), ends[0]) / 1.5
-    high = max(float(variance.max()), ends[1]) * 1.5
-    bins = torch.logspace(math.log10(low), math.log10(high), 50).numpy()
-    groups = [variance[:, informative].flatten().numpy(), variance[:, ~informative].flatten().numpy()]
-    left.hist(groups, bins=bins, stacked=True, color=["C3", "C7"],
-              label=[f"informative ({int(informative.sum())} dims)",
-                     f"uninformative ({int((~informative).sum())} dims)"])
-    for end in ends:
-        left.axvline(end, ls=":", c="k", lw=0.8)
-    left.set_xscale("log"), left.set_xlabel("inferred variance E_q[1/λ_k | x]  (dotted: "
-                                            "component means)")
-    left.set_ylabel("examples × dimensions"), left.legend(fontsize=8)
-    right.bar(range(len(weight)), weight.numpy(), color=["C3" if i else "C7" for i in informative])
-    right.axhline(INFORMATIVE_WEIGHT, ls="--", c="k", lw=0.8)
-    right.set_xlabel("latent dimension k"), right.set_ylabel("mean_x p_k(x)"), right.set_ylim(0, 1)
-    fig.suptitle(f"{int(informative.sum())} informative of {len(weight)} latent dimensions")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def _correlation_map(corr: torch.Tensor, weight: torch.Tensor, path: Path) -> None:
-    """Heat map of the correlations of the posterior means over the data (informative dims red)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 3.9))
-    image = ax.imshow(corr.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-    fig.colorbar(image, ax=ax)
-    ticks = range(len(weight))
-    ax.set_xticks(ticks), ax.set_yticks(ticks)
-    for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
-        for k, label in enumerate(labels):
-            label.set_color("C3" if weight[k] > INFORMATIVE_WEIGHT else "C7")
-    ax.set_title("correlation of E_q[z | x] over the data\n(red: informative)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def _pyplot():
-    """matplotlib's pyplot on the non-interactive Agg backend (as :mod:`ppl_vae.plots`)."""
-    from ppl_vae.plots import plt
-
-    return plt
+        variances = Figure("ngvae_variances", [
+            Panel("histogram", s["variance"], highlight=informative, log_x=True, lines=ends,
+                  legend=("informative", "uninformative"), ylabel="examples × dimensions",
+                  xlabel="inferred variance E_q[1/λ_k | x]  (dashed: component means)"),
+            Panel("bars", weight, highlight=informative, lines=(INFORMATIVE_WEIGHT,), ylim=(0, 1),
+                  xlabel="latent dimension k", ylabel="mean_x p_k(x)")],
+            f"{int(informative.sum())} informative of {len(weight)} latent dimensions")
+        correlation = Figure("ngvae_correlation", [Panel(
+            "heatmap", decorrelation(torch.as_tensor(s["loc"]))[0].numpy(), highlight=informative,
+            title="correlation of E_q[z | x] over the data (red: informative)")])
+        return [variances, correlation]
 
 
 @GUIDES.register("ngvae", "relaxed inverse-gamma mixture on each variance, then N(μ, λ⁻¹) "

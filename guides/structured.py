@@ -31,8 +31,6 @@ from collections.abc import Callable
 
 import pyro
 import torch
-from ppl_vae.guides.base import single_latent
-from ppl_vae.guides.diagonal import loc_and_scale
 from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
@@ -43,6 +41,8 @@ from ppl_vae.distributions import (
     GridPrecisionNormal,
 )
 from ppl_vae.errors import PplVaeError
+from ppl_vae.guides.base import single_latent
+from ppl_vae.guides.diagonal import loc_and_scale
 from ppl_vae.nets import make_encoder
 from ppl_vae.registry import GUIDES
 

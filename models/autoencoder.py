@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import pyro.distributions as dist
 import torch
-from ppl_vae.models.vae import VAE
 
 from ppl_vae.errors import PplVaeError
+from ppl_vae.models.vae import VAE
 from ppl_vae.registry import MODELS
 
 

@@ -11,9 +11,8 @@ With β = 1 this is the VAE. β ≤ 0 is refused (``poutine.scale`` needs β > 0
 
 from __future__ import annotations
 
-from ppl_vae.models.vae import VAE
-
 from ppl_vae.errors import PplVaeError
+from ppl_vae.models.vae import VAE
 from ppl_vae.registry import MODELS
 
 

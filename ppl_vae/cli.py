@@ -138,7 +138,7 @@ denoising) has no ELBO: its JSON has reconstruction (-log p(x | z) at the code) 
 regulariser (-log p(z) at the code) instead of elbo and kl."""
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Each option's help ends with its default, unless the help already says it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -218,20 +218,20 @@ def _add_training_flags(train: argparse.ArgumentParser) -> None:
                        "(default: none)")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: given after the subcommand it sets the flag, absent it keeps the main one
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks instead of one-line errors (default: off)")
     parser = argparse.ArgumentParser(prog="ppl-vae", description=__doc__.splitlines()[0],
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of "
                         "one-line errors (also accepted after the subcommand)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name, text, description=None):
         return sub.add_parser(name, help=text, description=description or text,
-                              parents=[common], formatter_class=_HelpFormatter)
+                              parents=[common], formatter_class=HelpFormatter)
 
     train = command("train", "train a model/guide pair and write a run folder",
                     TRAIN_DESCRIPTION)
@@ -519,7 +519,8 @@ def _sample_inputs(run, data, n: int) -> tuple[dict, int, list[str] | None, str]
 
 
 def cmd_sample(args) -> None:
-    from ppl_vae.plots import image_grid, observation_mean
+    from ppl_vae.figures import observation_mean
+    from ppl_vae.plots import image_grid
 
     out = _image_path(args.out)
     if args.n < 1:
@@ -605,7 +606,7 @@ def _one_line_warnings(fallback):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
                "diagnose": cmd_diagnose, "list": cmd_list}[args.command]
     from ppl_vae.speedups import keep_freed_memory

@@ -25,7 +25,7 @@ Everything follows from ``L`` without forming a dense ``k × k`` matrix:
 
 The triangular solves are first-order linear recurrences ``x_i = a_i x_{i+1} + b_i``.
 For the chain (scalar ``a_i``) they run as an associative scan
-(:func:`_suffix_scan`): O(log k) vectorised steps and O(k) work instead of a
+(:func:`suffix_scan`): O(log k) vectorised steps and O(k) work instead of a
 Python loop of k steps, with no division, logarithm or cumulative product, so
 it is as stable as sequential back-substitution. For the grid (``b × b``
 coefficients) they run as a loop over the ``a`` rows, each step batched ``b × b``
@@ -97,7 +97,7 @@ def _doubling_scan(a: Tensor, b: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return a, b
 
 
-def _suffix_scan(a: Tensor, b: Tensor, dim: int, chunk: int = _SCAN_CHUNK):
+def suffix_scan(a: Tensor, b: Tensor, dim: int, chunk: int = _SCAN_CHUNK):
     """Solve ``x_i = a_i x_{i+1} + b_i`` (``x_n = 0``) for all ``i`` along ``dim`` at once.
 
     An associative scan over the affine maps ``e_i = (x ↦ a_i x + b_i)``: the suffix
@@ -128,7 +128,7 @@ def _suffix_scan(a: Tensor, b: Tensor, dim: int, chunk: int = _SCAN_CHUNK):
         a = torch.cat([a, _filled_like(a, extra, dim, 1.0)], dim)
         b = torch.cat([b, _filled_like(b, extra, dim, 0.0)], dim)
     a, b = _doubling_scan(a.unflatten(dim, (blocks, chunk)), b.unflatten(dim, (blocks, chunk)), dim)
-    total_a, total_b = _suffix_scan(a.select(dim, 0), b.select(dim, 0), dim, chunk)
+    total_a, total_b = suffix_scan(a.select(dim, 0), b.select(dim, 0), dim, chunk)
     next_a = torch.cat([total_a.narrow(dim, 1, blocks - 1), _filled_like(total_a, 1, dim, 1.0)], dim)
     next_b = torch.cat([total_b.narrow(dim, 1, blocks - 1), _filled_like(total_b, 1, dim, 0.0)], dim)
     a, b = _compose(a, b, next_a.unsqueeze(dim), next_b.unsqueeze(dim))
@@ -144,7 +144,7 @@ def _filled_like(x: Tensor, count: int, dim: int, value: float) -> Tensor:
 
 def _prefix_scan(a: Tensor, b: Tensor, dim: int) -> Tensor:
     """Solve ``x_i = a_i x_{i-1} + b_i`` (``x_{-1} = 0``; ``a_0`` unused) along ``dim``."""
-    return _suffix_scan(a.flip(dim), b.flip(dim), dim)[1].flip(dim)
+    return suffix_scan(a.flip(dim), b.flip(dim), dim)[1].flip(dim)
 
 
 def _block_rows(coeff: Tensor, offset: Tensor, backward: bool) -> Tensor:
@@ -415,7 +415,7 @@ class ChainPrecisionNormal(_StructuredPrecisionNormal):
     def _solve_upper(self, eps: Tensor) -> Tensor:
         """``L⁻ᵀ ε`` by back-substitution as a scan; ``eps`` is ``(..., *batch, k)``."""
         rhs = (eps / self.diag).expand(torch.broadcast_shapes(eps.shape, self.diag.shape))
-        return _suffix_scan(self._upper_coeff, rhs, dim=-1)[1]
+        return suffix_scan(self._upper_coeff, rhs, dim=-1)[1]
 
     def _solve_lower(self, rhs: Tensor) -> Tensor:
         """``L⁻¹ W`` for ``W`` of shape ``(..., k, m)``: ``x_i = (w_i - c_{i-1} x_{i-1}) / d_i``."""
@@ -427,7 +427,7 @@ class ChainPrecisionNormal(_StructuredPrecisionNormal):
     def variance(self) -> Tensor:
         """``diag Σ``: ``Σ_jj = T_j / d_j²``, ``T_j = 1 + (c_j/d_{j+1})² T_{j+1}``, O(k)."""
         coeff = pad((self.offdiag / self.diag[..., 1:]).pow(2), (0, 1))
-        _, tail = _suffix_scan(coeff, torch.ones_like(self.diag), dim=-1)
+        _, tail = suffix_scan(coeff, torch.ones_like(self.diag), dim=-1)
         return tail / self.diag.pow(2)
 
 

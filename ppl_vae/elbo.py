@@ -48,14 +48,14 @@ from ppl_vae.traces import (
     log_weights,
     particle_traces,
     per_example,
-    prepare,
+    plan_of,
     site_log_prob,
     times_scale,
 )
 
 
 class Estimator:
-    """Base class: the first call on a pair finds its plate nesting and checks its traces."""
+    """Base class: each call asks the pair's plan (found once) and checks it for this estimator."""
 
     name = "?"
 
@@ -63,18 +63,14 @@ class Estimator:
         if num_particles < 1:
             raise PplVaeError(f"--particles must be at least 1, got {num_particles}")
         self.num_particles = num_particles
-        self._prepared: dict[tuple, tuple[int, Plan]] = {}
 
     def prepare(self, model, guide, x: torch.Tensor, inputs: dict | None = None
                 ) -> tuple[int, Plan]:
-        """``(nesting, plan)`` of the pair, found and checked once per pattern of inputs."""
-        inputs = inputs or {}
-        key = (id(model), id(guide), tuple((k, v is None) for k, v in sorted(inputs.items())))
-        if key not in self._prepared:
-            nesting, plan = prepare(model, guide, x, inputs)
-            self.check(plan)
-            self._prepared[key] = nesting, plan
-        return self._prepared[key]
+        """``(nesting, plan)`` of the pair (:func:`ppl_vae.traces.plan_of`: found once),
+        checked against this estimator."""
+        nesting, plan = plan_of(model, guide, x, inputs)
+        self.check(plan)
+        return nesting, plan
 
     def check(self, plan: Plan) -> None:
         """Refuse pairs for which this estimator would be wrong (none by default)."""

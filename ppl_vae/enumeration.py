@@ -27,7 +27,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.enum_messenger import EnumMessenger
 
-from ppl_vae.traces import Plan, _particle_plate, _runnable, check_local
+from ppl_vae.traces import Plan, check_local, particle_plate, runnable
 
 
 @dataclass
@@ -85,10 +85,10 @@ def enumerated_log_weights(model, guide, x: torch.Tensor, num_particles: int, ne
     check_local(plan, "an importance-weighted estimate")
     inputs = inputs or {}
     first_enum_dim = -(nesting + 2)
-    with _particle_plate(num_particles, -(nesting + 1)):
+    with particle_plate(num_particles, -(nesting + 1)):
         guide_trace = poutine.trace(EnumMessenger(first_available_dim=first_enum_dim)(
-            _runnable(guide))).get_trace(x, **inputs)
-        model_trace = poutine.trace(poutine.replay(EnumMessenger()(_runnable(model)),
+            runnable(guide))).get_trace(x, **inputs)
+        model_trace = poutine.trace(poutine.replay(EnumMessenger()(runnable(model)),
                                                    trace=guide_trace)).get_trace(x, **inputs)
     terms = {name: _site_term(model_trace.nodes[name], nesting)
              for name, _ in plan.observed + plan.latent}

@@ -17,7 +17,7 @@ reported per example, global terms counted once for the set,
 ``ELBO = (1/N) [E_q(log p(θ) - log q(θ)) + Σ_n E_q(log p(x_n, z_n | θ) - log q(z_n | x_n))]``,
 and the IS log-likelihood is ``None`` with the reason in ``log_likelihood_note``.
 
-A pair that declares a collapsed form (:func:`ppl_vae.traces.collapsed_pair`:
+A pair that declares a collapsed form (:attr:`ppl_vae.Pair.collapsed`:
 auxiliary sites integrated out in closed form) is evaluated on it — the numbers
 then measure ``p(x)`` rather than the auxiliary variables' proposal — and the
 bounds of the pair as trained are reported beside them under ``uncollapsed``.
@@ -32,20 +32,13 @@ import warnings
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from tqdm.auto import tqdm
 
+from ppl_vae.chunks import chunks, log_mean_exp
 from ppl_vae.engine import engine_settings
 from ppl_vae.enumeration import enumerated_log_weights
 from ppl_vae.errors import PplVaeError, PplVaeWarning
-from ppl_vae.traces import (
-    collapsed_pair,
-    log_weights,
-    particle_traces,
-    per_example,
-    prepare,
-    sample_sites,
-    take,
-)
+from ppl_vae.pair import Pair
+from ppl_vae.traces import log_weights, particle_traces, per_example, sample_sites, take
 
 
 def _has_point_mass(guide, x: torch.Tensor, inputs: dict) -> bool:
@@ -103,33 +96,39 @@ def evaluate(model, guide, x: torch.Tensor, iw_samples: int = 1000, budget: int 
         (``-E_q log p(x|z)``), ``kl`` (``E_q[log q - log p(z)]``), ``iw_samples``
         and ``n_examples``.
     """
+    return evaluate_pair(Pair(model, guide), x, iw_samples, budget, quiet, inputs)
+
+
+@torch.no_grad()
+def evaluate_pair(pair, x: torch.Tensor, iw_samples: int = 1000, budget: int = 8192,
+                  quiet: bool = True, inputs: dict | None = None) -> dict:
+    """:func:`evaluate` of a :class:`ppl_vae.Pair`, reusing its plan and collapsed form."""
     if iw_samples < 1:
         raise PplVaeError(f"--iw-samples must be at least 1, got {iw_samples}")
     if x.shape[0] == 0:
         raise PplVaeError("no examples to evaluate; the test set is empty")
     inputs = check_inputs(inputs, x.shape[0])
-    with engine_settings(model, guide), eval_mode(model, guide):
-        collapsed = collapsed_pair(model, guide)
-        if collapsed is None:
-            return _evaluate(model, guide, x, iw_samples, budget, quiet, inputs)
-        result = _evaluate(*collapsed, x, iw_samples, budget, quiet, inputs)
-        raw = _evaluate(model, guide, x, iw_samples, budget, quiet, inputs)
+    with engine_settings(pair.model, pair.guide), eval_mode(pair.model, pair.guide):
+        if pair.collapsed is None:
+            return _evaluate(pair, x, iw_samples, budget, quiet, inputs)
+        result = _evaluate(pair.collapsed, x, iw_samples, budget, quiet, inputs)
+        raw = _evaluate(pair, x, iw_samples, budget, quiet, inputs)
     return {**result, "collapsed": True,
             "uncollapsed": {k: raw[k] for k in ("elbo", "log_likelihood", "log_likelihood_se",
                                                 "reconstruction", "kl")}}
 
 
-def _evaluate(model, guide, x, iw_samples, budget, quiet, inputs) -> dict:
+def _evaluate(pair, x, iw_samples, budget, quiet, inputs) -> dict:
     """:func:`evaluate` of one pair, inside the engine's settings and eval mode."""
-    nesting, plan = prepare(model, guide, x[:1], take(inputs, slice(0, 1)))
+    nesting, plan = pair.plan(x[:1], take(inputs, slice(0, 1)))
     if not plan.vectorized and iw_samples > 1:
         warnings.warn(f"the pair does not run several particles at once; drawing the "
                       f"{iw_samples} importance samples one at a time ({iw_samples}x the "
                       "passes): write reshape(*z.shape[:-1], *x.shape[1:]) to vectorise",
-                      PplVaeWarning, stacklevel=2)
-    terms = _per_example_terms(model, guide, x, inputs, iw_samples, budget, nesting, plan,
-                               quiet)
-    note = _no_likelihood(guide, x, inputs, plan)
+                      PplVaeWarning, stacklevel=3)
+    terms = _per_example_terms(pair.model, pair.guide, x, inputs, iw_samples, budget, nesting,
+                               plan, quiet)
+    note = _no_likelihood(pair.guide, x, inputs, plan)
     n, ll = x.shape[0], terms["log_likelihood"]
     ll = None if note else ll
     return {
@@ -157,26 +156,14 @@ def _no_likelihood(guide, x, inputs, plan) -> str | None:
 def _per_example_terms(model, guide, x, inputs, iw_samples, budget, nesting, plan,
                        quiet) -> dict:
     """Per-example ELBO, log-likelihood and reconstruction, chunked."""
-    particles = min(iw_samples, budget)
-    examples = max(1, budget // particles)
     out: dict[str, list[torch.Tensor]] = {"elbo": [], "log_likelihood": [], "reconstruction": []}
-    for start in tqdm(range(0, x.shape[0], examples), desc="evaluate", disable=quiet or None,
-                      leave=False):
-        chunk = x[start:start + examples]
-        chunk_inputs = take(inputs, slice(start, start + examples))
-        sums = {"elbo": 0.0, "reconstruction": 0.0}
-        log_sum_w = []
-        for first in range(0, iw_samples, particles):
-            k = min(particles, iw_samples - first)
-            part = _particle_chunk(model, guide, chunk, chunk_inputs, k, nesting, plan,
-                                   x.shape[0])
-            sums["elbo"] = sums["elbo"] + part["elbo"]
-            sums["reconstruction"] = sums["reconstruction"] + part["reconstruction"]
-            log_sum_w.append(part["log_sum_w"])
-        for key, value in sums.items():
-            out[key].append(value / iw_samples)
+    for rows, counts in chunks(x.shape[0], iw_samples, budget, "evaluate", quiet):
+        parts = [_particle_chunk(model, guide, x[rows], take(inputs, rows), k, nesting, plan,
+                                 x.shape[0]) for k in counts]
+        for key in ("elbo", "reconstruction"):
+            out[key].append(sum(part[key] for part in parts) / iw_samples)
         out["log_likelihood"].append(
-            torch.logsumexp(torch.stack(log_sum_w), 0) - math.log(iw_samples))
+            log_mean_exp(torch.stack([part["log_sum_w"] for part in parts]), iw_samples))
     return {k: torch.cat(v) for k, v in out.items()}
 
 

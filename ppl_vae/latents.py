@@ -18,15 +18,17 @@ moments are the Student-t marginal's, ``b/(a-1)``, not one λ draw's:
   since a collapsed unit's correlations are noise;
 - the *aggregate posterior* ``q(z) = E_x q(z | x)`` and two statistics of it, the
   seed's (NGVAE slides) "Entropy" and "Decorrelation" (:func:`aggregate_covariance`,
-  :func:`variance_entropy`, :func:`aggregate_decorrelation`).
+  :func:`variance_entropy`, :func:`aggregate_decorrelation`);
+- the PCA spectrum of the posterior means (:func:`pca_spectrum`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pyro import poutine
 
-from ppl_vae.traces import collapsed_pair, sample_sites, take
+from ppl_vae.traces import collapsed_pair, plan_of, primary_site, sample_sites, take
 
 ACTIVE_THRESHOLD = 0.01
 MOMENT_DRAWS = 256
@@ -36,19 +38,29 @@ INFORMATIVE_VARIANCE = 0.5
 @torch.no_grad()
 def posterior_moments(model, guide, x: torch.Tensor, batch: int = 500,
                       inputs: dict | None = None):
-    """``(site, means, variances)``: per-example mean and variance ``(n, K)`` of the latent."""
-    name = getattr(model, "latent_site", None)
+    """``(site, means, variances)``: per-example mean and variance ``(n, K)`` of the primary
+    latent site (:func:`ppl_vae.traces.primary_site`), of the collapsed guide where declared."""
+    inputs = inputs or {}
+    name = primary_site(model, plan_of(model, guide, x[:1], take(inputs, slice(0, 1)))[1])
     model, guide = collapsed_pair(model, guide) or (model, guide)  # analytic moments
     means, variances = [], []
     for start in range(0, x.shape[0], batch):
-        chunk, given = x[start:start + batch], take(inputs or {}, slice(start, start + batch))
+        chunk, given = x[start:start + batch], take(inputs, slice(start, start + batch))
         sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(chunk,
                                                                                    **given))}
-        name = name if name in sites else list(sites)[-1]
         mean, variance = site_moments(sites[name]["fn"])
         means.append(mean.reshape(chunk.shape[0], -1))
         variances.append(variance.reshape(chunk.shape[0], -1))
     return name, torch.cat(means), torch.cat(variances)
+
+
+def mean_representation(model, guide, device="cpu"):
+    """``images -> E_q[z | x]`` as a numpy array ``(n, K)``: the representation the
+    disentanglement metrics score (call it inside the pair's scope)."""
+    def representation(images: torch.Tensor):
+        return posterior_moments(model, guide, images.to(device))[1].cpu().numpy()
+
+    return representation
 
 
 def site_moments(fn, draws: int = MOMENT_DRAWS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,9 +137,35 @@ def aggregate_decorrelation(covariance: torch.Tensor) -> float:
     return _decorrelation_score(scale[:, None] * covariance * scale[None, :])
 
 
-def latent_statistics(model, guide, x: torch.Tensor, inputs: dict | None = None) -> dict:
-    """The statistics of the module docstring, as plain numbers and lists."""
-    site, means, variances = posterior_moments(model, guide, x, inputs=inputs)
+def pca_spectrum(means: np.ndarray) -> dict:
+    """Eigenvalues ``λ_1 ≥ ... ≥ λ_D`` of ``Cov_x m(x)``, their shares ``λ_i / Σ λ`` and the
+    number of components for 95 % and 99 % of the variance: how many directions the code
+    really uses, whatever the basis."""
+    means = np.asarray(means, dtype=np.float64)
+    if means.shape[0] < 2:
+        return {"eigenvalues": None, "explained": None, "components_95": None,
+                "components_99": None}
+    eigenvalues = np.clip(np.linalg.eigvalsh(np.cov(means, rowvar=False).reshape(
+        means.shape[1], means.shape[1]))[::-1], 0.0, None)
+    total = eigenvalues.sum()
+    share = eigenvalues / total if total > 0 else np.zeros_like(eigenvalues)
+    cumulative = np.cumsum(share)
+    return {
+        "eigenvalues": eigenvalues.tolist(),
+        "explained": share.tolist(),
+        "components_95": int(np.searchsorted(cumulative, 0.95) + 1) if total > 0 else 0,
+        "components_99": int(np.searchsorted(cumulative, 0.99) + 1) if total > 0 else 0,
+    }
+
+
+def latent_statistics(model, guide, x: torch.Tensor, inputs: dict | None = None,
+                      moments: tuple | None = None) -> dict:
+    """The statistics of the module docstring, as plain numbers and lists.
+
+    ``moments``: the ``(site, means, variances)`` of :func:`posterior_moments` on ``x``,
+    when already computed.
+    """
+    site, means, variances = moments or posterior_moments(model, guide, x, inputs=inputs)
     activity, mean_variance = means.var(0), variances.mean(0)
     active = activity > ACTIVE_THRESHOLD
     corr, score = decorrelation(means[:, active]) if active.sum() >= 2 else (None, None)
@@ -143,4 +181,5 @@ def latent_statistics(model, guide, x: torch.Tensor, inputs: dict | None = None)
         "variance_entropy": variance_entropy(aggregate),
         "decorrelation_aggregate": aggregate_decorrelation(aggregate) if len(activity) > 1
         else None,
+        "pca": pca_spectrum(means.double().cpu().numpy()),
     }

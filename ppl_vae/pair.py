@@ -19,6 +19,7 @@ load with ``weights_only``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import sys
@@ -30,18 +31,21 @@ import torch
 
 import ppl_vae.guides  # noqa: F401  (registers the built-in guides)
 import ppl_vae.models  # noqa: F401  (registers the built-in models)
+from ppl_vae.contract import ModelHooks, hook
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import GUIDES, MODELS
-from ppl_vae.traces import prepare
+from ppl_vae.traces import Plan, collapsed_pair, plan_of, primary_site
 
 
-@dataclass
+@dataclass(eq=False)
 class Pair:
     """A model, its guide, how they were built, and their own Pyro param store.
 
     ``store`` isolates parameters registered through ``pyro.param`` /
     ``pyro.module`` (plain-function pairs): run the pair inside ``scope()``.
+    The facts the engine needs about a pair are asked of it, and found once:
+    :attr:`device`, :meth:`plan`, :meth:`primary_site` and :attr:`collapsed`.
     """
 
     model: object
@@ -58,10 +62,38 @@ class Pair:
     def check(self, x: torch.Tensor, inputs: dict | None = None) -> None:
         """Trace the pair once, checked against the contract; creates lazy parameters.
 
-        Call inside :meth:`scope`. Runs with a forked RNG and validation on.
+        Call inside :meth:`scope`. Runs with a forked RNG and validation on; the
+        plan found is the one :meth:`plan` returns from then on.
         """
         with torch.no_grad(), pyro.validation_enabled(True):
-            prepare(self.model, self.guide, x, inputs or {})
+            self.plan(x, inputs)
+
+    def plan(self, x: torch.Tensor, inputs: dict | None = None) -> tuple[int, Plan]:
+        """``(plate nesting, Plan)``, found once per pattern of inputs (:func:`~ppl_vae.traces.plan_of`)."""
+        return plan_of(self.model, self.guide, x, inputs)
+
+    def primary_site(self, x: torch.Tensor, inputs: dict | None = None) -> str:
+        """The latent site figures and statistics describe (``model.latent_site`` or the guide's
+        last)."""
+        return primary_site(self.model, self.plan(x, inputs)[1])
+
+    @functools.cached_property
+    def collapsed(self) -> Pair | None:
+        """The pair with auxiliary sites integrated out (:func:`ppl_vae.traces.collapsed_pair`),
+        or None; made once, so its plan is found once too."""
+        collapsed = collapsed_pair(self.model, self.guide)
+        return None if collapsed is None else Pair(*collapsed, self.spec, self.store)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the pair's parameters live (CPU for a pair without parameters)."""
+        first = next(iter(self._tensors()), None)
+        return torch.device("cpu") if first is None else first.device
+
+    def _tensors(self):
+        for module in self.modules():
+            yield from module.parameters()
+        yield from self.store["params"].values()
 
     def modules(self) -> list[torch.nn.Module]:
         return [p for p in (self.model, self.guide) if isinstance(p, torch.nn.Module)]
@@ -191,7 +223,7 @@ def build(model: str, guide: str | None = None, *, data=None, event_shape=None,
     model_factory = MODELS.get(model).factory
     model_options = _split_options(model_factory, options, {"event_shape"})
     built_model = model_factory(event_shape, **model_options)
-    guide = guide or getattr(built_model, "default_guide", None) or "diagonal"
+    guide = guide or hook(built_model, ModelHooks, "default_guide") or "diagonal"
     guide_factory = GUIDES.get(guide).factory
     guide_options = _split_options(guide_factory, options, {"model", "event_shape"})
     unknown = set(options) - set(model_options) - set(guide_options)

@@ -1,12 +1,10 @@
-"""Figures for a run, drawn from model/guide traces only.
+"""Drawing primitives: a grid of images, and a :class:`~ppl_vae.contract.Figure` of panels.
 
-- reconstructions: the mean of ``p(x | z)`` at ``z ~ q(z | x)``, under the inputs;
-- prior samples: the mean of ``p(x | z)`` at ``z ~ p(z)`` (the model run with its
-  observation unconditioned);
-- latent traversals: one example's posterior mean with one latent dimension
-  swept over [-2.5, 2.5], a row per dimension, rows ordered by activity (the
-  variance over examples of the posterior mean, Burda et al. 2016);
-- loss curve: training objective and test ELBO per epoch.
+Nothing here knows a model: :mod:`ppl_vae.figures` decides what each named
+figure shows and hands numbers to :func:`image_grid` and :func:`draw`, and so
+do models and guides through their ``figure_data`` hook. Figures are
+matplotlib ``Figure`` objects saved straight to PNG, never pyplot's: no backend
+is chosen and no window or global figure is ever made.
 """
 
 from __future__ import annotations
@@ -15,15 +13,14 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure as Canvas
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from pyro import poutine  # noqa: E402
+from ppl_vae.contract import Figure, Panel
 
-from ppl_vae.evaluate import eval_mode  # noqa: E402
-from ppl_vae.latents import site_moments  # noqa: E402
-from ppl_vae.traces import OBS_SITE, sample_sites, take  # noqa: E402
+DPI = 80
+HIGHLIGHT, OTHER = "C3", "C7"
 
 
 def _images(x: torch.Tensor) -> torch.Tensor | None:
@@ -38,13 +35,15 @@ def _images(x: torch.Tensor) -> torch.Tensor | None:
 
 
 def image_grid(x: torch.Tensor, path: Path, rows: int, title: str = "",
-               row_labels: list[str] | None = None) -> bool:
+               row_labels: list[str] | None = None,
+               column_labels: list[str] | None = None) -> bool:
     """Save examples ``x`` as a ``rows``-row grid; False when they are not images."""
     images = _images(x)
     if images is None:
         return False
     cols = math.ceil(images.shape[0] / rows)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.4), squeeze=False)
+    fig = Canvas(figsize=(cols * 0.9, rows * 0.9 + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([]), ax.set_yticks([])
         if i < images.shape[0]:
@@ -53,128 +52,126 @@ def image_grid(x: torch.Tensor, path: Path, rows: int, title: str = "",
             ax.axis("off")
     for r, label in enumerate(row_labels or []):
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    for c, label in enumerate(column_labels or []):
+        axes[0, c].set_title(label, fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save(fig, path)
     return True
 
 
-def repeat_first(inputs: dict, n: int) -> dict:
-    """The first example's inputs, repeated ``n`` times."""
-    return {k: None if v is None else v[:1].expand(n, *v.shape[1:]) for k, v in inputs.items()}
+def canvas(panels: int = 1, width: float = 5.0, height: float = 3.6):
+    """A figure of ``panels`` axes side by side, outside pyplot: ``(figure, axes)``."""
+    fig = Canvas(figsize=(width, height))
+    return fig, fig.subplots(1, panels, squeeze=False)[0]
 
 
-@torch.no_grad()
-def observation_mean(model, guide, x: torch.Tensor, condition: dict | None = None,
-                     from_prior: bool = False, inputs: dict | None = None) -> torch.Tensor:
-    """Mean of the observation site, at guide draws, at given latents, or at prior draws.
-
-    ``inputs`` (e.g. labels) go to both programs; under ``from_prior`` the
-    latents come from the model itself, given those inputs (class-conditional
-    samples of a conditional model).
-    """
-    inputs = inputs or {}
-    if from_prior:
-        program = model
-    elif condition is not None:
-        program = poutine.condition(model, data=condition)
-    else:
-        guide_trace = poutine.trace(guide).get_trace(x, **inputs)
-        program = poutine.replay(model, trace=guide_trace)
-    return poutine.trace(program).get_trace(x, **inputs).nodes[OBS_SITE]["fn"].mean
-
-
-@torch.no_grad()
-def posterior_means(model, guide, x: torch.Tensor, inputs: dict | None = None
-                    ) -> tuple[str, torch.Tensor]:
-    """The traversed site (``model.latent_site`` or the guide's last) and its means ``(n, K)``."""
-    sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(x,
-                                                                               **(inputs or {})))}
-    name = getattr(model, "latent_site", None)
-    name = name if name in sites else list(sites)[-1]
-    return name, site_moments(sites[name]["fn"])[0].reshape(x.shape[0], -1)
-
-
-def traversal_grid(model, guide, x: torch.Tensor, site: str, means: torch.Tensor,
-                   score: torch.Tensor, what: str, path: Path, steps: int = 9,
-                   max_rows: int = 10, inputs: dict | None = None) -> bool:
-    """Sweep dimensions of ``means[0]`` over [-2.5, 2.5], a row each, highest ``score`` first."""
-    order = score.argsort(descending=True)[:max_rows]
-    values = torch.linspace(-2.5, 2.5, steps, dtype=x.dtype, device=x.device)
-    z = means[:1].to(x).repeat(len(order) * steps, 1)
-    for row, dim in enumerate(order):
-        z[row * steps:(row + 1) * steps, dim] = values
-    dummy = x[:1].expand(z.shape[0], *x.shape[1:])
-    images = observation_mean(model, guide, dummy, condition={site: z},
-                              inputs=repeat_first(inputs or {}, z.shape[0]))
-    labels = [f"z{int(d)} ({what} {float(score[d]):.2f})" for d in order]
-    return image_grid(images, path, len(order), f"traversals of '{site}' by {what}, -2.5 to 2.5",
-                      labels)
-
-
-def traversals(model, guide, x: torch.Tensor, path: Path, inputs: dict | None = None) -> bool:
-    """Traversals of one example, rows ordered by activity ``Var_x E_q[z_d]``."""
-    site, means = posterior_means(model, guide, x, inputs)
-    return traversal_grid(model, guide, x, site, means, means.var(0), "activity", path,
-                          inputs=inputs)
-
-
-def loss_curve(metrics: list[dict], path: Path, steps: list[dict] | None = None) -> None:
-    """Training objective and test ELBO (nats per example), per step when ``steps`` are logged.
-
-    With step lines (``fit(log_every=...)``) the objective is drawn per logged
-    window and the test ELBO at each epoch's last step; a KL warm-up's scale
-    goes on a second axis.
-    """
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    if steps:
-        ax.plot([s["step"] for s in steps], [s["train_objective"] for s in steps], "-", lw=1,
-                label="train objective")
-        ax.plot([m.get("step", m["epoch"]) for m in metrics], [m["test_elbo"] for m in metrics],
-                "s-", label="test ELBO")
-        ax.set_xlabel("step")
-        if any(s.get("warmup_scale", 1) < 1 for s in steps):
-            scale = ax.twinx()
-            scale.plot([s["step"] for s in steps], [s["warmup_scale"] for s in steps], ":",
-                       color="grey")
-            scale.set_ylabel("KL warm-up scale", color="grey")
-    else:
-        epochs = [m["epoch"] for m in metrics]
-        ax.plot(epochs, [m["train_objective"] for m in metrics], "o-", label="train objective")
-        ax.plot(epochs, [m["test_elbo"] for m in metrics], "s-", label="test ELBO")
-        ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per example")
-    ax.legend(loc="lower right")
+def save(fig, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI)
 
 
-def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path,
-                n: int = 16, inputs: dict | None = None,
-                steps: list[dict] | None = None) -> list[str]:
-    """Write the standard figures of a run into ``folder``; return the file names.
+def _histogram(ax, panel: Panel) -> None:
+    values = np.asarray(panel.values, dtype=float)
+    values = values.reshape(values.shape[0], -1) if values.ndim > 1 else values[:, None]
+    finite = values[np.isfinite(values)]
+    if panel.log_x:
+        low, high = min([finite.min(), *panel.lines]), max([finite.max(), *panel.lines])
+        bins = np.logspace(math.log10(low / 1.5), math.log10(high * 1.5), 50)
+        ax.set_xscale("log")
+    else:
+        bins = 30 if finite.size < 2000 else 60
+    if panel.highlight is None:
+        ax.hist(finite, bins=bins, color="C0")
+    else:
+        mask = np.asarray(panel.highlight, dtype=bool)
+        groups = [values[:, mask].ravel(), values[:, ~mask].ravel()]
+        groups = [g[np.isfinite(g)] for g in groups]
+        names = panel.legend or ("highlighted", "other")
+        ax.hist(groups, bins=bins, stacked=True, color=[HIGHLIGHT, OTHER],
+                label=[f"{names[0]} ({int(mask.sum())} dims)", f"{names[1]} "
+                       f"({int((~mask).sum())} dims)"])
+        ax.legend(fontsize=8)
+    for value in panel.lines:
+        ax.axvline(value, color="k", ls="--", lw=0.8)
 
-    With ``inputs``, prior samples are drawn at the inputs of the first 64 examples.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = inputs or {}
-    x, shown = x[:n], take(inputs, slice(0, n))
-    written = []
-    with eval_mode(model, guide):
-        recon = observation_mean(model, guide, x, inputs=shown)
-        if image_grid(torch.cat([x, recon]), folder / "reconstructions.png", 2,
-                      "inputs (top) and reconstructions (bottom)"):
-            written.append("reconstructions.png")
-        m = min(64, *(v.shape[0] for v in inputs.values())) if inputs else 64
-        prior = observation_mean(model, guide, x[:1].expand(m, *x.shape[1:]), from_prior=True,
-                                 inputs=take(inputs, slice(0, m)))
-        if image_grid(prior, folder / "prior_samples.png", 8, "means of p(x|z), z ~ p(z)"):
-            written.append("prior_samples.png")
-        if traversals(model, guide, x, folder / "traversals.png", shown):
-            written.append("traversals.png")
-    if metrics:
-        loss_curve(metrics, folder / "loss_curve.png", steps)
-        written.append("loss_curve.png")
-    return written
+
+def _bars(ax, panel: Panel) -> None:
+    values = np.asarray(panel.values, dtype=float)
+    colours = "C2" if panel.highlight is None else \
+        [HIGHLIGHT if h else OTHER for h in np.asarray(panel.highlight, dtype=bool)]
+    ax.bar(range(len(values)), values, color=colours)
+    if panel.cumulative:
+        ax.plot(range(len(values)), np.cumsum(values), "k.-", label="cumulative")
+        ax.legend(fontsize=8)
+    for value in panel.lines:
+        ax.axhline(value, color="k", ls="--", lw=0.8)
+
+
+def _heatmap(ax, panel: Panel, fig) -> None:
+    values = np.asarray(panel.values, dtype=float)
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-1, vmax=1)
+    ticks = panel.ticks or [str(d) for d in range(values.shape[0])]
+    ax.set_xticks(range(len(ticks)), ticks, fontsize=7)
+    ax.set_yticks(range(len(ticks)), ticks, fontsize=7)
+    if panel.highlight is not None:
+        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            for label, on in zip(labels, np.asarray(panel.highlight, dtype=bool)):
+                label.set_color(HIGHLIGHT if on else OTHER)
+    fig.colorbar(image, ax=ax)
+
+
+def _scatter(ax, panel: Panel, fig) -> None:
+    points = np.asarray(panel.values, dtype=float)
+    colour = np.zeros(len(points)) if panel.colour is None else np.asarray(panel.colour)
+    if panel.categorical:
+        levels = np.unique(colour)
+        palette = matplotlib.colormaps["tab10" if len(levels) <= 10 else "tab20"]
+        for i, level in enumerate(levels):
+            chosen = colour == level
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=4, color=palette(i % palette.N),
+                       label=f"{level:g}" if np.issubdtype(type(level), np.number) else level)
+        ax.legend(fontsize=6, markerscale=2, ncol=2 if len(levels) > 5 else 1)
+    else:
+        drawn = ax.scatter(points[:, 0], points[:, 1], c=colour, s=4, cmap="viridis")
+        fig.colorbar(drawn, ax=ax)
+
+
+def _curves(ax, panel: Panel) -> None:
+    for x, y, label, style in panel.series:
+        ax.plot(x, y, style, lw=1, label=label)
+    ax.legend(loc="lower right", fontsize=8)
+    if panel.secondary:
+        other = ax.twinx()
+        for x, y, label, style in panel.secondary:
+            other.plot(x, y, style, color="grey", label=label)
+        other.set_ylabel(panel.secondary_label, color="grey")
+
+
+def draw(figure: Figure, folder: Path) -> str:
+    """Draw ``figure``'s panels side by side into ``folder/{name}.png``; returns the file name."""
+    width = {"histogram": 5, "bars": 5, "heatmap": 4.8, "scatter": 3.4, "curves": 6}
+    fig, axes = canvas(len(figure.panels), sum(width[p.kind] for p in figure.panels))
+    for ax, panel in zip(axes, figure.panels):
+        if panel.kind == "histogram":
+            _histogram(ax, panel)
+        elif panel.kind == "bars":
+            _bars(ax, panel)
+        elif panel.kind == "heatmap":
+            _heatmap(ax, panel, fig)
+        elif panel.kind == "scatter":
+            _scatter(ax, panel, fig)
+        elif panel.kind == "curves":
+            _curves(ax, panel)
+        else:
+            raise ValueError(f"panel kind '{panel.kind}' is not one of histogram, bars, "
+                             "heatmap, scatter, curves (ppl_vae.contract.Panel)")
+        ax.set_xlabel(panel.xlabel), ax.set_ylabel(panel.ylabel)
+        if panel.ylim is not None:
+            ax.set_ylim(*panel.ylim)
+        if panel.title:
+            ax.set_title(panel.title, fontsize=9)
+    if figure.title:
+        fig.suptitle(figure.title, fontsize=10)
+    path = Path(folder) / f"{figure.name}.png"
+    save(fig, path)
+    return path.name

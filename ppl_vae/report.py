@@ -1,4 +1,14 @@
-"""After training: evaluate, draw the figures, write ``report.json`` and ``report.md``."""
+"""The reports a person reads: ``report.json`` and ``report.md`` of a run and of its diagnostics.
+
+:func:`finish_run` evaluates a trained run on its test set, computes the
+latent statistics (:mod:`ppl_vae.latents`), draws the run's figures
+(:mod:`ppl_vae.figures`) and asks the model's and guide's ``report`` hooks
+(:mod:`ppl_vae.contract`) for their numbers. :func:`write_report` writes any
+report, its JSON and its markdown, atomically; :func:`run_markdown` and
+:func:`diagnostics_markdown` are the two texts (``ppl_vae.diagnostics`` makes
+the second's numbers). A hook or figure that fails is named in the report
+(``hook_errors``, ``figure_errors``) and the rest is still written.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +16,9 @@ import json
 from pathlib import Path
 
 from ppl_vae import runs
-from ppl_vae.latents import latent_statistics
-from ppl_vae.plots import run_figures
+from ppl_vae.contract import GuideHooks, ModelHooks, hook
+from ppl_vae.figures import attempt, run_figures
+from ppl_vae.latents import latent_statistics, posterior_moments
 
 
 def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
@@ -16,28 +27,57 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
     folder = Path(run.path)
     test, inputs = data.test[:examples], run.test_inputs(data, examples)
     evaluation = run.evaluate(test, inputs=inputs, iw_samples=iw_samples, quiet=quiet)
+    figure_errors, hook_errors = [], []
     with run.pair.scope():
         x = test.to(run.device)
+        moments = posterior_moments(run.model, run.guide, x, inputs=inputs)
+        latents = latent_statistics(run.model, run.guide, x, moments=moments)
         figures = run_figures(run.model, run.guide, x, run.metrics, folder / "figures",
+                              moments[0], moments[1].double().cpu().numpy(), figure_errors,
                               inputs=inputs, steps=runs.read_metrics(folder, runs.STEPS))
-        latents = latent_statistics(run.model, run.guide, x, inputs)
-        extra = {}
-        for role, program in (("model", run.model), ("guide", run.guide)):
-            if hasattr(program, "report"):
-                extra[role] = program.report(x, run.model if role == "guide" else run.guide)
-            if hasattr(program, "figures"):
-                figures += program.figures(x, folder / "figures")
+        numbers = hook_numbers(run.model, run.guide, x, hook_errors)
     report = {"config": run.config.to_json(), "final_epoch": run.metrics[-1] if run.metrics else None,
-              "evaluation": evaluation, "latents": latents, **{f"{k}_report": v
-                                                               for k, v in extra.items()},
-              "figures": [f"figures/{f}" for f in figures]}
-    runs.write_json(folder / runs.REPORT, report)
-    runs.atomic_write(folder / "report.md", lambda f: f.write(markdown(report).encode()))
+              "evaluation": evaluation, "latents": latents, **numbers,
+              "figures": [f"figures/{f}" for f in figures], "figure_errors": figure_errors,
+              "hook_errors": hook_errors}
+    write_report(folder, report, run_markdown)
     return report
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+def hook_numbers(model, guide, x, errors: list[dict]) -> dict:
+    """``{"model_report": ..., "guide_report": ...}`` from the programs' ``report`` hooks."""
+    numbers = {}
+    for role, name, program, other in ((ModelHooks, "model", model, guide),
+                                       (GuideHooks, "guide", guide, model)):
+        report = hook(program, role, "report")
+        if report is not None:
+            value = attempt(f"{name}.report", lambda: report(x, other), errors, "hook")
+            if value is not None:
+                numbers[f"{name}_report"] = value
+    return numbers
+
+
+def write_report(folder: Path, report: dict, markdown) -> None:
+    """``folder/report.json`` and ``folder/report.md`` (``markdown(report)``), each atomically."""
+    runs.write_json(folder / runs.REPORT, report)
+    runs.atomic_write(folder / "report.md", lambda f: f.write(markdown(report).encode()))
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _figures(report: dict) -> list[str]:
+    """The figures, then what could not be drawn or asked, with the error of each."""
+    errors = [(e.get("figure") or e.get("hook"), e["error"])
+              for e in (report.get("figure_errors") or []) + (report.get("hook_errors") or [])]
+    lines = ["## Figures", "", *[f"![{Path(f).stem}]({f})" for f in report["figures"]], ""]
+    if errors:
+        lines += ["Not drawn or not reported (the error of each; the rest of the report is "
+                  "complete):", "", *[f"- {name}: `{error}`" for name, error in errors], ""]
+    return lines
 
 
 def _hook_lines(report: dict) -> list[str]:
@@ -67,8 +107,8 @@ def _evaluation_rows(evaluation: dict) -> list[str]:
             f"| KL(q(z given x) ‖ p(z)) | {_fmt(evaluation['kl'])} |"]
 
 
-def markdown(report: dict) -> str:
-    """A short human-readable summary of ``report``."""
+def run_markdown(report: dict) -> str:
+    """The text of a run's ``report.md``: what was trained, the test set, the latent code."""
     config, evaluation, latents = report["config"], report["evaluation"], report["latents"]
     pair = config.get("pair") or {"model": "user-written", "guide": "user-written", "options": {}}
     estimator, training = config["estimator"], config["training"]
@@ -112,9 +152,114 @@ def markdown(report: dict) -> str:
         f"nats (of at most log K), decorrelation {_fmt(latents['decorrelation_aggregate'])}",
         "",
         *_hook_lines(report),
-        "## Figures",
+        *_figures(report),
+    ]
+    return "\n".join(lines)
+
+
+# Locatello et al. 2019, β-VAE on dSprites (read off their figures; large seed variance).
+LITERATURE = {"beta_vae": (0.7, 0.9), "factor_vae": (0.5, 0.8), "mig": (0.05, 0.35),
+              "dci": (0.05, 0.45)}
+
+
+def _psis(psis: dict) -> list[str]:
+    q = psis["quantiles"]
+    worst = ", ".join(f"#{e} ({_fmt(k, 2)})" for e, k in
+                      zip(psis["worst_test_index"], psis["worst_k"]))
+    return [
+        (f"## Importance weights: Pareto k̂ ({psis['n_examples']} test examples, "
+         f"{psis['draws']} guide draws each)"),
         "",
-        *[f"![{Path(f).stem}]({f})" for f in report["figures"]],
+        (f"- share of examples with k̂ > 0.7 (unreliable): **{_fmt(psis['share_above_0.7'], 2)}**;"
+         f" k̂ > 0.5: {_fmt(psis['share_above_0.5'], 2)}"),
+        (f"- k̂ quantiles 5/25/50/75/95 %: {', '.join(_fmt(v, 2) for v in q.values())};"
+         f" max {_fmt(psis['max'], 2)}"),
+        f"- worst examples (test index, k̂): {worst}",
+        (f"- IS log-likelihood with these draws: {_fmt(psis['is_log_likelihood'], 2)} "
+         f"nats/example (ELBO {_fmt(psis['elbo'], 2)})"),
+        *([f"- note: {psis['note']}"] if psis.get("note") else []),
         "",
+    ]
+
+
+def _latents(latents: dict) -> list[str]:
+    if latents.get("site") is None:
+        return ["## Latent activity", "", f"- {latents.get('reason')}", ""]
+    pca, kl = latents["pca"], latents["kl_per_dim"]
+    kl_text = latents["kl_per_dim_note"] if kl is None else ", ".join(
+        f"z{d}: {kl[d]:.2f}" for d in sorted(range(len(kl)), key=lambda d: -kl[d]))
+    return [
+        f"## Latent activity (site '{latents['site']}', whole test set)",
+        "",
+        (f"- active units (Var_x E_q[z_d] > 0.01): **{latents['active_units']}** of "
+         f"{len(latents['activity'])}; informative by mean posterior variance < 0.5: "
+         f"{latents['informative_by_variance']}"),
+        (f"- PCA of posterior means: {pca['components_95']} components for 95 % of the "
+         f"variance, {pca['components_99']} for 99 %"),
+        (f"- decorrelation of active units ‖diag R‖/‖offdiag R‖: "
+         f"{_fmt(latents['decorrelation_active'], 2)}"),
+        (f"- aggregate posterior q(z): variance entropy {_fmt(latents['variance_entropy'], 2)} "
+         f"nats, decorrelation {_fmt(latents['decorrelation_aggregate'], 2)}"),
+        f"- KL to the prior per dimension (nats, largest first): {kl_text}",
+        "",
+    ]
+
+
+def _summary(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    keys = list(rows[0])
+    lines = ["## Guide posterior of a few examples (`az.summary`, kind='stats')", "",
+             "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_fmt(r[k], 3) for k in keys) + " |" for r in rows]
+    return lines + [""]
+
+
+def _disentanglement(scores: dict | None, note: str | None) -> list[str]:
+    if scores is None:
+        return ["## Disentanglement", "",
+                f"- {note or 'n/a: the dataset has no ground-truth factors'}", ""]
+    rows = [("BetaVAE score", "beta_vae", "eval_accuracy"),
+            ("FactorVAE score", "factor_vae", "eval_accuracy"),
+            ("MIG", "mig", "discrete_mig"),
+            ("DCI disentanglement", "dci", "disentanglement"),
+            ("DCI completeness", "dci", "completeness"),
+            ("DCI informativeness (test accuracy)", "dci", "informativeness_test")]
+    lines = [(f"## Disentanglement (points: preset '{scores['preset']}', from "
+              f"{scores['source']}; representation E_q[z|x])"), "",
+             "| metric | score | β-VAE on dSprites, Locatello et al. 2019 | seconds |",
+             "|---|---|---|---|"]
+    for title, key, field in rows:
+        entry = scores.get(key)
+        value = None if entry is None else entry["scores"][field]
+        low_high = LITERATURE.get(key) if field in ("eval_accuracy", "discrete_mig",
+                                                    "disentanglement") else None
+        ref = "" if low_high is None else f"{low_high[0]}–{low_high[1]}"
+        seconds = "" if entry is None or field not in ("eval_accuracy", "discrete_mig",
+                                                        "disentanglement") else entry["seconds"]
+        lines.append(f"| {title} | {_fmt(value, 3)} | {ref} | {seconds} |")
+    return lines + [""]
+
+
+def diagnostics_markdown(report: dict) -> str:
+    """The text of ``RUN/diagnostics/report.md``, read in a minute."""
+    settings = report["settings"]
+    lines = [
+        f"# Diagnostics: {report.get('run') or 'model/guide pair'}",
+        "",
+        f"- pair: {report['pair']}; guide sites: "
+        + ", ".join(f"`{k}` {tuple(v)}" for k, v in report["sites"].items()),
+        (f"- {settings['n_examples']} test examples × {settings['draws']} guide draws; seed "
+         f"{settings['seed']}; device {settings['device']}; took "
+         f"{report['seconds']['total']:.0f} s"),
+        (f"- ArviZ InferenceData: `{report['files']['inference_data']}` "
+         "(`arviz.from_netcdf`; log weights in `sample_stats.log_weight`)"),
+        "",
+        *_psis(report["psis"]),
+        *_latents(report["latents"]),
+        *_summary(report["posterior_summary"]),
+        *_disentanglement(report["disentanglement"], report.get("disentanglement_note")),
+        *_hook_lines(report),
+        *_figures(report),
     ]
     return "\n".join(lines)

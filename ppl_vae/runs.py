@@ -34,7 +34,7 @@ import torch
 from ppl_vae.devices import resolve_device
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
-from ppl_vae.evaluate import evaluate
+from ppl_vae.evaluate import evaluate_pair
 from ppl_vae.pair import Pair, rebuild
 
 FORMAT_VERSION = 2
@@ -283,9 +283,7 @@ class Run:
     @property
     def device(self) -> torch.device:
         """Where the pair's parameters live (CPU for a pair without parameters)."""
-        with self.pair.scope():
-            first = next(iter(self.pair.named_parameters().values()), None)
-        return torch.device("cpu") if first is None else first.device
+        return self.pair.device
 
     def test_inputs(self, data, n: int | None = None) -> dict:
         """The run's inputs of the first ``n`` test examples, on the pair's device."""
@@ -296,8 +294,7 @@ class Run:
         """:func:`ppl_vae.evaluate` inside this pair's parameter scope."""
         inputs = {k: v.to(self.device) for k, v in (inputs or {}).items()}
         with self.pair.scope():
-            return evaluate(self.pair.model, self.pair.guide, x.to(self.device), inputs=inputs,
-                            **options)
+            return evaluate_pair(self.pair, x.to(self.device), inputs=inputs, **options)
 
 
 def load_parameters(pair: Pair, params: dict, device, example=None,

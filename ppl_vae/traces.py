@@ -33,6 +33,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
+from ppl_vae.contract import GuideHooks, ModelHooks, hook
 from ppl_vae.errors import PplVaeError
 
 DATA_PLATE = "data"
@@ -72,7 +73,7 @@ def max_plate_nesting(model, guide, x: torch.Tensor, inputs: dict | None = None)
 
 
 @functools.cache
-def _particle_plate(num_particles: int, dim: int) -> pyro.plate:
+def particle_plate(num_particles: int, dim: int) -> pyro.plate:
     """One reusable particle plate per size and dim (a plate re-enters cleanly)."""
     return pyro.plate(PARTICLE_PLATE, num_particles, dim=dim)
 
@@ -80,7 +81,7 @@ def _particle_plate(num_particles: int, dim: int) -> pyro.plate:
 _HAS_PYRO_SAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _runnable(program):
+def runnable(program):
     """What to call to run ``program``: itself, or its ``forward`` when that is equivalent.
 
     Calling a ``PyroModule`` activates its context, and every parameter it then
@@ -114,8 +115,8 @@ def particle_traces(model, guide, x: torch.Tensor, num_particles: int, nesting: 
     replays (default: the guide trace itself; :mod:`ppl_vae.gradient_estimators`
     hands the model values whose gradients it reweights).
     """
-    model, guide, inputs = _runnable(model), _runnable(guide), inputs or {}
-    plate = _particle_plate(num_particles, -(nesting + 1)) \
+    model, guide, inputs = runnable(model), runnable(guide), inputs or {}
+    plate = particle_plate(num_particles, -(nesting + 1)) \
         if plate_one or num_particles > 1 else contextlib.nullcontext()
     with plate:
         guide_trace = poutine.trace(guide).get_trace(x, **inputs)
@@ -326,6 +327,36 @@ def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[
     return nesting, plan
 
 
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def plan_of(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[int, Plan]:
+    """:func:`prepare`, once per pair and pattern of inputs (which are given, which ``None``).
+
+    The one memo of the engine: trainer, estimators, evaluation and diagnostics
+    all ask here (through :meth:`ppl_vae.Pair.plan` or an estimator's ``prepare``).
+    It is held weakly by the guide, so it goes when the pair does; a guide that
+    cannot be weakly referenced (a bound method made on the fly) is prepared anew.
+    """
+    inputs = inputs or {}
+    pattern = (id(model), tuple((k, v is None) for k, v in sorted(inputs.items())))
+    try:
+        known = _PLANS.setdefault(guide, {})
+    except TypeError:
+        return prepare(model, guide, x, inputs)
+    if pattern not in known or known[pattern][0] is not model:
+        known[pattern] = (model, *prepare(model, guide, x, inputs))
+    return known[pattern][1:]
+
+
+def primary_site(model, plan: Plan) -> str:
+    """The latent site figures and statistics describe: ``model.latent_site``, else the
+    guide's last site."""
+    names = [name for name, _ in plan.guide]
+    wanted = hook(model, ModelHooks, "latent_site")
+    return wanted if wanted in names else names[-1]
+
+
 def site_log_prob(site: dict, sum_dims: tuple, scaled: bool = False) -> torch.Tensor:
     """``log_prob`` of a site per particle and example (mask applied, scale if asked)."""
     log_prob = per_example(site["fn"].log_prob(site["value"]), site, sum_dims)
@@ -380,8 +411,8 @@ def collapsed_pair(model, guide) -> tuple | None:
     others marginalised in closed form (NGVAE's precisions λ: Student-t marginals).
     Evaluation, PSIS and posterior moments use it; the engine never knows why.
     """
-    hook = getattr(guide, "collapsed", None)
-    return hook(model) if callable(hook) else None
+    collapse = hook(guide, GuideHooks, "collapsed")
+    return collapse(model) if callable(collapse) else None
 
 
 def check_local(plan: Plan, what: str) -> None:

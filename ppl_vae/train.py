@@ -31,14 +31,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ppl_vae import distributed, runs, schedules, speedups
+from ppl_vae.contract import ModelHooks, hook
 from ppl_vae.data.storage import Storage, split_storage
 from ppl_vae.devices import resolve_device
 from ppl_vae.elbo import RenyiBound, as_estimator
 from ppl_vae.errors import PplVaeError
-from ppl_vae.evaluate import evaluate
+from ppl_vae.evaluate import evaluate_pair
+from ppl_vae.mixed_precision import MixedPrecision
 from ppl_vae.objective import batch_loss
 from ppl_vae.pair import Pair, objects_spec
-from ppl_vae.precision import MixedPrecision
 from ppl_vae.runs import Run, RunConfig, load_parameters
 from ppl_vae.schedules import DivergenceGuard, TrainingDiverged
 from ppl_vae.traces import take
@@ -117,7 +118,7 @@ def fit(model, guide, data, *, elbo="trace", particles: int | None = None,
     schedules.check_controls(lr_schedule, lr_step_epochs, lr_gamma, warmup_steps, warmup_start,
                              clip_norm, patience, divergence_factor)
     _check_dataset(data)
-    pair = pair or Pair(model, guide, getattr(model, "ppl_vae_spec", None)
+    pair = pair or Pair(model, guide, hook(model, ModelHooks, "ppl_vae_spec")
                         or objects_spec(model, guide, data.event_shape))
     estimator = as_estimator(elbo, particles, alpha)
     if warmup_steps and isinstance(estimator, RenyiBound):
@@ -289,8 +290,8 @@ def _end_epoch(state, world, pair, test_x, test_in, steps_per_epoch, batch_size,
     """Test ELBO, metrics line, early stopping and the epoch's checkpoint."""
     epoch = state["epoch"]
     objective = -world.mean(state["running"]).item() / steps_per_epoch
-    test_elbo = evaluate(pair.model, pair.guide, test_x, iw_samples=1,
-                         inputs=test_in)["elbo"] if world.is_main else None
+    test_elbo = evaluate_pair(pair, test_x, iw_samples=1, inputs=test_in)["elbo"] \
+        if world.is_main else None
     if world.is_main:
         guard.check_value(-test_elbo, f"after epoch {epoch + 1}", optimizer.param_groups[0]["lr"],
                           "the negative test ELBO")
@@ -359,7 +360,7 @@ def _resident_data(pair: Pair, data, device) -> tuple[Storage, Storage, bool]:
     """Train and test storages on the device, checked against the model's support by chunks."""
     train_x, test_x = (split_storage(data, split).to(device) for split in ("train", "test"))
     dynamic = getattr(data, "dynamic_binarize", False)
-    check = getattr(pair.model, "check_data", None)
+    check = hook(pair.model, ModelHooks, "check_data")
     if check is not None:
         for store, name in ((train_x, "training data"), (test_x, "test data")):
             for chunk in store.support_chunks():

@@ -3,12 +3,12 @@
 import pyro
 import pytest
 import torch
-from ppl_vae.guides.diagonal import MIN_SCALE
 from pyro import poutine
 from torch.nn.functional import softplus
 
 import ppl_vae
 from ppl_vae.elbo import make_elbo
+from ppl_vae.guides.diagonal import MIN_SCALE
 
 
 def seeded_loss(name, pair, x, seed, **options):

@@ -11,7 +11,7 @@ import numpy as np
 import pyro
 import pytest
 
-from ppl_vae.cli import _HelpFormatter, _parser, main
+from ppl_vae.cli import HelpFormatter, build_parser, main
 from ppl_vae.data import load
 from ppl_vae.errors import PplVaeError, PplVaeWarning
 
@@ -47,7 +47,7 @@ def copy_of(run, tmp_path):
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    action = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
 
 
@@ -56,7 +56,7 @@ def _subparsers() -> dict[str, argparse.ArgumentParser]:
 @pytest.mark.parametrize("command", ["train", "evaluate", "sample", "diagnose", "list"])
 def test_every_option_has_help_and_a_default(command):
     parser = _subparsers()[command]
-    formatter = _HelpFormatter(prog="ppl-vae")
+    formatter = HelpFormatter(prog="ppl-vae")
     for action in parser._actions:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             continue

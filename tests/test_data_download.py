@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ppl_vae.data import download, load
-from ppl_vae.data.idx import write_idx
 from ppl_vae.data.mnist import IDX_FILES
 from ppl_vae.errors import PplVaeError
+from tests.idx_files import write_idx
 
 
 class Server:

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from ppl_vae.data import load
-from ppl_vae.data.idx import read_idx, write_idx
+from ppl_vae.data.idx import read_idx
 from ppl_vae.data.mnist import IDX_FILES
 from ppl_vae.errors import PplVaeError
+from tests.idx_files import write_idx
 
 
 def fake_mnist(seed: int = 0, n_train: int = 60, n_test: int = 20) -> dict[str, np.ndarray]:

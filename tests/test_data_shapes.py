@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ppl_vae.data import load
-from ppl_vae.data._common import grid_index
+from ppl_vae.data.common import grid_index
 from ppl_vae.data.shapes import FACTOR_SIZES, render
 from ppl_vae.errors import PplVaeError
 

@@ -9,7 +9,7 @@ import torch
 
 import ppl_vae
 from ppl_vae.data import Dataset, load
-from ppl_vae.data._common import subset_split
+from ppl_vae.data.common import subset_split
 from ppl_vae.data.dsprites import FULL_ROWS, LAYOUT_SIZES
 from ppl_vae.data.shapes import GRID_SIZE, render
 from ppl_vae.data.storage import BitStorage

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import ppl_vae
+from ppl_vae import figures
 from ppl_vae.diagnostics import diagnose, diagnose_pair
-from ppl_vae.diagnostics import figures as fig
 from ppl_vae.errors import PplVaeError
 
 CLASSES = 3
@@ -118,7 +118,7 @@ def test_a_failing_figure_is_recorded_and_the_report_still_written(conditional_r
     def broken(*args, **kwargs):
         raise ValueError("no traversals today")
 
-    monkeypatch.setattr(fig, "traversals_by_kl", broken)
+    monkeypatch.setattr(figures, "traversals", broken)
     run.guide.fail_rows = 8  # worst_khat shows the 8 worst examples: that guide call fails
     try:
         diagnose_pair(run.model, run.guide, data, tmp_path, inputs=data.inputs("test"),

@@ -5,6 +5,8 @@ local latent ``parts`` inside a nested plate of 3 (2 dims each), so the
 export must find both sites and lay out a site with an extra plate.
 """
 
+import warnings
+
 import arviz as az
 import matplotlib
 import numpy as np
@@ -19,6 +21,7 @@ from ppl_vae.diagnostics import (
     collect_draws,
     pareto_k,
     pareto_k_from_netcdf,
+    posterior_summary,
     to_inference_data,
     write_netcdf,
 )
@@ -75,8 +78,19 @@ def test_layout_of_every_guide_site(written):
                                              "parts_dim_1")
     assert list(idata.posterior["example"].values) == list(range(10, 10 + N))
     assert idata.sample_stats["log_weight"].shape == (1, S, N)
-    assert idata.log_likelihood["x"].shape == (1, S, N)
+    assert idata.sample_stats["log_p_x_given_z"].shape == (1, S, N)
     assert idata.constant_data["factors"].shape == (N, 2)
+
+
+def test_loo_refuses_the_file_since_the_draws_are_not_one_posterior(written):
+    """Amortized draws are a different q(z | x_n) per example: no pointwise log-likelihood
+    of one posterior exists, so there is no log_likelihood group for az.loo to misuse."""
+    _, path, _, _ = written
+    idata = az.from_netcdf(str(path))
+    assert "log_likelihood" not in idata.groups()
+    assert "log_likelihood" not in idata.sample_stats  # ArviZ's old fallback location
+    with pytest.raises(TypeError, match="log likelihood not found"):
+        az.loo(idata)
 
 
 def test_draws_follow_each_example_guide(written):
@@ -112,6 +126,12 @@ def test_arviz_plots_and_summary_work_on_the_file(written):
     idata = az.from_netcdf(str(path))
     summary = az.summary(idata, var_names=["g"], coords={"example": [10, 11]}, kind="stats")
     assert len(summary) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # our own summary does not warn about one chain
+        rows = posterior_summary(idata, "g", [10, 11])
+    assert [row["mean"] for row in rows] == pytest.approx(list(summary["mean"]))
+    khat = az.psislw(idata.sample_stats["log_weight"].stack(__sample__=("chain", "draw")))[1]
+    assert np.size(az.plot_khat(khat)) >= 1
     axes = az.plot_posterior(idata, var_names=["g"], coords={"example": [10]})
     assert np.size(axes) == 2
     matplotlib.pyplot.close("all")

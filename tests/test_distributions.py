@@ -21,11 +21,11 @@ from torch.testing import assert_close
 from ppl_vae.distributions import (
     ChainPrecisionNormal,
     GridPrecisionNormal,
-    _suffix_scan,
     chain_param_count,
     grid_param_count,
     split_chain_params,
     split_grid_params,
+    suffix_scan,
 )
 
 F64 = torch.float64
@@ -447,6 +447,6 @@ def test_scan_matches_sequential_recurrence(n):
     for i in range(n - 1, -1, -1):
         nxt = a[i] * nxt + b[:, i]
         expected[:, i] = nxt
-    products, got = _suffix_scan(a, b, dim=-1, chunk=4)
+    products, got = suffix_scan(a, b, dim=-1, chunk=4)
     assert_close(got, expected, **EXACT)
     assert_close(products, torch.flip(torch.cumprod(torch.flip(a, [0]), 0), [0]), **EXACT)

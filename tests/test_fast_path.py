@@ -37,8 +37,8 @@ def test_pyro_modules_run_by_forward_match_the_called_modules(binary_data, monke
     x, params = binary_data.train[:16], list(pair.named_parameters().values())
     estimator = make_elbo(elbo, particles)
     fast = _loss_and_grads(estimator, pair.model, pair.guide, x, params)
-    assert traces._runnable(pair.model) == pair.model.forward
-    monkeypatch.setattr(traces, "_runnable", lambda program: program)  # the slow path
+    assert traces.runnable(pair.model) == pair.model.forward
+    monkeypatch.setattr(traces, "runnable", lambda program: program)  # the slow path
     slow = _loss_and_grads(estimator, pair.model, pair.guide, x, params)
     assert torch.equal(fast[0], slow[0])
     for a, b in zip(fast[1], slow[1]):
@@ -100,7 +100,7 @@ class SampledScaleModel(PyroModule):
 
 def test_pyro_modules_with_pyro_sample_attributes_are_called_not_bypassed():
     model = SampledScaleModel()
-    assert traces._runnable(model) is model
+    assert traces.runnable(model) is model
 
 
 def test_image_distributions_equal_torch_independent_in_value_and_gradient():
@@ -159,4 +159,4 @@ def test_allocator_setting_applies_on_linux_glibc():
 def test_global_param_store_mode_keeps_calling_the_module(binary_data):
     pair = ppl_vae.build("vae", latent_dim=3, data=binary_data, net="mlp")
     with pyro.settings.context(module_local_params=False):
-        assert traces._runnable(pair.model) is pair.model
+        assert traces.runnable(pair.model) is pair.model

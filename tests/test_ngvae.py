@@ -6,13 +6,13 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from ppl_vae.models.ngvae import Relaxation, expected_gaussian_kl
 from pyro import poutine
 
 import ppl_vae
 import ppl_vae.elbo
 from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
+from ppl_vae.models.ngvae import Relaxation, expected_gaussian_kl
 from ppl_vae.report import finish_run
 from ppl_vae.traces import log_weights, prepare
 

@@ -6,13 +6,13 @@ import math
 import pyro
 import pytest
 import torch
-from ppl_vae.models import ngvae as ngvae_module
-from ppl_vae.models.ngvae import expected_gaussian_kl, student_t_marginal
 from scipy import integrate, stats
 
 import ppl_vae
 from ppl_vae.elbo import make_elbo
 from ppl_vae.latents import posterior_moments
+from ppl_vae.models import ngvae as ngvae_module
+from ppl_vae.models.ngvae import expected_gaussian_kl, student_t_marginal
 
 
 @pytest.fixture(scope="module")

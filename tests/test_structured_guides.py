@@ -3,13 +3,13 @@
 import pyro.distributions
 import pytest
 import torch
-from ppl_vae.guides.structured import grid_columns
 from torch.distributions import MultivariateNormal, kl_divergence
 
 import ppl_vae
 from ppl_vae.distributions import FullCovarianceNormal
 from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
+from ppl_vae.guides.structured import grid_columns
 
 
 @pytest.mark.parametrize("guide", ["chain", "grid", "full"])

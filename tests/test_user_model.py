@@ -8,7 +8,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 import ppl_vae
-from ppl_vae.plots import observation_mean
+from ppl_vae.figures import observation_mean
 
 LATENT = 3
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from ppl_vae.data._common import apply_labelled, check_labelled
 from ppl_vae.data.array import load_array
+from ppl_vae.data.common import apply_labelled, check_labelled
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.digits import load_digits
 from ppl_vae.data.dsprites import load_dsprites

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ppl_vae.data._common import assemble, check_common, check_n, resolve_n, subset_split
+from ppl_vae.data.common import assemble, check_common, check_n, resolve_n, subset_split
 from ppl_vae.data.compact import check_storage, compact
 from ppl_vae.data.dataset import Dataset
-
-AVAILABLE = 1797
 
 
 def load_digits(

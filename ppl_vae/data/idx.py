@@ -55,12 +55,3 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         )
     return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(shape)
 
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as IDX (gzip when ``path`` ends in ``.gz``)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + array.tobytes()
-    if str(path).endswith(".gz"):
-        payload = gzip.compress(payload)
-    Path(path).write_bytes(payload)

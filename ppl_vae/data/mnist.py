@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ppl_vae.data._common import (
+from ppl_vae.data.common import (
     assemble,
     check_common,
     check_n,

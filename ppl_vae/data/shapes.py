@@ -41,7 +41,7 @@ import math
 
 import numpy as np
 
-from ppl_vae.data._common import (
+from ppl_vae.data.common import (
     assemble,
     check_common,
     check_n,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ppl_vae.data._common import apply_labelled, check_common, check_values, is_binary, subset_split
+from ppl_vae.data.common import apply_labelled, check_common, check_values, is_binary, subset_split
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.errors import PplVaeError
 

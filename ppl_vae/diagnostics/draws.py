@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
-from tqdm.auto import tqdm
 
+from ppl_vae.chunks import chunks
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import eval_mode
 from ppl_vae.traces import (
@@ -53,7 +53,7 @@ from ppl_vae.traces import (
     PARTICLE_PLATE,
     Plan,
     log_weights,
-    prepare,
+    plan_of,
     take,
 )
 
@@ -140,8 +140,9 @@ def _kl_terms(guide_msg, model_msg, nesting: int, k: int) -> torch.Tensor | None
 
 def prepare_draws(model, guide, x: torch.Tensor, inputs: dict | None = None
                   ) -> tuple[int, Plan]:
-    """Plate nesting and plan of the pair, refusing global sites (no per-example weight)."""
-    nesting, plan = prepare(model, guide, x[:2], take(inputs or {}, slice(0, 2)))
+    """Plate nesting and plan of the pair (found once), refusing global sites (no per-example
+    weight)."""
+    nesting, plan = plan_of(model, guide, x[:2], take(inputs or {}, slice(0, 2)))
     if plan.global_sites:
         raise PplVaeError(
             f"PSIS and importance sampling need one weight per example, which a pair with "
@@ -163,8 +164,7 @@ def enumeration_note(plan: Plan) -> str | None:
 
 @torch.no_grad()
 def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int = 8192,
-                  quiet: bool = True, inputs: dict | None = None,
-                  prepared: tuple[int, Plan] | None = None) -> Draws:
+                  quiet: bool = True, inputs: dict | None = None) -> Draws:
     """Draw ``draws`` times from the guide for every example of ``x``; see the module docstring.
 
     Args:
@@ -174,23 +174,18 @@ def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int 
         budget: most draw-examples alive at once (bounds memory).
         quiet: hide the progress bar.
         inputs: per-example keyword inputs of both programs, ``N`` rows each.
-        prepared: ``(nesting, plan)`` from :func:`prepare_draws`, if already known.
     """
     if draws < 2:
         raise PplVaeError(f"--draws must be at least 2, got {draws}")
     inputs = inputs or {}
     with eval_mode(model, guide):
-        nesting, plan = prepared or prepare_draws(model, guide, x, inputs)
-        particles = min(draws, budget)
-        step = max(1, budget // particles)
-        chunks = []
-        for start in tqdm(range(0, x.shape[0], step), desc="guide draws", leave=False,
-                          disable=quiet or None):
-            rows = slice(start, start + step)
-            parts = [_one_pass(model, guide, x[rows], min(particles, draws - first), nesting,
-                               plan, take(inputs, rows)) for first in range(0, draws, particles)]
-            chunks.append({key: _cat([p[key] for p in parts], 0) for key in parts[0]})
-    out = {key: _cat([c[key] for c in chunks], 1) for key in chunks[0]}
+        nesting, plan = prepare_draws(model, guide, x, inputs)
+        blocks = []
+        for rows, counts in chunks(x.shape[0], draws, budget, "guide draws", quiet):
+            parts = [_one_pass(model, guide, x[rows], k, nesting, plan, take(inputs, rows))
+                     for k in counts]
+            blocks.append({key: _cat([p[key] for p in parts], 0) for key in parts[0]})
+    out = {key: _cat([block[key] for block in blocks], 1) for key in blocks[0]}
     sites = {name[5:]: value.cpu().numpy() for name, value in out.items()
              if name.startswith("site:")}
     kl = {name[3:]: None if value is None else value.double().mean((0, 1)).cpu().numpy()

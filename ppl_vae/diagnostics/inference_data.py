@@ -5,21 +5,30 @@ Groups and variables (``S`` draws in one chain, ``N`` examples):
 - ``posterior``: every guide site, dims ``(chain, draw, example, <latent dims>)``;
   the primary site's single latent dimension is called ``latent``, other
   dimensions ``<site>_dim_<i>``, each with integer coordinates;
-- ``log_likelihood``: ``x`` = ``log p(x_n | z_s)``, dims ``(chain, draw, example)``;
 - ``sample_stats``: ``log_weight`` = ``log p(x_n, z_s) - log q(z_s | x_n)`` (the
   importance log weights: PSIS is recomputed from the file alone with
   ``az.psislw(idata.sample_stats.log_weight.stack(__sample__=("chain", "draw")))``),
-  ``log_prior``, ``log_guide``;
+  and its parts ``log_p_x_given_z``, ``log_prior``, ``log_guide``;
 - ``observed_data``: the examples ``x``;
 - ``constant_data``: ``test_index`` (row in the test set), and ``factors`` /
   ``labels`` when the dataset has them.
 
 The coordinate ``example`` holds the examples' rows in the test set. Guide
 draws are independent, so one chain is the honest layout (ESS ≈ S).
+
+There is deliberately no ``log_likelihood`` group: these are draws of a
+*different* posterior for every example (the amortized guide's ``q(z | x_n)``),
+not of one posterior shared by all examples, so ``az.loo`` / ``az.waic`` would
+return an elpd that means nothing; they refuse the file ("log likelihood not
+found"). What is valid: ``az.summary`` / ``az.plot_forest`` / ``az.plot_pair``
+per example (``coords={"example": [...]}``: one example's guide posterior),
+``az.psislw`` on ``sample_stats.log_weight`` per example (k̂ of the guide as an
+importance proposal for ``p(z | x_n)``) and ``az.plot_khat`` of those k̂.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import arviz as az
@@ -50,8 +59,8 @@ def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, prima
         posterior[name] = values[None]
         dims[name] = ["example", *names]
         coords.update({d: np.arange(size) for d, size in zip(names, values.shape[2:])})
-    stats = {"log_weight": draws.log_weight, "log_prior": draws.log_prior,
-             "log_guide": draws.log_guide}
+    stats = {"log_weight": draws.log_weight, "log_p_x_given_z": draws.log_likelihood,
+             "log_prior": draws.log_prior, "log_guide": draws.log_guide}
     for key in stats:
         dims[key] = ["example"]
     x = np.asarray(x)
@@ -68,7 +77,6 @@ def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, prima
         dims["labels"] = ["example"]
     idata = az.from_dict(
         posterior=posterior,
-        log_likelihood={"x": draws.log_likelihood[None]},
         sample_stats={k: v[None] for k, v in stats.items()},
         observed_data={"x": x},
         constant_data=constant,
@@ -77,6 +85,18 @@ def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, prima
     idata.posterior.attrs["primary_site"] = primary
     idata.sample_stats.attrs["log_weight"] = "log p(x, z) - log q(z | x), unscaled, nats"
     return idata
+
+
+def posterior_summary(idata: az.InferenceData, site: str, examples: list) -> list[dict]:
+    """``az.summary`` (kind ``stats``) of one site for a few examples, as table rows.
+
+    Guide draws are one chain of independent draws: ArviZ's warning that two chains
+    are needed for R-hat does not apply, and is silenced for this call only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Shape validation failed")
+        summary = az.summary(idata, var_names=[site], coords={"example": examples}, kind="stats")
+    return summary.reset_index().rename(columns={"index": "variable"}).to_dict("records")
 
 
 def write_netcdf(idata: az.InferenceData, path: Path) -> Path:

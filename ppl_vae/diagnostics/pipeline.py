@@ -11,8 +11,9 @@ Files written (``out_folder``):
   ``posterior_forest.png`` (those that apply).
 
 Numbers: per-example Pareto k̂ (:mod:`~ppl_vae.diagnostics.psis`), the IS
-log-likelihood and ELBO from the same draws, latent activity
-(:mod:`~ppl_vae.diagnostics.activity`), ``az.summary`` of three examples, and
+log-likelihood and ELBO from the same draws, the latent statistics
+(:mod:`ppl_vae.latents`, with the per-dimension KL of the draws), ``az.summary``
+of three examples, the model's and guide's ``report`` hooks, and
 for datasets with factors the disentanglement scores
 (:mod:`~ppl_vae.diagnostics.disentanglement`).
 
@@ -21,34 +22,38 @@ A pair taking per-example inputs (``model(x, y=...)``, a run trained with
 the disentanglement metrics, whose representation sees images only, are then
 n/a (the reason is in the report). A pair with global sites is refused (no
 per-example importance weight); enumerated sites are sampled, as the report's
-``psis.note`` says. A figure that fails is named in ``figure_errors`` and the
-rest of the report is still written.
+``psis.note`` says. A figure or hook that fails is named in ``figure_errors`` /
+``hook_errors`` and the rest of the report is still written. Each stage prints
+one line on stderr unless ``quiet``.
 """
 
 from __future__ import annotations
 
-import math
+import sys
 import time
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import torch
-from scipy.special import logsumexp
 
-from ppl_vae import runs
-from ppl_vae.diagnostics import figures as fig
-from ppl_vae.diagnostics.activity import latent_activity
+from ppl_vae.chunks import log_mean_exp
+from ppl_vae.contract import ModelHooks, hook
 from ppl_vae.diagnostics.disentanglement import check_preset, disentanglement_scores
 from ppl_vae.diagnostics.draws import collect_draws, enumeration_note, prepare_draws
-from ppl_vae.diagnostics.inference_data import to_inference_data, write_netcdf
+from ppl_vae.diagnostics.inference_data import (
+    posterior_summary,
+    to_inference_data,
+    write_netcdf,
+)
 from ppl_vae.diagnostics.psis import pareto_k, summarize_k
-from ppl_vae.diagnostics.report import markdown
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import check_inputs, eval_mode
-from ppl_vae.latents import posterior_moments
-from ppl_vae.traces import collapsed_pair, take
+from ppl_vae.figures import diagnostic_figures
+from ppl_vae.latents import latent_statistics, mean_representation, posterior_moments
+from ppl_vae.pair import Pair
+from ppl_vae.report import diagnostics_markdown, hook_numbers, write_report
+from ppl_vae.traces import take
 
 SUMMARY_EXAMPLES = 3
 
@@ -98,13 +103,6 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
                          n_examples=n_examples, draws=draws, quiet=quiet, metrics=metrics,
                          seed=seed, pair=run.pair, run_name=str(run_folder),
                          inputs=run.test_inputs(data))
-
-
-def _device(model, guide, pair) -> torch.device:
-    """The device of the pair's first parameter (CPU if it has none)."""
-    tensors = list(pair.named_parameters().values()) if pair is not None else [
-        p for m in (model, guide) if isinstance(m, torch.nn.Module) for p in m.parameters()]
-    return tensors[0].device if tensors else torch.device("cpu")
 
 
 def _check(n_examples: int, draws: int, metrics: str, data) -> None:
@@ -165,50 +163,93 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
     inputs = _check_inputs(inputs, data)
     folder = Path(out_folder)
     scope = pair.scope() if pair is not None else engine_settings(model, guide)
+    pair = pair or Pair(model, guide)
+    progress = _Progress(quiet)
     with scope, eval_mode(model, guide), torch.no_grad():
-        device = _device(model, guide, pair)
+        device = pair.device
         x_all = data.test.to(device)
         given = {k: None if v is None else v.to(device) for k, v in inputs.items()}
-        prepared = prepare_draws(model, guide, x_all, given)
+        prepare_draws(model, guide, x_all, given)  # refuses global sites before any work
         _make_folder(folder)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            report = _diagnose(model, guide, data, x_all, given, prepared, folder, n_examples,
-                               draws, quiet, metrics, seed, device)
+            report = _diagnose(pair, data, x_all, given, folder, n_examples, draws, quiet,
+                               metrics, seed, progress)
     report["run"] = run_name
-    report["pair"] = _describe(model, guide, pair)
-    runs.write_json(folder / "report.json", report)
-    runs.atomic_write(folder / "report.md", lambda f: f.write(markdown(report).encode()))
+    report["pair"] = _describe(pair)
+    write_report(folder, report, diagnostics_markdown)
+    progress.done(folder)
     return report
 
 
-def _describe(model, guide, pair) -> str:
-    spec = getattr(pair, "spec", None) or getattr(model, "ppl_vae_spec", None)
+class _Progress:
+    """One line per stage on stderr (also off a terminal, where progress bars stay silent)."""
+
+    STAGES = ("guide draws and PSIS", "latent statistics and netCDF", "figures",
+              "disentanglement metrics")
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.start, self.stage = quiet, time.perf_counter(), 0
+
+    def next(self) -> None:
+        if not self.quiet:
+            self.stage += 1
+            print(f"diagnose [{self.stage}/{len(self.STAGES)}] {self.STAGES[self.stage - 1]} "
+                  f"({time.perf_counter() - self.start:.0f} s so far)", file=sys.stderr,
+                  flush=True)
+
+    def done(self, folder: Path) -> None:
+        if not self.quiet:
+            print(f"diagnose: done in {time.perf_counter() - self.start:.0f} s, report in "
+                  f"{folder / 'report.md'}", file=sys.stderr, flush=True)
+
+
+def _describe(pair: Pair) -> str:
+    spec = pair.spec or hook(pair.model, ModelHooks, "ppl_vae_spec")
     if spec:
         return f"{spec['model']} / {spec['guide']} {spec.get('options', {})}"
-    return f"user-written ({type(model).__name__} / {type(guide).__name__})"
+    return f"user-written ({type(pair.model).__name__} / {type(pair.guide).__name__})"
 
 
-def _diagnose(model, guide, data, x_all, inputs, prepared, folder, n_examples, draws, quiet,
-              metrics, seed, device):
+def _latent_code(model, guide, x_all, inputs, kl_per_dim: dict) -> tuple[dict, dict]:
+    """Latent statistics of the primary site over the test set, with its per-dimension KL,
+    and the arrays the figures need (``{}`` where the guide has no moments)."""
+    try:
+        site, means, variances = posterior_moments(model, guide, x_all, inputs=inputs)
+    except NotImplementedError:
+        return {"site": None, "reason": "the guide's distribution has no analytic mean/variance; "
+                "activity statistics are n/a"}, {}
+    latents = latent_statistics(model, guide, x_all, moments=(site, means, variances))
+    kl = kl_per_dim.get(site)
+    latents.update({
+        "kl_per_dim": None if kl is None else kl.tolist(),
+        "kl_per_dim_note": None if kl is not None else
+        "n/a: the guide or prior site is not Independent over univariate dimensions",
+    })
+    return latents, {"site": site, "means": means.double().cpu().numpy(),
+                     "variances": variances.double().cpu().numpy()}
+
+
+def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metrics, seed,
+              progress):
     """The work of :func:`diagnose_pair`, inside the pair's scope."""
+    model, guide, device = pair.model, pair.guide, pair.device
     seconds, start = {}, time.perf_counter()
     n = min(n_examples, x_all.shape[0])
     x, shown_inputs = x_all[:n], take(inputs, slice(0, n))
-    drawn = collect_draws(model, guide, x, draws, quiet=quiet, inputs=shown_inputs,
-                          prepared=prepared)
+    progress.next()
+    drawn = collect_draws(model, guide, x, draws, quiet=quiet, inputs=shown_inputs)
     weighted, uncollapsed = drawn, None
-    collapsed = collapsed_pair(model, guide)
-    if collapsed is not None:  # PSIS and IS on the pair with its auxiliary sites integrated out
-        weighted = collect_draws(*collapsed, x, draws, quiet=quiet, inputs=shown_inputs,
-                                 prepared=prepare_draws(*collapsed, x_all, inputs))
+    if pair.collapsed is not None:  # PSIS and IS on the pair with its auxiliary sites integrated out
+        weighted = collect_draws(pair.collapsed.model, pair.collapsed.guide, x, draws,
+                                 quiet=quiet, inputs=shown_inputs)
         uncollapsed = _psis_numbers(drawn.log_weight, pareto_k(drawn.log_weight))
     khat = pareto_k(weighted.log_weight)
     seconds["draws_and_psis"] = time.perf_counter() - start
 
-    latents, arrays = latent_activity(model, guide, x_all, drawn.kl_per_dim, inputs)
-    primary = arrays.get("site") or getattr(model, "latent_site", None)
-    primary = primary if primary in drawn.sites else list(drawn.sites)[-1]
+    progress.next()
+    latents, code = _latent_code(model, guide, x_all, inputs, drawn.kl_per_dim)
+    primary = pair.primary_site(x_all, inputs)
     test_factors = getattr(data, "test_factors", None)
     factors = None if test_factors is None else test_factors[:n].cpu().numpy()
     labels = None if getattr(data, "test_labels", None) is None else \
@@ -216,30 +257,30 @@ def _diagnose(model, guide, data, x_all, inputs, prepared, folder, n_examples, d
     idata = to_inference_data(drawn, x.cpu().numpy(), np.arange(n), primary, factors, labels)
     write_netcdf(idata, folder / "posterior.nc")
     shown = list(range(min(SUMMARY_EXAMPLES, n)))
-    summary = az.summary(idata, var_names=[primary], coords={"example": shown}, kind="stats")
+    summary = posterior_summary(idata, primary, shown)
     seconds["activity_and_netcdf"] = time.perf_counter() - start - sum(seconds.values())
 
-    errors: list[dict] = []
-    written = _figures(model, guide, x, shown_inputs, data, idata, primary, khat, latents,
-                       arrays, folder, shown, errors)
+    progress.next()
+    figure_errors, hook_errors = [], []
+    written = diagnostic_figures(model, guide, x, shown_inputs, data, idata, khat, np.arange(n),
+                                 latents, code, folder, shown, figure_errors)
+    numbers = hook_numbers(model, guide, x, hook_errors)
     seconds["figures"] = time.perf_counter() - start - sum(seconds.values())
 
+    progress.next()
     scores, reason = None, _no_metrics_reason(metrics, data, inputs)
     if reason is None:
-        def representation(images: torch.Tensor) -> np.ndarray:
-            return posterior_moments(model, guide, images.to(device))[1].cpu().numpy()
-
-        scores = disentanglement_scores(representation, data, metrics, seed)
+        scores = disentanglement_scores(mean_representation(model, guide, device), data,
+                                        metrics, seed)
     seconds["disentanglement"] = time.perf_counter() - start - sum(seconds.values())
     seconds["total"] = time.perf_counter() - start
 
     psis = {**_psis_numbers(weighted.log_weight, khat), "draws": draws,
-            "khat": khat.tolist(), "note": enumeration_note(prepared[1])}
+            "khat": khat.tolist(), "note": enumeration_note(pair.plan(x_all, inputs)[1])}
     if uncollapsed is not None:
         psis["collapsed"] = ("k-hat, IS log p(x) and ELBO of the pair with its auxiliary sites "
                              "integrated out (the guide's collapsed form)")
         psis["uncollapsed"] = uncollapsed
-    rows = summary.reset_index().rename(columns={"index": "variable"}).to_dict("records")
     return {
         "settings": {"n_examples": n, "draws": draws, "seed": seed,
                      "metrics": metrics if isinstance(metrics, str) else "custom",
@@ -248,11 +289,13 @@ def _diagnose(model, guide, data, x_all, inputs, prepared, folder, n_examples, d
         "primary_site": primary,
         "psis": psis,
         "latents": latents,
-        "posterior_summary": rows,
+        "posterior_summary": summary,
         "disentanglement": scores,
         "disentanglement_note": reason,
+        **numbers,
         "figures": written,
-        "figure_errors": errors,
+        "figure_errors": figure_errors,
+        "hook_errors": hook_errors,
         "files": {"inference_data": "posterior.nc"},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
@@ -262,9 +305,7 @@ def _psis_numbers(log_weight: np.ndarray, khat: np.ndarray) -> dict:
     """k̂ summary, IS log-likelihood and ELBO of ``(draws, examples)`` log weights."""
     numbers = summarize_k(khat)
     numbers["worst_test_index"] = numbers.pop("worst_examples")
-    draws = log_weight.shape[0]
-    numbers.update(is_log_likelihood=float(np.mean(logsumexp(log_weight, axis=0)
-                                                   - math.log(draws))),
+    numbers.update(is_log_likelihood=float(log_mean_exp(torch.from_numpy(log_weight)).mean()),
                    elbo=float(log_weight.mean()))
     return numbers
 
@@ -280,40 +321,3 @@ def _no_metrics_reason(metrics, data, inputs: dict) -> str | None:
                 "representation E_q[z|x] is computed from images alone (fresh renders have "
                 "no inputs)")
     return None
-
-
-def _figures(model, guide, x, inputs, data, idata, primary, khat, latents, arrays, folder,
-             shown, errors: list[dict]) -> list[str]:
-    """Every figure that applies; returns the file names written, failures go to ``errors``."""
-    psis_worst = [int(i) for i in np.argsort(-np.nan_to_num(khat, nan=np.inf))[:8]]
-    first = take(inputs, slice(0, 16))
-    figures = [
-        ("reconstructions", lambda: fig.reconstructions(model, guide, x[:16], folder, first)),
-        ("prior_samples", lambda: fig.prior_samples(model, guide, x, folder, inputs=inputs)),
-        ("khat", lambda: fig.khat_histogram(khat, folder)),
-        ("worst_khat", lambda: fig.worst_khat(model, guide, x, khat, psis_worst, folder,
-                                              inputs)),
-        ("posterior_forest", lambda: fig.posterior_forest(idata, primary, shown, folder)),
-    ]
-    if arrays:
-        colours = {}
-        if getattr(data, "test_labels", None) is not None:
-            colours["label"] = data.test_labels.cpu().numpy()
-        factors = getattr(data, "test_factors", None)
-        if factors is not None:
-            factor_names = getattr(data, "factor_names", None) or range(factors.shape[1])
-            for j, name in enumerate(factor_names):
-                colours[str(name)] = factors[:, j].cpu().numpy()
-        kl = latents["kl_per_dim"]
-        kl = None if kl is None else np.asarray(kl)
-        figures += [
-            ("traversals_by_kl", lambda: fig.traversals_by_kl(
-                model, guide, x, arrays["site"], arrays["means"], kl, folder, inputs)),
-            ("correlation", lambda: fig.correlation_heatmap(
-                np.asarray(latents["correlation_all"]), np.asarray(latents["activity"]), folder)),
-            ("posterior_variances", lambda: fig.variance_histogram(arrays["variances"], folder)),
-            ("latent_scatter", lambda: fig.latent_scatter(arrays["means"], colours, folder)),
-            ("pca_spectrum", lambda: fig.pca_spectrum(latents["pca"]["explained"], folder)),
-        ]
-    names = [fig.attempt(name, draw, errors) for name, draw in figures]
-    return [name for name in names if name is not None]
