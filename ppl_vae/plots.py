@@ -70,7 +70,7 @@ def save(fig, path: Path) -> None:
     fig.savefig(path, dpi=DPI)
 
 
-def _histogram(ax, panel: Panel) -> None:
+def _histogram(ax, panel: Panel, fig) -> None:
     values = np.asarray(panel.values, dtype=float)
     values = values.reshape(values.shape[0], -1) if values.ndim > 1 else values[:, None]
     finite = values[np.isfinite(values)]
@@ -95,7 +95,7 @@ def _histogram(ax, panel: Panel) -> None:
         ax.axvline(value, color="k", ls="--", lw=0.8)
 
 
-def _bars(ax, panel: Panel) -> None:
+def _bars(ax, panel: Panel, fig) -> None:
     values = np.asarray(panel.values, dtype=float)
     colours = "C2" if panel.highlight is None else \
         [HIGHLIGHT if h else OTHER for h in np.asarray(panel.highlight, dtype=bool)]
@@ -136,7 +136,7 @@ def _scatter(ax, panel: Panel, fig) -> None:
         fig.colorbar(drawn, ax=ax)
 
 
-def _curves(ax, panel: Panel) -> None:
+def _curves(ax, panel: Panel, fig) -> None:
     for x, y, label, style in panel.series:
         ax.plot(x, y, style, lw=1, label=label)
     ax.legend(loc="lower right", fontsize=8)
@@ -147,24 +147,20 @@ def _curves(ax, panel: Panel) -> None:
         other.set_ylabel(panel.secondary_label, color="grey")
 
 
+# panel kind -> (width in inches, drawing function)
+_KINDS = {"histogram": (5, _histogram), "bars": (5, _bars), "heatmap": (4.8, _heatmap),
+          "scatter": (3.4, _scatter), "curves": (6, _curves)}
+
+
 def draw(figure: Figure, folder: Path) -> str:
     """Draw ``figure``'s panels side by side into ``folder/{name}.png``; returns the file name."""
-    width = {"histogram": 5, "bars": 5, "heatmap": 4.8, "scatter": 3.4, "curves": 6}
-    fig, axes = canvas(len(figure.panels), sum(width[p.kind] for p in figure.panels))
+    unknown = [p.kind for p in figure.panels if p.kind not in _KINDS]
+    if unknown:
+        raise ValueError(f"panel kind '{unknown[0]}' is not one of {', '.join(_KINDS)} "
+                         "(ppl_vae.contract.Panel)")
+    fig, axes = canvas(len(figure.panels), sum(_KINDS[p.kind][0] for p in figure.panels))
     for ax, panel in zip(axes, figure.panels):
-        if panel.kind == "histogram":
-            _histogram(ax, panel)
-        elif panel.kind == "bars":
-            _bars(ax, panel)
-        elif panel.kind == "heatmap":
-            _heatmap(ax, panel, fig)
-        elif panel.kind == "scatter":
-            _scatter(ax, panel, fig)
-        elif panel.kind == "curves":
-            _curves(ax, panel)
-        else:
-            raise ValueError(f"panel kind '{panel.kind}' is not one of histogram, bars, "
-                             "heatmap, scatter, curves (ppl_vae.contract.Panel)")
+        _KINDS[panel.kind][1](ax, panel, fig)
         ax.set_xlabel(panel.xlabel), ax.set_ylabel(panel.ylabel)
         if panel.ylim is not None:
             ax.set_ylim(*panel.ylim)

@@ -1,0 +1,184 @@
+"""``ppl-vae evaluate``, ``sample``, ``diagnose`` and ``list``, and loading a run for them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ppl_vae.errors import PplVaeError
+
+
+def load_data(spec: dict):
+    from ppl_vae.data import load
+
+    return load(**spec)
+
+
+def trusts_code(args, config: dict) -> bool:
+    """Whether the user allowed importing the code ``config.json`` names (flag, or path given)."""
+    spec = config.get("pair") or {}
+    given = getattr(args, "user_model", None)
+    if given is not None and given != spec.get("model"):
+        raise PplVaeError(f"--model {given} differs from the run's '{spec.get('model')}'; give the "
+                          "factory the run was trained with")
+    return bool(getattr(args, "trust_run_code", False) or given)
+
+
+def _load(args, device: str = "cpu"):
+    from ppl_vae.runs import load_run, read_config
+
+    config = read_config(args.run)
+    if config.get("data") is None:
+        raise PplVaeError(f"{args.run} was trained on user data; evaluate it from Python")
+    data = load_data(config["data"])
+    run = load_run(args.run, device=device, data=data, trust_code=trusts_code(args, config))
+    return run, data
+
+
+SCALES_NOTE = ("the estimator with the model's site scales (beta; a KL warm-up at its final "
+               "scale 1), so not the ELBO unless every scale is 1")
+
+
+def cmd_evaluate(args) -> None:
+    from ppl_vae.elbo import make_elbo
+    from ppl_vae.objective import batch_loss
+    from ppl_vae.runs import write_json
+
+    run, data = _load(args, args.device)
+    x = data.test[: args.n_examples] if args.n_examples else data.test
+    inputs = run.test_inputs(data, args.n_examples)
+    result = run.evaluate(x, inputs=inputs, iw_samples=args.iw_samples, quiet=args.quiet)
+    if args.elbo:
+        estimator = make_elbo(args.elbo, args.particles, args.alpha)
+        with run.pair.scope(), torch.no_grad():
+            losses = [batch_loss(estimator, run.model, run.guide, x[i:i + 256].to(run.device),
+                                 {k: v[i:i + 256] for k, v in inputs.items()}, {}, x.shape[0])
+                      * x[i:i + 256].shape[0] for i in range(0, x.shape[0], 256)]
+        result["training_objective"] = {
+            **estimator.describe(), "value": -float(sum(losses)) / x.shape[0],
+            "note": f"{SCALES_NOTE}; 'elbo' is the unweighted ELBO"}
+    result = named_for_guide(result)
+    write_json(Path(args.run) / "evaluation.json", result)
+    print(json.dumps(result))
+
+
+def named_for_guide(result: dict) -> dict:
+    """An evaluation as the CLI shows it: a point-mass guide has no ELBO and no KL.
+
+    With ``q = δ(z - f(x))`` the ``elbo`` and ``kl`` terms of :func:`ppl_vae.evaluate`
+    are ``log p(x | z) + log p(z)`` and ``-log p(z)`` at the code: an autoencoder's
+    objective, shown as ``reconstruction`` (already there) and ``regulariser``.
+    """
+    if "point mass" not in (result.get("log_likelihood_note") or ""):
+        return result
+    renamed = {("regulariser" if k == "kl" else k): v for k, v in result.items() if k != "elbo"}
+    if "training_objective" in renamed:
+        renamed["training_objective"] = {**renamed["training_objective"], "note": f"{SCALES_NOTE}; "
+                                         "a point-mass guide has no ELBO"}
+    return renamed
+
+
+MAX_CLASS_ROWS = 20
+
+
+def _sample_inputs(run, data, n: int) -> tuple[dict, int, list[str] | None, str]:
+    """Inputs to sample at: a row per class for a label input, else the first test examples.
+
+    Returns ``(inputs, rows, row labels, title)``.
+    """
+    inputs = run.test_inputs(data)
+    labels = inputs.get("y")
+    if labels is not None and labels.dim() == 1 and not labels.is_floating_point():
+        classes = torch.cat([data.inputs("train")["y"].to(labels), labels]).unique()
+        if len(classes) <= MAX_CLASS_ROWS:
+            per_class = max(1, n // len(classes))
+            y = classes.repeat_interleave(per_class)
+            given = {k: v[:1].expand(len(y), *v.shape[1:]) for k, v in inputs.items() if k != "y"}
+            return {**given, "y": y}, len(classes), [f"y={int(c)}" for c in classes], \
+                f"samples given each class, {per_class} per row"
+    if inputs:
+        m = min(n, *(v.shape[0] for v in inputs.values()))
+        return {k: v[:m] for k, v in inputs.items()}, max(1, int(m**0.5)), None, \
+            f"{m} samples at the inputs of the first test examples"
+    return {}, max(1, int(n**0.5)), None, f"{n} prior samples"
+
+
+def cmd_sample(args) -> None:
+    from ppl_vae.figures import observation_mean
+    from ppl_vae.plots import image_grid
+
+    out = _image_path(args.out)
+    if args.n < 1:
+        raise PplVaeError(f"-n must be at least 1, got {args.n}")
+    run, data = _load(args)
+    torch.manual_seed(args.seed)
+    inputs, rows, row_labels, title = _sample_inputs(run, data, args.n)
+    count = next(iter(inputs.values())).shape[0] if inputs else args.n
+    dummy = data.test[:1].to(run.device).expand(count, *data.test.shape[1:])
+    with run.pair.scope():
+        images = observation_mean(run.model, run.guide, dummy, from_prior=True, inputs=inputs)
+    if not image_grid(images, out, rows, title, row_labels):
+        raise PplVaeError("this run's examples are not images; nothing to draw")
+    print(out)
+
+
+# matplotlib's writers that make an image file without extra software (pgf needs LaTeX)
+_NOT_IMAGES = {"pgf", "raw", "rgba"}
+
+
+def _image_path(text: str) -> Path:
+    """``sample --out``: an image file matplotlib writes, in a folder that exists."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(set(FigureCanvasBase.get_supported_filetypes()) - _NOT_IMAGES)
+    listed = ", ".join("." + f for f in formats)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise PplVaeError(f"--out {text} is a folder; name an image file in it, e.g. "
+                          f"{path / 'samples.png'}")
+    suffix = path.suffix[1:].lower()
+    if not suffix:
+        raise PplVaeError(f"--out {text} has no suffix to choose the image format; use e.g. "
+                          f"{text}.png ({listed})")
+    if suffix not in formats:
+        raise PplVaeError(f"--out {text}: .{suffix} is not an image format matplotlib writes; "
+                          f"use one of {listed}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise PplVaeError(f"--out {text}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise PplVaeError(f"--out {text}: folder {folder} is not writable")
+    return path
+
+
+def cmd_diagnose(args) -> None:
+    from ppl_vae.diagnostics import diagnose
+    from ppl_vae.diagnostics.disentanglement import with_beta_vae_factors
+    from ppl_vae.runs import read_config
+
+    metrics = args.metrics if args.metrics == "none" else with_beta_vae_factors(args.metrics,
+                                                                                args.factors)
+    report = diagnose(args.run, n_examples=args.n_examples, draws=args.draws, device=args.device,
+                      quiet=args.quiet, metrics=metrics, seed=args.seed,
+                      trust_code=trusts_code(args, read_config(args.run)))
+    psis = {k: v for k, v in report["psis"].items() if not isinstance(v, list)}
+    print(json.dumps({"diagnostics": str(Path(args.run) / "diagnostics"), "psis": psis,
+                      "disentanglement": report.get("disentanglement")}, default=str))
+
+
+def cmd_list(args) -> None:
+    from ppl_vae.data import DATASETS
+    from ppl_vae.registry import ELBOS, GUIDES, MODELS
+
+    for title, entries in (("models", [(e.name, e.description) for e in MODELS.entries()]),
+                           ("guides", [(e.name, e.description) for e in GUIDES.entries()]),
+                           ("ELBOs", [(e.name, e.description) for e in ELBOS.entries()]),
+                           ("datasets", sorted(DATASETS.items()))):
+        print(f"{title}:")
+        for name, description in entries:
+            print(f"  {name:22s} {description}")
+
+
