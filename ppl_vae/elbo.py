@@ -39,6 +39,7 @@ import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch.distributions import kl_divergence
 
+from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
 from ppl_vae.gradient_estimators import bound_and_surrogate
 from ppl_vae.registry import ELBOS
@@ -196,7 +197,7 @@ class RenyiBound(Estimator):
         nesting, plan = self.prepare(model, guide, x, inputs)
         weights = log_weights(model, guide, x, self.num_particles, nesting, plan, inputs)
         power = 1.0 - self.alpha
-        bound = (torch.logsumexp(power * weights.total, 0) - math.log(self.num_particles)) / power
+        bound = log_mean_exp(power * weights.total) / power
         return -bound.mean()
 
     def describe(self) -> dict:

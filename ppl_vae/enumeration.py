@@ -46,12 +46,6 @@ class EnumeratedWeights:
     log_likelihood: torch.Tensor
     log_q_enumerated: torch.Tensor
 
-    def is_log_likelihood(self) -> torch.Tensor:
-        """``log Σ_y (1/K) Σ_k w_yk`` per example."""
-        k = self.log_weight.shape[1]
-        return torch.logsumexp(self.log_weight.flatten(0, 1), 0) - torch.log(
-            torch.tensor(float(k)))
-
     def elbo(self) -> torch.Tensor:
         """``Σ_y q(y | x) [mean_k log w_yk - log q(y | x)]`` per example."""
         q = self.log_q_enumerated[:, 0].exp()

@@ -61,12 +61,12 @@ refuse what ``renyi``/``iwae`` refuse (:class:`ppl_vae.elbo.RenyiBound`).
 from __future__ import annotations
 
 import functools
-import math
 
 import pyro
 import torch
 from pyro import poutine
 
+from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
 from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, Plan, particle_traces, site_log_prob
 
@@ -147,8 +147,7 @@ def bound_and_surrogate(model, guide, x: torch.Tensor, alpha: float, doubly: boo
     log_q = _per_example(guide_trace, plan.guide)
     log_w = log_p - log_q
     power = 1.0 - alpha
-    bound = log_w.mean(0) if power == 0 else \
-        (torch.logsumexp(power * log_w, 0) - math.log(num_particles)) / power
+    bound = log_w.mean(0) if power == 0 else log_mean_exp(power * log_w) / power
     if not torch.is_grad_enabled():
         return bound
     rescored = rescored_log_q(guide, guide_trace, x, num_particles, nesting, plan, inputs)

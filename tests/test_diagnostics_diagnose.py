@@ -103,3 +103,13 @@ def test_diagnose_pair_on_a_user_pair_with_param_store_weights(tmp_path):
     with run.pair.scope():
         trained = pyro.get_param_store().get_param("encoder$$$1.weight").detach().clone()
     assert torch.equal(trained, encoder[1].weight.detach())
+
+
+def test_diagnose_prints_one_line_per_stage_off_a_terminal(tiny_run, capsys):
+    diagnose(tiny_run, n_examples=4, draws=20, quiet=False, metrics="none")
+    lines = capsys.readouterr().err.splitlines()  # captured: not a terminal, no progress bars
+    stages = [line.split(" (")[0] for line in lines if line.startswith("diagnose [")]
+    assert stages == ["diagnose [1/4] guide draws and PSIS",
+                      "diagnose [2/4] latent statistics and netCDF", "diagnose [3/4] figures",
+                      "diagnose [4/4] disentanglement metrics"]
+    assert lines[-1].startswith("diagnose: done in") and "report.md" in lines[-1]

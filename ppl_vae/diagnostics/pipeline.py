@@ -5,10 +5,12 @@ Files written (``out_folder``):
 - ``posterior.nc``: ArviZ ``InferenceData`` of guide draws for ``n_examples``
   test examples (see :mod:`ppl_vae.diagnostics.inference_data`);
 - ``report.json``: every number below; ``report.md``: a short summary;
-- figures: ``reconstructions.png``, ``prior_samples.png``, ``traversals_by_kl.png``,
+- figures (:func:`ppl_vae.figures.diagnostic_figures`, those that apply):
+  ``reconstructions.png``, ``prior_samples.png``, ``traversals_by_kl.png``,
   ``correlation.png``, ``posterior_variances.png``, ``khat.png``,
   ``worst_khat.png``, ``latent_scatter.png``, ``pca_spectrum.png``,
-  ``posterior_forest.png`` (those that apply).
+  ``posterior_forest.png``, and those of the model's and guide's
+  ``figure_data`` hooks (:mod:`ppl_vae.contract`).
 
 Numbers: per-example Pareto k̂ (:mod:`~ppl_vae.diagnostics.psis`), the IS
 log-likelihood and ELBO from the same draws, the latent statistics
