@@ -20,6 +20,10 @@ from ppl_vae.contract import GuideHooks, ModelHooks, hook
 from ppl_vae.figures import attempt, run_figures
 from ppl_vae.latents import latent_statistics, posterior_moments
 
+# Locatello et al. 2019, β-VAE on dSprites (read off their figures; large seed variance).
+LITERATURE = {"beta_vae": (0.7, 0.9), "factor_vae": (0.5, 0.8), "mig": (0.05, 0.35),
+              "dci": (0.05, 0.45)}
+
 
 def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
                quiet: bool = True) -> dict:
@@ -155,11 +159,6 @@ def run_markdown(report: dict) -> str:
         *_figures(report),
     ]
     return "\n".join(lines)
-
-
-# Locatello et al. 2019, β-VAE on dSprites (read off their figures; large seed variance).
-LITERATURE = {"beta_vae": (0.7, 0.9), "factor_vae": (0.5, 0.8), "mig": (0.05, 0.35),
-              "dci": (0.05, 0.45)}
 
 
 def _psis(psis: dict) -> list[str]:
