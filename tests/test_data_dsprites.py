@@ -47,7 +47,7 @@ def subset_file(path, rows=600, compressed=True, seed=0):
 
 def test_full_file_uses_index_arithmetic(full_file):
     file = DspritesFile(full_file)
-    assert file._order is None  # row = classes . [737280, 245760, 40960, 1024, 32, 1]
+    assert file.complete  # row = classes . [737280, 245760, 40960, 1024, 32, 1]
     codes = np.array([[0, 0, 0, 0, 0], [2, 5, 39, 31, 31], [1, 3, 17, 8, 21]])
     assert file.rows_for(codes).tolist() == [0, FULL - 1, 245760 + 3 * 40960 + 17 * 1024 + 8 * 32 + 21]
     ds = load("dsprites", path=str(full_file), n=400, seed=2)
@@ -66,7 +66,7 @@ def test_full_file_uses_index_arithmetic(full_file):
 def test_subset_file_uses_lookup(tmp_path, compressed):
     path, classes, images = subset_file(tmp_path / "part.npz", compressed=compressed)
     file = DspritesFile(path)
-    assert file._order is not None
+    assert not file.complete
     assert (file.images.mapped is None) == compressed  # np.savez members are memory-mapped
     ds = load("dsprites", path=str(path), n=100, test_fraction=0.25, seed=1)
     assert (len(ds.train), len(ds.test)) == (75, 25)

@@ -99,6 +99,12 @@ class DspritesFile:
             raise PplVaeError(f"{self.path}: latents_classes outside the sizes {LAYOUT_SIZES}")
         return classes
 
+    @property
+    def complete(self) -> bool:
+        """Whether the file holds every factor combination in order (rows by index arithmetic,
+        no lookup table)."""
+        return self._order is None
+
     def rows_for(self, codes: np.ndarray) -> np.ndarray:
         """File rows of the five-factor class codes ``(m, 5)`` (colour 0)."""
         keys = codes.astype(np.int64) @ STRIDES[1:]
