@@ -103,7 +103,7 @@ class NGVAEGuide(PyroModule):
 
     def figure_data(self, x: torch.Tensor, model=None) -> list[Figure]:
         """The slides' figures, as numbers: the histogram of inferred variances
-        ``E_q[λ_k⁻¹ | x]`` over examples and dimensions (informative ones red; dotted:
+        ``E_q[λ_k⁻¹ | x]`` over examples and dimensions (informative ones red; dashed:
         the two components' means) beside the mean weight ``p_k`` per dimension, and the
         correlation of the posterior means (informative dimensions' labels red)."""
         s = {k: v.cpu().numpy() for k, v in self.summary(x).items()}

@@ -133,3 +133,15 @@ def hook(program, role: type, name: str):
         raise AttributeError(f"internal: '{name}' is not a hook of {role.__name__} "
                              "(ppl_vae.contract)")
     return getattr(program, name, None)
+
+
+def pair_hooks(model, guide, name: str) -> list[tuple[str, object, object]]:
+    """``(role, hook, other program)`` for the model's and then the guide's ``name`` hook,
+    those present: each hook is called with the other program, ``hook(x, other)``."""
+    found = []
+    for role, label, program, other in ((ModelHooks, "model", model, guide),
+                                        (GuideHooks, "guide", guide, model)):
+        function = hook(program, role, name)
+        if function is not None:
+            found.append((label, function, other))
+    return found

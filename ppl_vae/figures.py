@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from pyro import poutine
 
-from ppl_vae.contract import Figure, GuideHooks, ModelHooks, Panel, hook
+from ppl_vae.contract import Figure, Panel, pair_hooks
 from ppl_vae.plots import canvas, draw, image_grid, save
 from ppl_vae.traces import OBS_SITE, take
 
@@ -228,17 +228,19 @@ def posterior_forest(idata, site: str, examples: list, folder: Path) -> str:
     return "posterior_forest.png"
 
 
+def _attempt_all(named: list[tuple[str, object]], errors: list[dict]) -> list[str]:
+    """:func:`attempt` each ``(name, make)``; the file names of those that were written."""
+    written = [attempt(name, make, errors) for name, make in named]
+    return [w for w in written if w is not None]
+
+
 def hook_figures(model, guide, x: torch.Tensor, folder: Path, errors: list[dict]) -> list[str]:
     """Draw the figures the model's and the guide's ``figure_data`` hooks hand over."""
     written = []
-    for role, program, other in ((ModelHooks, model, guide), (GuideHooks, guide, model)):
-        figure_data = hook(program, role, "figure_data")
-        if figure_data is None:
-            continue
-        name = f"{'model' if role is ModelHooks else 'guide'}.figure_data"
-        figures = attempt(name, lambda: figure_data(x, other), errors) or []
-        written += [attempt(f.name, lambda f=f: draw(f, folder), errors) for f in figures]
-    return [w for w in written if w is not None]
+    for role, figure_data, other in pair_hooks(model, guide, "figure_data"):
+        figures = attempt(f"{role}.figure_data", lambda: figure_data(x, other), errors) or []
+        written += _attempt_all([(f.name, lambda f=f: draw(f, folder)) for f in figures], errors)
+    return written
 
 
 def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path,
@@ -259,20 +261,19 @@ def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path
     ]
     if metrics:
         figures.append(("loss_curve", lambda: loss_curve(metrics, folder, steps)))
-    written = [attempt(name, make, errors) for name, make in figures]
-    return [w for w in written if w is not None] + hook_figures(model, guide, x, folder, errors)
+    return _attempt_all(figures, errors) + hook_figures(model, guide, x, folder, errors)
 
 
-def scatter_colours(data, n: int | None = None) -> dict[str, np.ndarray]:
-    """The test labels and each ground-truth factor of ``data`` (first ``n`` rows), by name."""
+def scatter_colours(data) -> dict[str, np.ndarray]:
+    """The test labels and each ground-truth factor of ``data``, by name."""
     colours = {}
     if getattr(data, "test_labels", None) is not None:
-        colours["label"] = data.test_labels[:n].cpu().numpy()
+        colours["label"] = data.test_labels.cpu().numpy()
     factors = getattr(data, "test_factors", None)
     if factors is not None:
         names = getattr(data, "factor_names", None) or range(factors.shape[1])
         for j, name in enumerate(names):
-            colours[str(name)] = factors[:n, j].cpu().numpy()
+            colours[str(name)] = factors[:, j].cpu().numpy()
     return colours
 
 
@@ -305,5 +306,4 @@ def diagnostic_figures(model, guide, x: torch.Tensor, inputs: dict, data, idata,
                                                       folder)),
             ("pca_spectrum", lambda: pca_spectrum(latents["pca"]["explained"], folder)),
         ]
-    written = [attempt(name, make, errors) for name, make in figures]
-    return [w for w in written if w is not None] + hook_figures(model, guide, x, folder, errors)
+    return _attempt_all(figures, errors) + hook_figures(model, guide, x, folder, errors)

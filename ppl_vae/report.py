@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ppl_vae import runs
-from ppl_vae.contract import GuideHooks, ModelHooks, hook
+from ppl_vae.contract import pair_hooks
 from ppl_vae.figures import attempt, run_figures
 from ppl_vae.latents import latent_statistics, posterior_moments
 
@@ -51,13 +51,10 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
 def hook_numbers(model, guide, x, errors: list[dict]) -> dict:
     """``{"model_report": ..., "guide_report": ...}`` from the programs' ``report`` hooks."""
     numbers = {}
-    for role, name, program, other in ((ModelHooks, "model", model, guide),
-                                       (GuideHooks, "guide", guide, model)):
-        report = hook(program, role, "report")
-        if report is not None:
-            value = attempt(f"{name}.report", lambda: report(x, other), errors, "hook")
-            if value is not None:
-                numbers[f"{name}_report"] = value
+    for role, report, other in pair_hooks(model, guide, "report"):
+        value = attempt(f"{role}.report", lambda: report(x, other), errors, "hook")
+        if value is not None:
+            numbers[f"{role}_report"] = value
     return numbers
 
 
