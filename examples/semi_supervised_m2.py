@@ -89,13 +89,16 @@ def _onehot(y: torch.Tensor) -> torch.Tensor:
     return F.one_hot(y, CLASSES).float()
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus}
+
+
 class Classifier(nn.Module):
     """``c(x)``: logits of ``q(y | x)``, an MLP pixels-hidden-10 (also the baseline)."""
 
-    def __init__(self, pixels: int = 784, hidden: int = 500):
+    def __init__(self, pixels: int = 784, hidden: int = 500, activation: str = "relu"):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(-3), nn.Linear(pixels, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, CLASSES))
+        self.net = nn.Sequential(nn.Flatten(-3), nn.Linear(pixels, hidden),
+                                 ACTIVATIONS[activation](), nn.Linear(hidden, CLASSES))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -104,33 +107,44 @@ class Classifier(nn.Module):
 class M2Model(PyroModule):
     """``p(y) p(z) p(x | y, z)``: uniform class, standard normal style, Bernoulli pixels."""
 
-    def __init__(self, pixels: int = 784, latent_dim: int = 50, hidden: int = 500):
+    def __init__(self, pixels: int = 784, latent_dim: int = 50, hidden: int = 500,
+                 activation: str = "relu", grey: bool = False):
         super().__init__()
-        self.latent_dim = latent_dim
-        self.decoder = nn.Sequential(nn.Linear(latent_dim + CLASSES, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, pixels))
+        self.latent_dim, self.grey = latent_dim, grey
+        self.decoder = nn.Sequential(nn.Linear(latent_dim + CLASSES, hidden),
+                                     ACTIVATIONS[activation](), nn.Linear(hidden, pixels))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         with pyro.plate("data", x.shape[0]):
             y = pyro.sample("y", dist.Categorical(logits=x.new_zeros(CLASSES)), obs=y)
             z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1))
             logits = self.decoder(_cat(z, _onehot(y))).reshape(*z.shape[:-1], *x.shape[1:])
-            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(len(x.shape) - 1), obs=x)
+            pixels = dist.Bernoulli(logits=logits, validate_args=False if self.grey else None)
+            pyro.sample("x", pixels.to_event(len(x.shape) - 1), obs=x)
 
 
 class M2Guide(PyroModule):
-    """``q(y | x) q(z | x, y)``; ``y`` is enumerated when not given."""
+    """``q(y | x) q(z | x, y)``; ``y`` is enumerated when not given.
 
-    def __init__(self, pixels: int = 784, latent_dim: int = 50, hidden: int = 500):
+    ``detach_unlabelled``: the control arm, ``q(y|x)`` inside ``U(x)`` enters as a constant
+    (no gradient reaches the classifier from unlabelled examples).
+    """
+
+    def __init__(self, pixels: int = 784, latent_dim: int = 50, hidden: int = 500,
+                 activation: str = "relu", detach_unlabelled: bool = False):
         super().__init__()
-        self.classifier = Classifier(pixels, hidden)
-        self.encoder = nn.Sequential(nn.Linear(pixels + CLASSES, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, 2 * latent_dim))
+        self.detach_unlabelled = detach_unlabelled
+        self.classifier = Classifier(pixels, hidden, activation)
+        self.encoder = nn.Sequential(nn.Linear(pixels + CLASSES, hidden),
+                                     ACTIVATIONS[activation](), nn.Linear(hidden, 2 * latent_dim))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         with pyro.plate("data", x.shape[0]):
             if y is None:  # enumerated: y has shape (10, 1, ...) left of the batch
-                y = pyro.sample("y", dist.Categorical(logits=self.classifier(x)),
+                logits = self.classifier(x)
+                if self.detach_unlabelled:
+                    logits = logits.detach()
+                y = pyro.sample("y", dist.Categorical(logits=logits),
                                 infer={"enumerate": "parallel"})
             loc, raw = self.encoder(_cat(x.flatten(-3), _onehot(y))).chunk(2, -1)
             pyro.sample("z", dist.Normal(loc, F.softplus(raw) + 1e-4).to_event(1))
@@ -155,10 +169,11 @@ def accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return (classifier(x).argmax(-1) == y).float().mean().item()
 
 
-def train_baseline(data, seed: int, epochs: int, pixels: int, hidden: int) -> nn.Module:
+def train_baseline(data, seed: int, epochs: int, pixels: int, hidden: int,
+                   activation: str) -> nn.Module:
     """The classifier alone, cross-entropy on the known labels, Adam, fixed epochs."""
     torch.manual_seed(seed)
-    classifier = Classifier(pixels, hidden)
+    classifier = Classifier(pixels, hidden, activation)
     known = data.known["y"]
     x, y = data.train[known], data.train_labels[known]
     optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-3)
@@ -171,25 +186,46 @@ def train_baseline(data, seed: int, epochs: int, pixels: int, hidden: int) -> nn
     return classifier.eval()
 
 
+def load_data(args, seed: int):
+    """``mnist5k`` (90/10 split), or the full MNIST with Pyro's split: the first
+    ``--train-size`` training images for training, the official 10,000 for test.
+    ``seed`` draws the known labels (stratified over classes)."""
+    binarize = "none" if args.grey else "static"
+    if args.dataset != "mnist":
+        return ppl_vae.data.load(args.dataset, labelled=args.labelled, seed=seed,
+                                 binarize=binarize)
+    full = ppl_vae.data.load("mnist", path=args.data_path, n="all", binarize=binarize)
+    train, labels = full.train[: args.train_size], full.train_labels[: args.train_size]
+    return ppl_vae.data.from_tensors(train, full.test, labels=labels,
+                                     test_labels=full.test_labels, labelled=args.labelled,
+                                     seed=seed, name=f"mnist (first {len(train)} train)")
+
+
 def run_seed(seed: int, args) -> dict:
     """Train M2 and the baseline on one seed's split and label mask; their test numbers."""
-    data = ppl_vae.data.load(args.dataset, labelled=args.labelled, seed=seed, binarize="static")
+    data = load_data(args, seed)
     pixels = data.train[0].numel()
     pyro.set_rng_seed(seed)
-    model = M2Model(pixels, args.latent_dim, args.hidden)
-    guide = M2Guide(pixels, args.latent_dim, args.hidden)
+    model = M2Model(pixels, args.latent_dim, args.hidden, args.activation, args.grey)
+    guide = M2Guide(pixels, args.latent_dim, args.hidden, args.activation, args.detach_unlabelled)
+    folder = None if args.runs is None else args.runs / f"seed{seed}"
+    resume = folder is not None and (folder / "checkpoint.pt").exists()
     start = time.perf_counter()
     run = ppl_vae.fit(model, guide, data, elbo=m2_loss(args.alpha), inputs=["y"],
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
-                      device="cpu", quiet=True)
+                      device=args.device, quiet=True, out=folder, resume=resume,
+                      overwrite=not resume, report=False)
     m2_seconds = time.perf_counter() - start
     result = run.evaluate(data.test, inputs={"y": data.test_labels}, iw_samples=args.iw_samples)
     start = time.perf_counter()
-    baseline = train_baseline(data, seed, args.baseline_epochs, pixels, args.hidden)
+    baseline = train_baseline(data, seed, args.baseline_epochs, pixels, args.hidden,
+                              args.activation)
     baseline_seconds = time.perf_counter() - start
+    test_x, test_y = data.test.to(run.device), data.test_labels.to(run.device)
     return {
         "seed": seed, "n_train": len(data.train), "n_labelled": int(data.known["y"].sum()),
-        "m2_accuracy": accuracy(run.guide.classifier.eval(), data.test, data.test_labels),
+        "detach_unlabelled": args.detach_unlabelled,
+        "m2_accuracy": accuracy(run.guide.classifier.eval(), test_x, test_y),
         "baseline_accuracy": accuracy(baseline, data.test, data.test_labels),
         "m2_test_elbo": result["elbo"], "m2_test_log_p_xy": result["log_likelihood"],
         "m2_seconds": round(m2_seconds, 1), "baseline_seconds": round(baseline_seconds, 1),
@@ -214,15 +250,37 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _labelled(text: str) -> int | float:
+    """``--labelled``: a count (``100``) or a fraction (``0.1``)."""
+    value = float(text)
+    return int(value) if value > 1 else value
+
+
+PYRO_TUTORIAL = {"dataset": "mnist", "train_size": 50_000, "epochs": 50, "batch_size": 200,
+                 "lr": 4.2e-4, "alpha": 46.0, "activation": "softplus", "grey": True}
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=75)
     parser.add_argument("--out", type=Path, default=None, help="folder for m2_results.json")
     parser.add_argument("--quick", action="store_true", help="digits 8x8, tiny nets, 2 epochs")
+    parser.add_argument("--pyro-tutorial", action="store_true",
+                        help="Pyro's ss-vae settings on the full MNIST: " + ", ".join(
+                            f"{k}={v}" for k, v in PYRO_TUTORIAL.items()))
+    parser.add_argument("--dataset", default="mnist5k", choices=["mnist5k", "mnist", "digits"])
+    parser.add_argument("--data-path", default="../shared/data/mnist")
+    parser.add_argument("--train-size", type=int, default=50_000)
+    parser.add_argument("--grey", action="store_true",
+                        help="keep grey levels, Bernoulli cross-entropy on them (Pyro's ss-vae)")
+    parser.add_argument("--activation", default="relu", choices=list(ACTIVATIONS))
+    parser.add_argument("--detach-unlabelled", action="store_true",
+                        help="control arm: no classifier gradient from the unlabelled term")
     parser.add_argument("--alpha", type=float, default=50.0,
                         help="weight of log q(y|x) per labelled example")
-    parser.add_argument("--labelled", type=float, default=0.1)
+    parser.add_argument("--labelled", type=_labelled, default=0.1,
+                        help="known train labels: a count (100) or a fraction (0.1)")
     parser.add_argument("--latent-dim", type=int, default=50)
     parser.add_argument("--hidden", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -230,8 +288,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline-epochs", type=int, default=100)
     parser.add_argument("--iw-samples", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="keep each seed's run folder here (an interrupted run resumes)")
     args = parser.parse_args(argv)
-    args.dataset = "mnist5k"
+    if args.pyro_tutorial:
+        vars(args).update(PYRO_TUTORIAL)
     if args.quick:
         args.dataset, args.labelled, args.epochs = "digits", 0.2, 2
         args.latent_dim, args.hidden, args.baseline_epochs, args.iw_samples = 8, 64, 20, 10
