@@ -368,6 +368,14 @@ class PyroELBO(Estimator):
             raise PplVaeError(f"{type(elbo).__name__} has no differentiable_loss; use one of "
                               "Trace_ELBO, TraceMeanField_ELBO, TraceGraph_ELBO, TraceEnum_ELBO")
 
+    def check(self, plan: Plan) -> None:
+        """Only Pyro's TraceEnum ELBOs sum enumerated sites; the others would sample them."""
+        if plan.enumerated and not isinstance(self.elbo, TraceEnum_ELBO):
+            raise PplVaeError(
+                f"site(s) {sorted(plan.enumerated)} are marked for enumeration, which "
+                f"{type(self.elbo).__name__} would silently sample; pass "
+                "pyro.infer.TraceEnum_ELBO(max_plate_nesting=...) or use elbo='trace'")
+
     def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
         self.prepare(model, guide, x, inputs)
         if type(self.elbo).__name__.startswith("Jit"):

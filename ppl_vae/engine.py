@@ -16,6 +16,8 @@ import contextlib
 import pyro
 from pyro.nn import PyroModule
 
+from ppl_vae.naming import unwrapped
+
 
 def _local_store(program) -> None:
     """Give a PyroModule made outside the setting the local store Pyro gives one made inside.
@@ -25,6 +27,7 @@ def _local_store(program) -> None:
     Pyro's default needs one before it is called with the setting on. Pyro's
     default mode never reads it.
     """
+    program = unwrapped(program)
     if isinstance(program, PyroModule):
         for module in program.modules():
             context = getattr(module, "_pyro_context", None)

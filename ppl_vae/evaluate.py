@@ -25,7 +25,6 @@ bounds of the pair as trained are reported beside them under ``uncollapsed``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 
@@ -37,6 +36,7 @@ from ppl_vae.chunks import chunks, log_mean_exp
 from ppl_vae.engine import engine_settings
 from ppl_vae.enumeration import enumerated_log_weights
 from ppl_vae.errors import PplVaeError, PplVaeWarning
+from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair
 from ppl_vae.traces import log_weights, particle_traces, per_example, sample_sites, take
 
@@ -47,19 +47,6 @@ def _has_point_mass(guide, x: torch.Tensor, inputs: dict) -> bool:
         trace = poutine.trace(guide).get_trace(x[:1], **take(inputs, slice(0, 1)))
     fns = [site["fn"] for site in sample_sites(trace)]
     return any(isinstance(getattr(fn, "base_dist", fn), dist.Delta) for fn in fns)
-
-
-@contextlib.contextmanager
-def eval_mode(*programs):
-    """Put the ``nn.Module`` programs in eval mode for a while, then restore their modes."""
-    modules = [(p, p.training) for p in programs if isinstance(p, torch.nn.Module)]
-    for module, _ in modules:
-        module.eval()
-    try:
-        yield
-    finally:
-        for module, training in modules:
-            module.train(training)
 
 
 def check_inputs(inputs: dict | None, n: int) -> dict:
@@ -92,7 +79,9 @@ def evaluate(model, guide, x: torch.Tensor, iw_samples: int = 1000, budget: int 
     Returns:
         dict with ``elbo``, ``log_likelihood`` (None for point-mass guides and
         global latents, the reason in ``log_likelihood_note``),
-        ``log_likelihood_se`` (standard error over examples), ``reconstruction``
+        ``log_likelihood_se`` (standard error over examples), ``log_likelihood_of``
+        (what it measures: ``log p(x)``, or ``log p(x, y)`` when a given ``y`` is
+        observed by the model), ``reconstruction``
         (``-E_q log p(x|z)``), ``kl`` (``E_q[log q - log p(z)]``), ``iw_samples``
         and ``n_examples``.
     """
@@ -108,7 +97,7 @@ def evaluate_pair(pair, x: torch.Tensor, iw_samples: int = 1000, budget: int = 8
     if x.shape[0] == 0:
         raise PplVaeError("no examples to evaluate; the test set is empty")
     inputs = check_inputs(inputs, x.shape[0])
-    with engine_settings(pair.model, pair.guide), eval_mode(pair.model, pair.guide):
+    with engine_settings(pair.model, pair.guide), frozen(pair.model, pair.guide):
         if pair.collapsed is None:
             return _evaluate(pair, x, iw_samples, budget, quiet, inputs)
         result = _evaluate(pair.collapsed, x, iw_samples, budget, quiet, inputs)
@@ -135,12 +124,22 @@ def _evaluate(pair, x, iw_samples, budget, quiet, inputs) -> dict:
         "elbo": terms["elbo"].mean().item(),
         "log_likelihood": None if ll is None else ll.mean().item(),
         "log_likelihood_se": None if ll is None or n < 2 else (ll.std() / math.sqrt(n)).item(),
+        "log_likelihood_of": likelihood_of(plan, inputs),
         **({"log_likelihood_note": note} if note else {}),
         "reconstruction": terms["reconstruction"].mean().item(),
         "kl": (-terms["elbo"] - terms["reconstruction"]).mean().item(),
         "iw_samples": iw_samples,
         "n_examples": n,
     }
+
+
+def likelihood_of(plan, inputs: dict) -> str:
+    """What the bounds measure, as a formula: every observed site, given the inputs that are
+    not observed (``log p(x, y)`` when a given label is observed, ``log p(x | c)`` for a
+    conditioning input ``c``)."""
+    observed = [name for name, _ in plan.observed]
+    given = [k for k, v in inputs.items() if v is not None and k not in observed]
+    return f"log p({', '.join(observed)}{' | ' + ', '.join(given) if given else ''})"
 
 
 def _no_likelihood(guide, x, inputs, plan) -> str | None:
@@ -181,10 +180,28 @@ def _particle_chunk(model, guide, x, inputs, k, nesting, plan, n_total) -> dict:
 
 
 def _global_chunk(model, guide, x, inputs, k, nesting, plan, n_total) -> dict:
-    """ELBO terms of a model with global sites: each example carries ``1/N`` of them."""
-    model_trace, guide_trace = particle_traces(model, guide, x, k, nesting, inputs=inputs)
-    local = x.new_zeros(k, x.shape[0])
-    shared = x.new_zeros(())
+    """ELBO terms of a model with global sites: each example carries ``1/N`` of them.
+
+    Particles are drawn one at a time, as Pyro's users write such models: a global
+    draw (``s = pyro.sample("noise", ...)`` outside the plate, then ``Normal(loc, s)``
+    inside) need not broadcast against a particle dimension.
+    """
+    local, elbo, reconstruction = [], 0.0, 0.0
+    for _ in range(k):
+        particle_local, shared, recon = _global_particle(model, guide, x, inputs, nesting, plan)
+        local.append(particle_local)
+        elbo = elbo + particle_local + shared / n_total
+        reconstruction = reconstruction + recon
+    return {"elbo": elbo, "reconstruction": reconstruction,
+            "log_sum_w": torch.logsumexp(torch.stack(local), 0)}
+
+
+def _global_particle(model, guide, x, inputs, nesting, plan) -> tuple:
+    """One particle's per-example terms ``(batch,)``, its global terms (a scalar) and
+    its per-example ``-log p(x | z)``."""
+    model_trace, guide_trace = particle_traces(model, guide, x, 1, nesting, plate_one=False,
+                                               inputs=inputs)
+    local, shared = x.new_zeros(x.shape[0]), x.new_zeros(())
     for trace, sites, sign in ((model_trace, plan.observed + plan.latent, 1.0),
                                (guide_trace, plan.guide, -1.0)):
         for name, dims in sites:
@@ -194,9 +211,8 @@ def _global_chunk(model, guide, x, inputs, k, nesting, plan, n_total) -> dict:
                 shared = shared + sign * (log_prob if site["mask"] is None
                                           else log_prob * site["mask"]).sum()
             else:
-                local = local + sign * per_example(log_prob, site, dims)
+                local = local + sign * per_example(log_prob, site, dims)[0]
     reconstruction = -sum(per_example(model_trace.nodes[name]["fn"].log_prob(
-        model_trace.nodes[name]["value"]), model_trace.nodes[name], dims)
+        model_trace.nodes[name]["value"]), model_trace.nodes[name], dims)[0]
         for name, dims in plan.observed if name not in plan.global_sites)
-    return {"elbo": local.sum(0) + shared / n_total, "reconstruction": reconstruction.sum(0),
-            "log_sum_w": torch.logsumexp(local, 0)}
+    return local, shared, reconstruction

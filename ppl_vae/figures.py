@@ -58,9 +58,10 @@ def attempt(name: str, make, errors: list[dict], what: str = "figure"):
 
 
 @torch.no_grad()
-def observation_mean(model, guide, x: torch.Tensor, condition: dict | None = None,
-                     from_prior: bool = False, inputs: dict | None = None) -> torch.Tensor:
-    """Mean of the observation site, at guide draws, at given latents, or at prior draws.
+def observation_site(model, guide, x: torch.Tensor, condition: dict | None = None,
+                     from_prior: bool = False, inputs: dict | None = None):
+    """The distribution of the observation site, at guide draws, at given latents, or at
+    prior draws.
 
     ``inputs`` (e.g. labels) go to both programs; under ``from_prior`` the
     latents come from the model itself, given those inputs (class-conditional
@@ -74,7 +75,17 @@ def observation_mean(model, guide, x: torch.Tensor, condition: dict | None = Non
     else:
         guide_trace = poutine.trace(guide).get_trace(x, **inputs)
         program = poutine.replay(model, trace=guide_trace)
-    return poutine.trace(program).get_trace(x, **inputs).nodes[OBS_SITE]["fn"].mean
+    return poutine.trace(program).get_trace(x, **inputs).nodes[OBS_SITE]["fn"]
+
+
+def observation_mean(model, guide, x: torch.Tensor, condition: dict | None = None,
+                     from_prior: bool = False, inputs: dict | None = None) -> torch.Tensor:
+    """Mean of :func:`observation_site`, in ``x``'s shape when the model observes ``x``
+    flattened (Pyro's ``x.reshape(-1, 784)``)."""
+    mean = observation_site(model, guide, x, condition, from_prior, inputs).mean
+    if mean.shape != x.shape and mean.numel() == x.numel():
+        mean = mean.reshape(x.shape)
+    return mean
 
 
 def reconstructions(model, guide, x: torch.Tensor, folder: Path,

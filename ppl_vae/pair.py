@@ -34,8 +34,10 @@ import ppl_vae.models  # noqa: F401  (registers the built-in models)
 from ppl_vae.contract import ModelHooks, hook
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
+from ppl_vae.modules import frozen, named_buffers, roots
+from ppl_vae.naming import Names, renamed
 from ppl_vae.registry import GUIDES, MODELS
-from ppl_vae.traces import Plan, collapsed_pair, plan_of, primary_site
+from ppl_vae.traces import Plan, collapsed_pair, particle_traces, plan_of, primary_site
 
 
 @dataclass(eq=False)
@@ -52,6 +54,7 @@ class Pair:
     guide: object
     spec: dict | None = None
     store: dict = field(default_factory=lambda: {"params": {}, "constraints": {}})
+    called: list | None = field(default=None, repr=False)
 
     @contextmanager
     def scope(self):
@@ -59,14 +62,39 @@ class Pair:
         with engine_settings(self.model, self.guide), pyro.get_param_store().scope(self.store):
             yield self
 
-    def check(self, x: torch.Tensor, inputs: dict | None = None) -> None:
-        """Trace the pair once, checked against the contract; creates lazy parameters.
+    @contextmanager
+    def evaluation(self):
+        """:meth:`scope` with every module the pair reaches in eval mode (dropout off,
+        BatchNorm on its running statistics); their modes are restored after."""
+        with self.scope(), frozen(self.model, self.guide):
+            yield self
 
-        Call inside :meth:`scope`. Runs with a forked RNG and validation on; the
-        plan found is the one :meth:`plan` returns from then on.
+    def check(self, x: torch.Tensor, inputs: dict | None = None) -> None:
+        """Trace the pair, checked against the contract; creates lazy parameters.
+
+        Call inside :meth:`scope`. Runs with a forked RNG, validation on and every
+        module in eval mode (no state changes: BatchNorm's statistics stay as they
+        were); the plan found is the one :meth:`plan` returns from then on, and the
+        modules called are remembered (:meth:`reached_modules`).
         """
-        with torch.no_grad(), pyro.validation_enabled(True):
-            self.plan(x, inputs)
+        found: list = []
+        with torch.no_grad(), pyro.validation_enabled(True), \
+                frozen(self.model, self.guide, found=found), _user_errors(x, inputs):
+            nesting, _ = self.plan(x, inputs)
+            if self.called is None:
+                with pyro.poutine.block(), torch.random.fork_rng(devices=[]):
+                    particle_traces(self.model, self.guide, x, 1, nesting, plate_one=False,
+                                    inputs=inputs)
+                self.called = found
+
+    def reached_modules(self) -> dict[str, torch.nn.Module]:
+        """Every module the pair reaches, named (:func:`ppl_vae.modules.roots`): the
+        programs, owners of bound methods, closures, and those called in :meth:`check`."""
+        return roots((self.model, self.guide), self.called or [])
+
+    def named_buffers(self) -> dict[str, torch.Tensor]:
+        """The buffers of :meth:`reached_modules` (BatchNorm statistics, ...), by name."""
+        return named_buffers(self.reached_modules())
 
     def plan(self, x: torch.Tensor, inputs: dict | None = None) -> tuple[int, Plan]:
         """``(plate nesting, Plan)``, found once per pattern of inputs (:func:`~ppl_vae.traces.plan_of`)."""
@@ -112,6 +140,35 @@ class Pair:
         return named
 
 
+@contextmanager
+def _user_errors(x: torch.Tensor, inputs: dict | None):
+    """One line for the two mistakes a Pyro example meets first: a keyword the programs call
+    otherwise, and a network written for flat vectors."""
+    try:
+        yield
+    except TypeError as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise PplVaeError(f"{error}: the programs call this input otherwise; map it, e.g. "
+                          "fit(..., inputs={'ys': 'y'}) (CLI --inputs ys=y; 'y:onehot' for "
+                          "one-hot rows)") from None
+    except RuntimeError as error:
+        if "cannot be multiplied" not in str(error):
+            raise
+        raise PplVaeError(f"a network of the pair cannot take x of shape {tuple(x.shape)} "
+                          f"({str(error).splitlines()[0]}); a network written for flat "
+                          "vectors flattens first: x.reshape(x.shape[0], -1)") from None
+
+
+def with_names(pair: Pair, names: Names) -> Pair:
+    """``pair`` with both programs seen through ``names`` (:mod:`ppl_vae.naming`), recorded
+    in its spec so a run folder rebuilds it; ``pair`` itself when nothing is renamed."""
+    if names.is_contract:
+        return pair
+    spec = None if pair.spec is None else {**pair.spec, "names": names.to_json()}
+    return Pair(renamed(pair.model, names), renamed(pair.guide, names), spec, pair.store)
+
+
 def _split_options(factory, options: dict, fixed: set[str]) -> dict:
     """The subset of ``options`` that ``factory`` accepts (minus the fixed arguments)."""
     accepted = set(inspect.signature(factory).parameters) - fixed
@@ -142,15 +199,22 @@ def import_path(path: str):
 
 
 def importable_path(program) -> tuple[str | None, str]:
-    """``("module:name", "")`` for a module-level function or a no-argument class instance.
+    """``("module:name", "")`` for a module-level function, a no-argument class instance, or
+    a method bound to one (``"module:Class.model"``).
 
     Otherwise ``(None, why)``. Nothing is imported: the module is already loaded.
     """
+    if inspect.ismethod(program):
+        owner, why = importable_path(program.__self__)
+        if owner is None:
+            return None, f"the owner of {program.__name__}(): {why}"
+        return f"{owner}.{program.__name__}", ""
     target = program if inspect.isfunction(program) else type(program)
     module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
     if module in (None, "__main__") or "<" in qualname:
         where = "in __main__" if module == "__main__" else f"'{qualname}', a lambda or closure"
-        return None, f"{type(program).__name__} {where} cannot be imported again"
+        return None, (f"{type(program).__name__} {where} cannot be imported again; define it "
+                      "in an importable module")
     resolved = sys.modules.get(module)
     for part in qualname.split("."):
         resolved = getattr(resolved, part, None)
@@ -165,6 +229,20 @@ def importable_path(program) -> tuple[str | None, str]:
     return f"{module}:{qualname}", ""
 
 
+def _import_program(path: str, owners: dict):
+    """The program ``path`` names: a function, a fresh instance of a class, or a method bound
+    to a fresh instance of its class (one instance per class, shared by model and guide)."""
+    module_name, _, qualname = path.partition(":")
+    obj = import_path(path)
+    if isinstance(obj, type):
+        return owners.setdefault(path, obj())
+    owner_name, _, method = qualname.rpartition(".")
+    owner_path = f"{module_name}:{owner_name}"
+    if owner_name and isinstance(import_path(owner_path), type):
+        return getattr(owners.setdefault(owner_path, import_path(owner_path)()), method)
+    return obj
+
+
 def objects_spec(model, guide, event_shape) -> dict:
     """The spec of a pair handed to ``fit`` directly: importable paths, or why not."""
     (model_path, why_model), (guide_path, why_guide) = importable_path(model), \
@@ -177,10 +255,24 @@ def objects_spec(model, guide, event_shape) -> dict:
 
 
 def _from_factory(path: str, data, options: dict) -> Pair:
-    """Call the user factory ``path`` as ``factory(data, **options)``."""
+    """Call the user factory ``path`` as ``factory(data, **options)``; a class with ``model``
+    and ``guide`` methods (Pyro's examples) is built as ``Class(**options)``."""
     if data is None:
         raise PplVaeError(f"the factory '{path}' takes the dataset: pass data=")
-    built = import_path(path)(data, **options)
+    factory = import_path(path)
+    if isinstance(factory, type):
+        if not (hasattr(factory, "model") and hasattr(factory, "guide")):
+            raise PplVaeError(f"--model takes a factory 'package.module:make_pair' (called as "
+                              f"make_pair(data, **options), returning (model, guide)) or a class "
+                              f"with model and guide methods; '{path}' is a class without them")
+        try:
+            owner = factory(**options)
+        except TypeError as error:
+            raise PplVaeError(f"cannot build {path}({', '.join(options)}): {error}; give only "
+                              "the options its constructor takes") from None
+        built = (owner.model, owner.guide)
+    else:
+        built = factory(data, **options)
     if isinstance(built, Pair):
         pair = Pair(built.model, built.guide, store=built.store)
     elif isinstance(built, tuple) and len(built) == 2:
@@ -256,6 +348,6 @@ def rebuild(spec: dict | None, folder, data=None, trust_code: bool = False) -> P
                           "give the model again (--model / model= and guide=)")
     if source == "factory":
         return _from_factory(spec["model"], data, spec["options"])
-    model, guide = (import_path(path) for path in (spec["model"], spec["guide"]))
-    model, guide = (p() if isinstance(p, type) else p for p in (model, guide))
+    owners: dict = {}
+    model, guide = (_import_program(path, owners) for path in (spec["model"], spec["guide"]))
     return Pair(model, guide, spec)

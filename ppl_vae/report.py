@@ -32,7 +32,7 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
     test, inputs = data.test[:examples], run.test_inputs(data, examples)
     evaluation = run.evaluate(test, inputs=inputs, iw_samples=iw_samples, quiet=quiet)
     figure_errors, hook_errors = [], []
-    with run.pair.scope():
+    with run.pair.evaluation():
         x = test.to(run.device)
         moments = posterior_moments(run.model, run.guide, x, inputs=inputs)
         latents = latent_statistics(run.model, run.guide, x, moments=moments)
@@ -102,7 +102,8 @@ def _evaluation_rows(evaluation: dict) -> list[str]:
                 f"| regulariser -log p(code(x)) | {_fmt(evaluation['kl'])} |",
                 "| log-likelihood | n/a: a point-mass guide has no density, so no bound |"]
     return [f"| ELBO | {_fmt(evaluation['elbo'])} |",
-            f"| IS log-likelihood log p(x) | {_fmt(evaluation['log_likelihood'])} "
+            f"| IS log-likelihood {evaluation.get('log_likelihood_of', 'log p(x)')} | "
+            f"{_fmt(evaluation['log_likelihood'])} "
             f"{evaluation.get('log_likelihood_note', '')}|",
             f"| reconstruction -E_q log p(x given z) | {_fmt(evaluation['reconstruction'])} |",
             f"| KL(q(z given x) ‖ p(z)) | {_fmt(evaluation['kl'])} |"]

@@ -322,7 +322,7 @@ def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[
     inputs = inputs or {}
     nesting = max_plate_nesting(model, guide, x, inputs)
     with torch.random.fork_rng(devices=[]):
-        traces = particle_traces(model, guide, x, 1, nesting, inputs=inputs)
+        traces = particle_traces(model, guide, x, 1, nesting, plate_one=False, inputs=inputs)
         plan = make_plan(*traces, vectorized=_runs_vectorized(model, guide, x, nesting, inputs))
     return nesting, plan
 
@@ -373,13 +373,15 @@ def per_example(value: torch.Tensor, site: dict, sum_dims: tuple) -> torch.Tenso
     """Reduce a tensor of ``site``'s batch shape to ``(K, batch)``, mask applied.
 
     After summing ``sum_dims`` only the particle and data dims can be larger
-    than 1, so the result is a reshape to ``(-1, size of the data plate)``.
+    than 1, so the result is a reshape to ``(-1, size of the data plate)``; an
+    unsized plate (``pyro.plate("data")``, size -1) takes its size from the value.
     """
     if site["mask"] is not None:
         value = value * site["mask"]
     if sum_dims:
         value = value.sum(sum_dims, keepdim=True)
-    batch = next(f.size for f in site["cond_indep_stack"] if f.name == DATA_PLATE)
+    frame = next(f for f in site["cond_indep_stack"] if f.name == DATA_PLATE)
+    batch = frame.size if frame.size > 0 else value.shape[frame.dim]  # pyro.plate("data")
     return value.reshape(-1, batch)
 
 
@@ -442,7 +444,7 @@ def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
         return LogWeights(*(torch.cat([getattr(p, k) for p in parts])
                             for k in ("log_likelihood", "log_prior", "log_guide")))
     model_trace, guide_trace = particle_traces(model, guide, x, num_particles, nesting,
-                                               inputs=inputs)
+                                               plate_one=False, inputs=inputs)
     shape = (num_particles, x.shape[0])
 
     def total(trace, sites):

@@ -38,8 +38,9 @@ from ppl_vae.elbo import RenyiBound, as_estimator
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import evaluate_pair
 from ppl_vae.mixed_precision import MixedPrecision
+from ppl_vae.naming import parse_inputs
 from ppl_vae.objective import batch_loss
-from ppl_vae.pair import Pair, objects_spec
+from ppl_vae.pair import Pair, objects_spec, with_names
 from ppl_vae.runs import Run, RunConfig, load_parameters
 from ppl_vae.schedules import DivergenceGuard, TrainingDiverged
 from ppl_vae.traces import take
@@ -70,7 +71,8 @@ def fit(model, guide, data, *, elbo="trace", particles: int | None = None,
         precision: str = "fp32", out=None, resume: bool = False, overwrite: bool = False,
         quiet: bool = False, checkpoint_every: int = 0, sync_every: int = 50,
         detect_anomaly: bool = False, report: bool = True, iw_samples: int = 100,
-        eval_examples: int | None = None, pair: Pair | None = None) -> Run:
+        eval_examples: int | None = None, pair: Pair | None = None, observe: str = "x",
+        plate: str = "data") -> Run:
     """Train ``model``/``guide`` on ``data.train`` with SVI; see the module docstring.
 
     Args:
@@ -82,8 +84,12 @@ def fit(model, guide, data, *, elbo="trace", particles: int | None = None,
             or a callable ``loss(model, guide, x, **inputs)`` summed over the batch.
         particles, alpha: estimator settings (``None``: the estimator's default).
         inputs: names of dataset inputs passed to both programs as keywords
-            (``["y"]``: ``model(x, y=batch_y)``); examples whose value is unknown
-            (``data.known``) get ``y=None``.
+            (``["y"]``: ``model(x, y=batch_y)``), or ``{keyword: "field"}`` when the
+            programs call it otherwise (``{"ys": "y:onehot"}``: ``model(x, ys=onehot)``,
+            :mod:`ppl_vae.naming`); examples whose value is unknown (``data.known``)
+            get ``None``.
+        observe, plate: the programs' names for the observed site and the
+            per-example plate, when not the contract's ``"x"`` and ``"data"``.
         epochs, batch_size, lr, seed: the usual; Adam over every parameter. Under
             torchrun, ``batch_size`` is the global batch, split across processes.
         lr_schedule, lr_step_epochs, lr_gamma: ``constant``, ``cosine`` over the
@@ -120,11 +126,13 @@ def fit(model, guide, data, *, elbo="trace", particles: int | None = None,
     _check_dataset(data)
     pair = pair or Pair(model, guide, hook(model, ModelHooks, "ppl_vae_spec")
                         or objects_spec(model, guide, data.event_shape))
+    names = parse_inputs(inputs or (), observe, plate, data)
+    pair = with_names(pair, names)
     estimator = as_estimator(elbo, particles, alpha)
     if warmup_steps and isinstance(estimator, RenyiBound):
         raise PplVaeError(f"KL warm-up scales the latent sites, which the {estimator.name} bound "
                           "does not allow; use --elbo trace or meanfield for a warm-up")
-    names = _check_input_names(inputs, data)
+    names = _check_input_names(names.fields(), data)
     world, device = distributed.setup(resolve_device(device))
     if device.type == "cpu":
         speedups.keep_freed_memory()
@@ -190,6 +198,7 @@ def fit(model, guide, data, *, elbo="trace", particles: int | None = None,
             if folder is not None and world.is_main:
                 runs.save_checkpoint(folder, {
                     **state, "params": {k: v.detach().cpu() for k, v in params.items()},
+                    "buffers": {k: v.detach().cpu() for k, v in pair.named_buffers().items()},
                     "optimizer": optimizer.state_dict(), "rng": rng,
                     "scheduler": None if scheduler is None else scheduler.state_dict()}, name)
 
@@ -269,6 +278,17 @@ def fit(model, guide, data, *, elbo="trace", particles: int | None = None,
     return run
 
 
+GLOBAL_EPOCH_PARTICLES = 16
+
+
+def _epoch_particles(pair: Pair, x, inputs: dict) -> int:
+    """Particles of the per-epoch test ELBO: one per example averages out over the test set,
+    but a global latent's single draw is shared by every example (its noise does not
+    average), so such a pair gets :data:`GLOBAL_EPOCH_PARTICLES`."""
+    _, plan = pair.plan(x[:1], take(inputs, slice(0, 1)))
+    return GLOBAL_EPOCH_PARTICLES if plan.global_sites else 1
+
+
 def _sync(state, guard, bar, epoch, done, global_step, log_every, optimizer, scale,
           steps_per_epoch, epochs) -> None:
     """The one host read of a window: divergence guard, step log, progress bar."""
@@ -290,8 +310,8 @@ def _end_epoch(state, world, pair, test_x, test_in, steps_per_epoch, batch_size,
     """Test ELBO, metrics line, early stopping and the epoch's checkpoint."""
     epoch = state["epoch"]
     objective = -world.mean(state["running"]).item() / steps_per_epoch
-    test_elbo = evaluate_pair(pair, test_x, iw_samples=1, inputs=test_in)["elbo"] \
-        if world.is_main else None
+    test_elbo = evaluate_pair(pair, test_x, iw_samples=_epoch_particles(pair, test_x, test_in),
+                              inputs=test_in)["elbo"] if world.is_main else None
     if world.is_main:
         guard.check_value(-test_elbo, f"after epoch {epoch + 1}", optimizer.param_groups[0]["lr"],
                           "the negative test ELBO")
@@ -371,7 +391,7 @@ def _resident_data(pair: Pair, data, device) -> tuple[Storage, Storage, bool]:
 def _restore(folder, pair, optimizer, scheduler, generator, world, device, state: dict) -> dict:
     """Parameters, optimizer, schedule, RNG and position from the run folder's checkpoint."""
     saved = runs.load_checkpoint(folder, map_location=device)
-    load_parameters(pair, saved["params"], device)
+    load_parameters(pair, saved["params"], device, buffers=saved.get("buffers"))
     optimizer.load_state_dict(saved["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(saved["scheduler"])

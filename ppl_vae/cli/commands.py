@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pyro
 import torch
 
 from ppl_vae.errors import PplVaeError
@@ -32,7 +33,10 @@ def _load(args, device: str = "cpu"):
 
     config = read_config(args.run)
     if config.get("data") is None:
-        raise PplVaeError(f"{args.run} was trained on user data; evaluate it from Python")
+        raise PplVaeError(f"{args.run} was trained on data held in memory (from_tensors), which "
+                          "the CLI cannot load again; evaluate it from Python "
+                          "(ppl_vae.load_run(RUN).evaluate(x)), or save the arrays as .npz and "
+                          "train with --data array --data-path FILE to use the CLI")
     data = load_data(config["data"])
     run = load_run(args.run, device=device, data=data, trust_code=trusts_code(args, config))
     return run, data
@@ -50,10 +54,11 @@ def cmd_evaluate(args) -> None:
     run, data = _load(args, args.device)
     x = data.test[: args.n_examples] if args.n_examples else data.test
     inputs = run.test_inputs(data, args.n_examples)
+    pyro.set_rng_seed(args.seed)
     result = run.evaluate(x, inputs=inputs, iw_samples=args.iw_samples, quiet=args.quiet)
     if args.elbo:
         estimator = make_elbo(args.elbo, args.particles, args.alpha)
-        with run.pair.scope(), torch.no_grad():
+        with run.pair.evaluation(), torch.no_grad():
             losses = [batch_loss(estimator, run.model, run.guide, x[i:i + 256].to(run.device),
                                  {k: v[i:i + 256] for k, v in inputs.items()}, {}, x.shape[0])
                       * x[i:i + 256].shape[0] for i in range(0, x.shape[0], 256)]
@@ -117,9 +122,10 @@ def cmd_sample(args) -> None:
     torch.manual_seed(args.seed)
     inputs, rows, row_labels, title = _sample_inputs(run, data, args.n)
     count = next(iter(inputs.values())).shape[0] if inputs else args.n
-    dummy = data.test[:1].to(run.device).expand(count, *data.test.shape[1:])
-    with run.pair.scope():
-        images = observation_mean(run.model, run.guide, dummy, from_prior=True, inputs=inputs)
+    test = data.test[:count]  # as x: a model conditioning on part of x reads it
+    given = test[torch.arange(count) % test.shape[0]].to(run.device)
+    with run.pair.evaluation():
+        images = observation_mean(run.model, run.guide, given, from_prior=True, inputs=inputs)
     if not image_grid(images, out, rows, title, row_labels):
         raise PplVaeError("this run's examples are not images; nothing to draw")
     print(out)

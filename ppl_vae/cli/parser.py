@@ -204,8 +204,13 @@ def _add_training_flags(train: argparse.ArgumentParser) -> None:
     setting("--precision", "fp32, or bf16: networks in bfloat16, densities in float32",
             choices=["fp32", "bf16"])
     group.add_argument("--inputs", default=None, help="dataset inputs passed to model and "
-                       "guide as keywords, comma-separated (y: labels, model(x, y=...)) "
-                       "(default: none)")
+                       "guide as keywords, comma-separated (y: labels, model(x, y=...)); "
+                       "keyword=field[:onehot] when the programs call it otherwise "
+                       "(ys=y:onehot: model(x, ys=one-hot labels)) (default: none)")
+    group.add_argument("--observe", default=None, help="the model's observed sample site, "
+                       "when not 'x' (Pyro's examples: obs)")
+    group.add_argument("--plate", default=None, help="the per-example plate of model and "
+                       "guide, when not 'data' (e.g. documents)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n-examples", type=int, default=None,
                           help="the first this many test examples (default: all)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="seeds the importance samples (default: 0)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_user_code_flags(evaluate)
 

@@ -25,7 +25,10 @@ def cmd_train(args) -> None:
     if not args.quiet and distributed.is_main_process():
         print(f"training {pair.spec['model']} / {pair.spec['guide']} on {data.describe()}",
               file=sys.stderr)
+    names = spec.get("names") or {}  # a resumed run's own, unless given again
     run = fit(pair.model, pair.guide, data, **estimator, **settings, inputs=inputs,
+              observe=args.observe or names.get("observe", "x"),
+              plate=args.plate or names.get("plate", "data"),
               device=args.device, out=args.out, resume=args.resume, overwrite=args.overwrite,
               quiet=args.quiet, checkpoint_every=args.checkpoint_every,
               detect_anomaly=args.detect_anomaly, iw_samples=args.iw_samples,
@@ -35,8 +38,22 @@ def cmd_train(args) -> None:
         print(json.dumps({"run": str(run.path), **named_for_guide(run.report["evaluation"])}))
 
 
-def _input_names(text: str) -> list[str]:
-    return [name for name in text.split(",") if name]
+def _input_names(text: str) -> list[str] | dict[str, str]:
+    """``--inputs y`` -> ``["y"]``; ``--inputs ys=y:onehot`` -> ``{"ys": "y:onehot"}``."""
+    parts = [part for part in text.split(",") if part]
+    if not any("=" in part or ":" in part for part in parts):
+        return parts
+    return {keyword: target or keyword for keyword, _, target in
+            (part.partition("=") for part in parts)}
+
+
+def _stored_inputs(spec: dict, stored_inputs: dict) -> list[str] | dict[str, str]:
+    """The ``inputs`` a stored run was trained with, renamed keywords included."""
+    keywords = (spec.get("names") or {}).get("keywords")
+    if not keywords:
+        return list(stored_inputs)
+    return {k: field + (f":{transform}" if transform else "")
+            for k, (field, transform, _) in keywords.items()}
 
 
 def _new_request(args) -> tuple[dict, object, dict, dict, list[str]]:
@@ -107,7 +124,8 @@ def _resume_request(args) -> tuple[dict, object, dict, dict, list[str]]:
                           "--out")
     settings = {k: sections[section].get(k, default)
                 for k, (section, default) in TRAIN_SETTINGS.items()}
-    inputs = list(stored.inputs) if args.inputs is None else _input_names(args.inputs)
+    inputs = _stored_inputs(spec, stored.inputs) if args.inputs is None \
+        else _input_names(args.inputs)
     return spec, data, {"elbo": estimator}, settings, inputs
 
 

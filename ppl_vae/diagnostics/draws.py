@@ -47,7 +47,7 @@ from pyro.poutine.util import site_is_subsample
 
 from ppl_vae.chunks import chunks
 from ppl_vae.errors import PplVaeError
-from ppl_vae.evaluate import eval_mode
+from ppl_vae.modules import frozen
 from ppl_vae.traces import (
     DATA_PLATE,
     PARTICLE_PLATE,
@@ -178,7 +178,7 @@ def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int 
     if draws < 2:
         raise PplVaeError(f"--draws must be at least 2, got {draws}")
     inputs = inputs or {}
-    with eval_mode(model, guide):
+    with frozen(model, guide):
         nesting, plan = prepare_draws(model, guide, x, inputs)
         blocks = []
         for rows, counts in chunks(x.shape[0], draws, budget, "guide draws", quiet):

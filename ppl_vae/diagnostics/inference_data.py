@@ -42,9 +42,11 @@ ENGINE = "h5netcdf"  # a dependency of arviz 0.2x: nothing more to install
 
 
 def _site_dims(name: str, shape: tuple, primary: str) -> list[str]:
-    """Names of a site's latent dimensions (after ``draw`` and ``example``)."""
+    """Names of a site's latent dimensions (after ``draw`` and ``example``): ``latent`` for
+    the primary site's one dimension (``latent_dim`` when the site itself is called
+    ``latent``, as in Pyro's VAE: a variable and a dimension cannot share a name)."""
     if name == primary and len(shape) == 1:
-        return ["latent"]
+        return ["latent_dim" if name == "latent" else "latent"]
     return [f"{name}_dim_{i}" for i in range(len(shape))]
 
 

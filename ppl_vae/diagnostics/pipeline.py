@@ -50,9 +50,10 @@ from ppl_vae.diagnostics.inference_data import (
 from ppl_vae.diagnostics.psis import pareto_k, summarize_k
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
-from ppl_vae.evaluate import check_inputs, eval_mode
+from ppl_vae.evaluate import check_inputs
 from ppl_vae.figures import diagnostic_figures
 from ppl_vae.latents import latent_statistics, mean_representation, posterior_moments
+from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair
 from ppl_vae.report import diagnostics_markdown, hook_numbers, write_report
 from ppl_vae.traces import take
@@ -167,7 +168,7 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
     scope = pair.scope() if pair is not None else engine_settings(model, guide)
     pair = pair or Pair(model, guide)
     progress = _Progress(quiet)
-    with scope, eval_mode(model, guide), torch.no_grad():
+    with scope, frozen(model, guide), torch.no_grad():
         device = pair.device
         x_all = data.test.to(device)
         given = {k: None if v is None else v.to(device) for k, v in inputs.items()}
