@@ -42,6 +42,7 @@ from torch.distributions import kl_divergence
 from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
 from ppl_vae.gradient_estimators import bound_and_surrogate
+from ppl_vae.naming import program_inputs
 from ppl_vae.registry import ELBOS
 from ppl_vae.traces import (
     Plan,
@@ -412,7 +413,8 @@ class PyroELBO(Estimator):
 
 
 class CallableLoss(Estimator):
-    """A user's ``loss(model, guide, x, **inputs)``, summed over the batch like Pyro's."""
+    """A user's ``loss(model, guide, x, **inputs)``, summed over the batch like Pyro's; the
+    inputs come under the programs' own keywords (``fit(inputs={"ys": "y:onehot"})``: ``ys=``)."""
 
     def __init__(self, loss):
         super().__init__(1)
@@ -421,4 +423,4 @@ class CallableLoss(Estimator):
 
     def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
         self.prepare(model, guide, x, inputs)
-        return self.loss(model, guide, x, **inputs) / x.shape[0]
+        return self.loss(model, guide, x, **program_inputs(model, inputs)) / x.shape[0]

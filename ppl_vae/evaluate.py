@@ -137,7 +137,7 @@ def likelihood_of(plan, inputs: dict) -> str:
     """What the bounds measure, as a formula: every observed site, given the inputs that are
     not observed (``log p(x, y)`` when a given label is observed, ``log p(x | c)`` for a
     conditioning input ``c``)."""
-    observed = [name for name, _ in plan.observed]
+    observed = sorted((name for name, _ in plan.observed), key=lambda name: name != "x")
     given = [k for k, v in inputs.items() if v is not None and k not in observed]
     return f"log p({', '.join(observed)}{' | ' + ', '.join(given) if given else ''})"
 

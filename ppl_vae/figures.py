@@ -93,6 +93,8 @@ def reconstructions(model, guide, x: torch.Tensor, folder: Path,
     """Inputs (top) over the means of ``p(x | z)`` at ``z ~ q(z | x)`` (bottom)."""
     path = folder / "reconstructions.png"
     recon = observation_mean(model, guide, x, inputs=inputs)
+    if recon.shape != x.shape:  # the model observes a part of x (a mask): no image to pair
+        return None
     ok = image_grid(torch.cat([x, recon]), path, 2, "inputs (top), reconstructions (bottom)")
     return path.name if ok else None
 
@@ -191,6 +193,8 @@ def worst_khat(model, guide, x: torch.Tensor, khat_values: np.ndarray, test_inde
     reconstructions (bottom)."""
     worst = [int(i) for i in np.argsort(-np.nan_to_num(khat_values, nan=np.inf))[:n]]
     recon = observation_mean(model, guide, x[worst], inputs=take(inputs or {}, worst))
+    if recon.shape != x[worst].shape:  # the model observes a part of x: no image to pair
+        return None
     labels = [f"#{int(test_index[i])}\nk̂ {khat_values[i]:.2f}" for i in worst]
     path = folder / "worst_khat.png"
     ok = image_grid(torch.cat([x[worst], recon]), path, 2,

@@ -21,6 +21,7 @@ buffer) of the modules found, so checkpoints keep them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 
 import torch
@@ -34,7 +35,7 @@ def static_roots(*programs) -> dict[str, nn.Module]:
 
     A program that is a module is named by its role; the owner of a bound method
     ``<role>_owner`` (``owner`` when model and guide share it); modules in a
-    function's closure ``<role>_closure<i>``. The roles are ``model``, ``guide``
+    function's closure, or a ``functools.partial``'s arguments, ``<role>_closure<i>``. The roles are ``model``, ``guide``
     (then ``program<i>`` for more programs).
     """
     found: dict[str, nn.Module] = {}
@@ -49,6 +50,8 @@ def static_roots(*programs) -> dict[str, nn.Module]:
         function = program.__func__ if inspect.ismethod(program) else program
         cells = getattr(function, "__closure__", None) or ()
         held = [c.cell_contents for c in cells if _filled(c)]
+        if isinstance(program, functools.partial):  # a decorated method: the owner is an arg
+            held += [*program.args, *program.keywords.values()]
         for i, module in enumerate(m for m in held if isinstance(m, nn.Module)):
             found[f"{role}_closure{i}"] = module
     owners = [k for k in found if k.endswith("_owner")]

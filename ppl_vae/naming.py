@@ -106,19 +106,29 @@ class Renamed:
         self.program, self.names = program, names
 
     def __call__(self, x, **inputs):
-        given = {}
-        for keyword, (name, transform, classes) in self.names.keywords.items():
-            value = inputs.pop(name, None)
-            if transform == "onehot" and value is not None:
-                value = F.one_hot(value, classes).to(x.dtype)
-            given[keyword] = value
         with _Rename(self.names):
-            return self.program(x, **inputs, **given)
+            return self.program(x, **self.keyword_inputs(inputs, x.dtype))
+
+    def keyword_inputs(self, inputs: dict, dtype=torch.float32) -> dict:
+        """Dataset fields as the program's keywords (a keyword already given stays as is)."""
+        inputs = dict(inputs)
+        for keyword, (name, transform, classes) in self.names.keywords.items():
+            value = inputs.pop(name, None) if keyword != name or keyword in inputs else None
+            if transform == "onehot" and value is not None and not value.is_floating_point():
+                value = F.one_hot(value, classes).to(dtype)
+            inputs.setdefault(keyword, value)
+        return inputs
 
     def __getattr__(self, name):
         if name in ("program", "names"):
             raise AttributeError(name)
         return getattr(self.program, name)
+
+
+def program_inputs(program, inputs: dict) -> dict:
+    """``inputs`` (dataset fields) under the keywords ``program`` itself takes: what a user's
+    loss callable is handed, so it can call the programs (and its own) as written."""
+    return program.keyword_inputs(inputs) if isinstance(program, Renamed) else inputs
 
 
 def renamed(program, names: Names):

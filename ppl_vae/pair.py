@@ -55,12 +55,25 @@ class Pair:
     spec: dict | None = None
     store: dict = field(default_factory=lambda: {"params": {}, "constraints": {}})
     called: list | None = field(default=None, repr=False)
+    _in_scope: bool = field(default=False, init=False, repr=False)
 
     @contextmanager
     def scope(self):
-        """The engine's settings, with this pair's parameters as Pyro's param store, for a while."""
-        with engine_settings(self.model, self.guide), pyro.get_param_store().scope(self.store):
+        """The engine's settings, with this pair's parameters as Pyro's param store, for a while.
+
+        Re-entrant: inside it, Pyro's live store holds parameters that ``store`` receives
+        only on leaving, so a nested call keeps the live one.
+        """
+        if self._in_scope:
             yield self
+            return
+        self._in_scope = True
+        try:
+            with engine_settings(self.model, self.guide), \
+                    pyro.get_param_store().scope(self.store):
+                yield self
+        finally:
+            self._in_scope = False
 
     @contextmanager
     def evaluation(self):
@@ -204,6 +217,10 @@ def importable_path(program) -> tuple[str | None, str]:
 
     Otherwise ``(None, why)``. Nothing is imported: the module is already loaded.
     """
+    if isinstance(program, functools.partial):
+        return None, ("a functools.partial (a decorated method, config_enumerate(...)) cannot "
+                      "be named again; mark the sites inside the program, or pass model= and "
+                      "guide= to load_run")
     if inspect.ismethod(program):
         owner, why = importable_path(program.__self__)
         if owner is None:

@@ -309,7 +309,7 @@ class Run:
     def sample(self, n: int, inputs: dict | None = None, x: torch.Tensor | None = None,
                mean: bool = True) -> torch.Tensor:
         """``n`` draws from the model: ``z ~ p(z)``, then the mean of ``p(x | z)`` (or, with
-        ``mean=False``, a draw of ``x``), in eval mode.
+        ``mean=False``, a draw of ``x``), in eval mode, shaped like the data's examples.
 
         Args:
             n: how many.
@@ -327,7 +327,8 @@ class Run:
         inputs = {k: None if v is None else v.to(self.device) for k, v in (inputs or {}).items()}
         with self.pair.evaluation(), torch.no_grad():
             site = observation_site(self.model, self.guide, x, from_prior=True, inputs=inputs)
-            return site.mean if mean else site.sample()
+            values = site.mean if mean else site.sample()
+        return values.reshape(x.shape) if values.numel() == x.numel() else values
 
     def evaluate(self, x: torch.Tensor, inputs: dict | None = None, **options) -> dict:
         """:func:`ppl_vae.evaluate` inside this pair's parameter scope."""

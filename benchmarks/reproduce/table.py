@@ -1,0 +1,101 @@
+"""``benchmarks/reproduce/table.md``: every row's published number beside ours.
+
+Reads the raw JSON the row scripts write under ``benchmarks/results/reproduce/<row>/
+<budget>/`` and prints one markdown table (publication, setting, published, ours as
+mean ± sd over seeds or label draws, budget, wall time, command). Rows with no results
+say so and give the command that would produce them::
+
+    python benchmarks/reproduce/table.py            # writes benchmarks/reproduce/table.md
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+RESULTS = Path("benchmarks/results/reproduce")
+TABLE = Path("benchmarks/reproduce/table.md")
+M2_PUBLISHED = {100: (0.932, 0.771), 600: (0.944, 0.872), 1000: (0.949, 0.886),
+                3000: (0.958, 0.911)}  # Pyro's ss-vae tutorial: M2, classifier alone
+BETA_VAE_PUBLISHED = {1.0: "BetaVAE 61.58 % (Higgins, VAE)",
+                      4.0: "BetaVAE 99.23 % (Higgins); Locatello: BetaVAE 0.7–0.9, "
+                           "FactorVAE 0.5–0.8, MIG 0.05–0.35"}
+NOT_RUN = [
+    ("pythae (VAE, Rezende & Mohamed)", "784-400-40 ReLU, fixed-binarized MNIST, batch 100, "
+     "500 epochs, lr 1e-4 MultiStepLR", "NLL 89.78 (89.9)"),
+    ("IWAE-tensorflow / Burda et al. 2016", "1-layer net, k = 1 / 5 (400k steps); Table 1 at "
+     "3,280 epochs", "NLL 90.26 / 88.49; 86.76 / 85.54 (k = 5) / 84.78 (k = 50)"),
+    ("NGVAE seed table", "shapes 64×64 full grid, as the β-VAE row", "Entropy 2.3, "
+     "Decorrelation 14.3, FactorVAE 0.68, Information 7"),
+]
+
+
+def _records(row: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((RESULTS / row).glob("*/*.json"))]
+
+
+def _cell(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "n/a"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f} (n = {len(values)})"
+
+
+def m2_rows(records: list[dict]) -> list[str]:
+    """One line per (budget, labels, arm): M2 accuracy, and the classifier alone."""
+    lines = []
+    keys = sorted({(r["budget"], r["labels"], r["arm"]) for r in records})
+    for budget, labels, arm in keys:
+        runs = [r for r in records if (r["budget"], r["labels"], r["arm"]) == (budget, labels,
+                                                                               arm)]
+        m2, alone = M2_PUBLISHED.get(labels, (None, None))
+        minutes = sum(r["m2_seconds"] for r in runs) / len(runs) / 60
+        lines.append(
+            f"| Pyro ss-vae tutorial (M2) | {labels} labels, {arm}, label draws "
+            f"{sorted(r['seed'] for r in runs)} | accuracy {m2} (classifier alone {alone}) | "
+            f"{_cell([r['m2_accuracy'] for r in runs])} (classifier alone "
+            f"{_cell([r['baseline_accuracy'] for r in runs])}) | {runs[0]['epochs']} epochs, "
+            f"{runs[0]['steps']} steps ({budget}) | {minutes:.0f} min a run | "
+            f"`{runs[0]['command']}` |")
+    return lines
+
+
+def beta_vae_rows(records: list[dict]) -> list[str]:
+    """One line per (budget, β): BetaVAE (5 and 4 factors), FactorVAE, MIG."""
+    lines = []
+    for budget, beta in sorted({(r["budget"], r["beta"]) for r in records}):
+        runs = [r for r in records if (r["budget"], r["beta"]) == (budget, beta)]
+        minutes = sum(r["seconds_total"] for r in runs) / len(runs) / 60
+        ours = (f"BetaVAE {_cell([r['beta_vae_all'] for r in runs])} (Higgins' 4 factors "
+                f"{_cell([r['beta_vae_higgins'] for r in runs])}), FactorVAE "
+                f"{_cell([r['factor_vae'] for r in runs])}, MIG {_cell([r['mig'] for r in runs])}"
+                f", test ELBO {_cell([r['test_elbo'] for r in runs], 1)}")
+        lines.append(f"| Higgins et al. 2017 / Locatello et al. 2019 | β = {beta:g}, shapes 64×64 "
+                     f"all 737,280, seeds {sorted(r['seed'] for r in runs)} | "
+                     f"{BETA_VAE_PUBLISHED.get(beta, 'n/a')} | {ours} | {runs[0]['epochs']} "
+                     f"epochs, {runs[0]['steps']} steps ({budget}) | {minutes:.0f} min a run | "
+                     f"`{runs[0]['command']}` |")
+    return lines
+
+
+def main() -> int:
+    lines = ["| publication | setting | published | ours (mean ± sd) | budget | wall time "
+             "(1 CPU thread) | command |", "|---|---|---|---|---|---|---|"]
+    lines += m2_rows(_records("m2")) or ["| Pyro ss-vae tutorial (M2) | | 0.932 / 0.958 | not "
+                                         "run yet | | | `python benchmarks/reproduce/m2.py` |"]
+    lines += beta_vae_rows(_records("beta_vae")) or [
+        "| Higgins et al. 2017 | β = 1, 4 | 61.58 % / 99.23 % | not run yet | | | "
+        "`python benchmarks/reproduce/beta_vae.py` |"]
+    for publication, setting, published in NOT_RUN:
+        lines.append(f"| {publication} | {setting} | {published} | not run: no script yet "
+                     "(needs the options of issue 27, after the redesign) | | | |")
+    text = "\n".join(lines) + "\n"
+    TABLE.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
