@@ -194,6 +194,14 @@ class _StructuredPrecisionNormal(TorchDistribution):
     def mode(self) -> Tensor:
         return self.loc
 
+    @property
+    def covariance_matrix(self) -> Tensor:
+        """``Σ = L⁻ᵀ L⁻¹``, dense ``batch + (k, k)``, for statistics only (O(k²) memory)."""
+        k = self.event_shape[0]
+        eye = torch.eye(k, dtype=self.loc.dtype, device=self.loc.device)
+        inverse = self._solve_lower(eye.expand(self.batch_shape + (k, k)))
+        return inverse.transpose(-1, -2) @ inverse
+
     def transform_noise(self, eps: Tensor) -> Tensor:
         """The reparameterisation ``z = μ + L⁻ᵀ ε``; ``eps`` has shape ``(..., *batch, k)``."""
         return self.loc + self._solve_upper(eps)

@@ -17,22 +17,42 @@ moments are the Student-t marginal's, ``b/(a-1)``, not one λ draw's:
   ``√K / (mean |ρ| · √(K(K-1)))`` roughly), computed over active units only,
   since a collapsed unit's correlations are noise;
 - the *aggregate posterior* ``q(z) = E_x q(z | x)`` and two statistics of it, the
-  seed's (NGVAE slides) "Entropy" and "Decorrelation" (:func:`aggregate_covariance`,
-  :func:`variance_entropy`, :func:`aggregate_decorrelation`);
+  seed's (NGVAE slides) "Entropy" and "Decorrelation" (:func:`aggregate_covariance`
+  with the full within-example covariance, :func:`variance_entropy`,
+  :func:`aggregate_decorrelation` over the active dimensions), and the decorrelation of
+  one sampled z per example with its noise ceiling (:func:`sampled_decorrelation`).
+  With an N(0, 1) prior every dimension's aggregate variance stays near 1 (spread of
+  the means, or posterior variance), so the entropy sits near ``log K`` for any such
+  model by construction;
 - the PCA spectrum of the posterior means (:func:`pca_spectrum`).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from pyro import poutine
+from torch.distributions import Independent
 
 from ppl_vae.traces import collapsed_pair, plan_of, primary_site, sample_sites, take
 
 ACTIVE_THRESHOLD = 0.01
 MOMENT_DRAWS = 256
 INFORMATIVE_VARIANCE = 0.5
+
+
+def _primary_site_by_chunk(model, guide, x: torch.Tensor, batch: int, inputs: dict):
+    """``(rows, fn)`` for each chunk of ``x``: the primary latent site's distribution under
+    the guide (the collapsed guide where declared)."""
+    name = primary_site(model, plan_of(model, guide, x[:1], take(inputs, slice(0, 1)))[1])
+    model, guide = collapsed_pair(model, guide) or (model, guide)  # analytic moments
+    for start in range(0, x.shape[0], batch):
+        chunk, given = x[start:start + batch], take(inputs, slice(start, start + batch))
+        sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(chunk,
+                                                                                   **given))}
+        yield chunk.shape[0], sites[name]["fn"]
 
 
 @torch.no_grad()
@@ -42,16 +62,28 @@ def posterior_moments(model, guide, x: torch.Tensor, batch: int = 500,
     latent site (:func:`ppl_vae.traces.primary_site`), of the collapsed guide where declared."""
     inputs = inputs or {}
     name = primary_site(model, plan_of(model, guide, x[:1], take(inputs, slice(0, 1)))[1])
-    model, guide = collapsed_pair(model, guide) or (model, guide)  # analytic moments
     means, variances = [], []
-    for start in range(0, x.shape[0], batch):
-        chunk, given = x[start:start + batch], take(inputs, slice(start, start + batch))
-        sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(chunk,
-                                                                                   **given))}
-        mean, variance = site_moments(sites[name]["fn"])
-        means.append(mean.reshape(chunk.shape[0], -1))
-        variances.append(variance.reshape(chunk.shape[0], -1))
+    for rows, fn in _primary_site_by_chunk(model, guide, x, batch, inputs):
+        mean, variance = site_moments(fn)
+        means.append(mean.reshape(rows, -1))
+        variances.append(variance.reshape(rows, -1))
     return name, torch.cat(means), torch.cat(variances)
+
+
+@torch.no_grad()
+def within_covariance_and_draws(model, guide, x: torch.Tensor, batch: int = 500,
+                                inputs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(E_x Σ(x), z)``: the mean within-example covariance ``(K, K)`` of the primary site
+    (:func:`site_covariance`, the full matrix for chain, grid, full and IAF guides) and
+    one draw ``z ~ q(z | x)`` per example ``(n, K)``, with a forked RNG (later draws
+    are unchanged)."""
+    total, draws = 0.0, []
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        for rows, fn in _primary_site_by_chunk(model, guide, x, batch, inputs or {}):
+            covariance = site_covariance(fn)
+            total = total + covariance.reshape(rows, *covariance.shape[-2:]).double().sum(0)
+            draws.append(fn.sample().reshape(rows, -1))
+    return total / x.shape[0], torch.cat(draws)
 
 
 def mean_representation(model, guide, device="cpu"):
@@ -74,6 +106,22 @@ def site_moments(fn, draws: int = MOMENT_DRAWS) -> tuple[torch.Tensor, torch.Ten
         return z.mean(0), z.var(0)
 
 
+def site_covariance(fn, draws: int = MOMENT_DRAWS) -> torch.Tensor:
+    """``Cov_q(z | x)`` per example, ``batch + (K, K)``: ``diag Var`` for a factorised site
+    (``Normal(...).to_event(1)``, a Student-t marginal), the distribution's own
+    ``covariance_matrix`` (chain, grid, full), else the sample covariance of ``draws``
+    draws (a flow)."""
+    if isinstance(fn, Independent) and fn.reinterpreted_batch_ndims == 1 \
+            and fn.base_dist.event_shape == ():
+        return torch.diag_embed(fn.variance)
+    try:
+        return fn.covariance_matrix
+    except (AttributeError, NotImplementedError):
+        z = fn.sample((draws,))
+        centred = z - z.mean(0)
+        return torch.einsum("s...i,s...j->...ij", centred, centred) / (draws - 1)
+
+
 def decorrelation(means: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Correlation matrix of the columns of ``means`` and ``‖diag R‖_F / ‖offdiag R‖_F``."""
     if means.shape[1] < 2:
@@ -88,19 +136,23 @@ def _decorrelation_score(corr: torch.Tensor) -> float:
     return float(torch.diag(corr).norm() / off_norm) if off_norm > 0 else float("inf")
 
 
-def aggregate_covariance(means: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+def aggregate_covariance(means: torch.Tensor, variances: torch.Tensor | None = None,
+                         within: torch.Tensor | None = None) -> torch.Tensor:
     """Covariance of the aggregate posterior ``q(z) = E_x q(z | x)`` over the data, exactly::
 
-        Σ = Cov_x m(x) + diag E_x v(x)        (law of total covariance)
+        Σ = Cov_x m(x) + E_x Σ(x)        (law of total covariance)
 
-    for a guide that is diagonal given x (a structured guide's within-example
-    covariances are left out). It is the expectation, over the guide's draws, of
-    the empirical covariance of one sampled z per example — the slide's "empirical
-    covariance matrices of the latent variables over the whole dataset" — without
-    the sampling noise that floors a decorrelation score at ``√(n/(K-1))``.
+    ``within``: ``E_x Σ(x)`` ``(K, K)`` (:func:`within_covariance_and_draws`, which keeps a
+    structured guide's within-example covariances); or ``variances`` ``(n, K)`` for a
+    guide that is diagonal given x (``E_x Σ(x) = diag E_x v(x)``). It is the
+    expectation, over the guide's draws, of the empirical covariance of one sampled z
+    per example — the slide's "empirical covariance matrices of the latent variables
+    over the whole dataset" — without the sampling noise that floors a decorrelation
+    score at ``√(n/(K-1))``.
     """
     centred = means - means.mean(0)
-    return centred.T @ centred / max(means.shape[0] - 1, 1) + torch.diag(variances.mean(0))
+    between = centred.T @ centred / max(means.shape[0] - 1, 1)
+    return between + (within if within is not None else torch.diag(variances.mean(0)))
 
 
 def variance_entropy(covariance: torch.Tensor) -> float:
@@ -124,17 +176,31 @@ def variance_entropy(covariance: torch.Tensor) -> float:
 
 def aggregate_decorrelation(covariance: torch.Tensor) -> float:
     """The seed's "Decorrelation (+)": ``‖diag R‖_F / ‖R - diag R‖_F`` of the aggregate
-    correlation ``R = D^{-1/2} Σ D^{-1/2}`` over all K dimensions (higher: less correlated).
+    correlation ``R = D^{-1/2} Σ D^{-1/2}`` (higher: less correlated); pass the active
+    dimensions' block of Σ (:func:`latent_statistics` does).
 
     Why this reading: the slides compute it from "scaled empirical covariance
     matrices of the latent variables over the whole dataset", i.e. correlations of
     sampled latents, not of posterior means; their 7.8–14.3 for K = 15 mean
-    off-diagonal RMS correlations of 0.019–0.034. Means alone give 0.7–3.9 on our
-    models, because a collapsed dimension's means are small noise that correlates
-    freely, while its sampled values are dominated by its N(0, 1) posterior.
+    off-diagonal RMS correlations of 0.019–0.034. Why over the active dimensions: a
+    collapsed dimension (``q(z_d | x) = N(0, 1)`` for every x) is exactly uncorrelated
+    with everything, so over all K a model scores higher the more it collapses (β = 150
+    read 5·10⁴ in an audit): the score would reward collapse, not disentanglement.
     """
     scale = torch.diag(covariance).clamp_min(1e-300).rsqrt()
     return _decorrelation_score(scale[:, None] * covariance * scale[None, :])
+
+
+def sampled_decorrelation(draws: torch.Tensor) -> tuple[float, float]:
+    """``(score, ceiling)``: the decorrelation score of the sample correlation of one draw
+    per example ``(n, K)``, as the seed's figures compute it, and its sampling-noise
+    ceiling ``√(n/(K-1))`` — independent dimensions give off-diagonal sample correlations
+    of RMS ``1/√n``, so no model scores much above the ceiling whatever it learned."""
+    n, k = draws.shape
+    if k < 2:
+        return float("inf"), float("inf")
+    corr = torch.corrcoef(draws.double().T).nan_to_num(0.0)
+    return _decorrelation_score(corr), math.sqrt(n / (k - 1))
 
 
 def pca_spectrum(means: np.ndarray) -> dict:
@@ -169,7 +235,10 @@ def latent_statistics(model, guide, x: torch.Tensor, inputs: dict | None = None,
     activity, mean_variance = means.var(0), variances.mean(0)
     active = activity > ACTIVE_THRESHOLD
     corr, score = decorrelation(means[:, active]) if active.sum() >= 2 else (None, None)
-    aggregate = aggregate_covariance(means.double(), variances.double())
+    within, draws = within_covariance_and_draws(model, guide, x, inputs=inputs)
+    aggregate = aggregate_covariance(means.double(), within=within.to(means.device))
+    kept = active.nonzero().flatten()
+    sampled, ceiling = sampled_decorrelation(draws)
     return {
         "site": site,
         "activity": activity.tolist(),
@@ -179,7 +248,12 @@ def latent_statistics(model, guide, x: torch.Tensor, inputs: dict | None = None,
         "decorrelation_active": score,
         "correlation_all": decorrelation(means)[0].tolist(),
         "variance_entropy": variance_entropy(aggregate),
-        "decorrelation_aggregate": aggregate_decorrelation(aggregate) if len(activity) > 1
-        else None,
+        "decorrelation_aggregate": aggregate_decorrelation(aggregate[kept][:, kept])
+        if len(kept) > 1 else None,
+        "decorrelation_aggregate_dims": len(kept),
+        "decorrelation_aggregate_all_dims": aggregate_decorrelation(aggregate)
+        if len(activity) > 1 else None,
+        "decorrelation_sampled": sampled,
+        "decorrelation_sampled_ceiling": ceiling,
         "pca": pca_spectrum(means.double().cpu().numpy()),
     }

@@ -35,7 +35,7 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
     with run.pair.evaluation():
         x = test.to(run.device)
         moments = posterior_moments(run.model, run.guide, x, inputs=inputs)
-        latents = latent_statistics(run.model, run.guide, x, moments=moments)
+        latents = latent_statistics(run.model, run.guide, x, inputs=inputs, moments=moments)
         figures = run_figures(run.model, run.guide, x, run.metrics, folder / "figures",
                               moments[0], moments[1].double().cpu().numpy(), figure_errors,
                               inputs=inputs, steps=runs.read_metrics(folder, runs.STEPS))
@@ -151,7 +151,10 @@ def run_markdown(report: dict) -> str:
         f"- informative by mean posterior variance < 0.5: {latents['informative_by_variance']}",
         f"- decorrelation of active units: {_fmt(latents['decorrelation_active'])}",
         f"- aggregate posterior q(z): variance entropy {_fmt(latents['variance_entropy'])} "
-        f"nats (of at most log K), decorrelation {_fmt(latents['decorrelation_aggregate'])}",
+        f"nats (of at most log K), decorrelation {_fmt(latents['decorrelation_aggregate'])} "
+        f"over {latents['decorrelation_aggregate_dims']} active dimensions; of one sampled z "
+        f"per example {_fmt(latents['decorrelation_sampled'])} (noise ceiling "
+        f"{_fmt(latents['decorrelation_sampled_ceiling'])})",
         "",
         *_hook_lines(report),
         *_figures(report),
@@ -196,7 +199,10 @@ def _latents(latents: dict) -> list[str]:
         (f"- decorrelation of active units ‖diag R‖/‖offdiag R‖: "
          f"{_fmt(latents['decorrelation_active'], 2)}"),
         (f"- aggregate posterior q(z): variance entropy {_fmt(latents['variance_entropy'], 2)} "
-         f"nats, decorrelation {_fmt(latents['decorrelation_aggregate'], 2)}"),
+         f"nats, decorrelation {_fmt(latents['decorrelation_aggregate'], 2)} over "
+         f"{latents['decorrelation_aggregate_dims']} active dimensions; of one sampled z per "
+         f"example {_fmt(latents['decorrelation_sampled'], 2)} (noise ceiling "
+         f"{_fmt(latents['decorrelation_sampled_ceiling'], 2)})"),
         f"- KL to the prior per dimension (nats, largest first): {kl_text}",
         "",
     ]

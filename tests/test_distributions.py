@@ -118,6 +118,7 @@ def test_log_prob_entropy_variance_kl_match_dense(case, batch):
     assert_close(q.log_prob(value), ref.log_prob(value), **EXACT)
     assert_close(q.entropy(), ref.entropy(), **EXACT)
     assert_close(q.variance, ref.variance, **EXACT)
+    assert_close(q.covariance_matrix, ref.covariance_matrix, **EXACT)
     assert_close(q.mean, ref.mean, **EXACT)
     prior = _standard_normal(k)
     kl = kl_divergence(q, prior)

@@ -83,3 +83,75 @@ def test_beta_vae_factors_refused_in_one_line():
     with pytest.raises(PplVaeError, match="unknown factor 'colour'"):
         check_preset(settings, DATA)  # before any work, as diagnose checks it
     assert with_beta_vae_factors("fast", None) == "fast"
+
+
+def _constant_guide_pair(fn_of_x):
+    """A pair whose guide draws ``z`` from ``fn_of_x(x)`` (a batch of distributions)."""
+    import pyro
+    import pyro.distributions as dist
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 3), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True), 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", fn_of_x(x))
+
+    return model, guide
+
+
+def test_aggregate_keeps_a_structured_guides_within_example_covariance():
+    """A chain guide, the same for every x: the aggregate is that Σ, correlation and all."""
+    from ppl_vae.distributions import ChainPrecisionNormal
+    from ppl_vae.latents import latent_statistics, within_covariance_and_draws
+
+    diag, offdiag = torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64), torch.tensor(
+        [1.5, 0.0], dtype=torch.float64)
+
+    def chain(x):
+        n = x.shape[0]
+        return ChainPrecisionNormal(x.new_zeros(n, 3).double(), diag.expand(n, 3),
+                                    offdiag.expand(n, 2))
+
+    model, guide = _constant_guide_pair(chain)
+    x = torch.zeros(50, 1, dtype=torch.float64)
+    sigma = torch.linalg.inv(torch.diag(diag) + torch.diag(offdiag, -1))
+    sigma = sigma.T @ sigma
+    within, draws = within_covariance_and_draws(model, guide, x)
+    assert torch.allclose(within, sigma) and draws.shape == (50, 3)
+    means = torch.zeros(50, 3, dtype=torch.float64)
+    aggregate = aggregate_covariance(means, within=within)
+    rho = sigma[0, 1] / (sigma[0, 0] * sigma[1, 1]).sqrt()
+    assert abs(rho) > 0.8  # the within-example correlation the old diagonal form dropped
+    expected = math.sqrt(3) / (math.sqrt(2) * abs(float(rho)))
+    assert aggregate_decorrelation(aggregate) == pytest.approx(expected)
+    assert aggregate_decorrelation(aggregate_covariance(means, torch.diag(sigma).expand(
+        50, 3))) == math.inf  # what diag E_x v(x) alone would have read
+    stats = latent_statistics(model, guide, x)
+    assert stats["decorrelation_aggregate_dims"] == 0  # no dimension moves with x
+    assert stats["decorrelation_aggregate_all_dims"] == pytest.approx(expected)
+
+
+def test_decorrelation_over_active_dimensions_does_not_reward_collapse():
+    generator = torch.Generator().manual_seed(0)
+    shared = torch.randn(400, 1, generator=generator, dtype=torch.float64)
+    means = torch.cat([shared, shared + 0.5 * torch.randn(400, 1, generator=generator,
+                                                          dtype=torch.float64)], 1)
+    variances = torch.full((400, 2), 0.01, dtype=torch.float64)
+    two = aggregate_decorrelation(aggregate_covariance(means, variances))
+    collapsed = torch.cat([means, torch.zeros(400, 8, dtype=torch.float64)], 1)
+    with_noise = torch.cat([variances, torch.ones(400, 8, dtype=torch.float64)], 1)
+    everything = aggregate_covariance(collapsed, with_noise)
+    assert aggregate_decorrelation(everything) > 2 * two  # all dims: collapse "helps"
+    assert aggregate_decorrelation(everything[:2, :2]) == pytest.approx(two)
+
+
+def test_sampled_decorrelation_sits_at_its_noise_ceiling_for_independent_draws():
+    from ppl_vae.latents import sampled_decorrelation
+
+    draws = torch.randn(4000, 6, generator=torch.Generator().manual_seed(1))
+    score, ceiling = sampled_decorrelation(draws)
+    assert ceiling == pytest.approx(math.sqrt(4000 / 5))
+    assert 0.7 * ceiling < score < 1.4 * ceiling

@@ -222,7 +222,8 @@ def _latent_code(model, guide, x_all, inputs, kl_per_dim: dict) -> tuple[dict, d
     except NotImplementedError:
         return {"site": None, "reason": "the guide's distribution has no analytic mean/variance; "
                 "activity statistics are n/a"}, {}
-    latents = latent_statistics(model, guide, x_all, moments=(site, means, variances))
+    latents = latent_statistics(model, guide, x_all, inputs=inputs,
+                                moments=(site, means, variances))
     kl = kl_per_dim.get(site)
     latents.update({
         "kl_per_dim": None if kl is None else kl.tolist(),
