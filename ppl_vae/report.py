@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ppl_vae import runs
 from ppl_vae.contract import pair_hooks
+from ppl_vae.data.dataset import split_examples
 from ppl_vae.figures import attempt, run_figures
 from ppl_vae.latents import latent_statistics, posterior_moments
 
@@ -29,7 +30,7 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
                quiet: bool = True) -> dict:
     """Evaluate ``run`` on (the first ``examples`` of) ``data.test``, write figures and report."""
     folder = Path(run.path)
-    test, inputs = data.test[:examples], run.test_inputs(data, examples)
+    test, inputs = split_examples(data, "test", examples), run.test_inputs(data, examples)
     evaluation = run.evaluate(test, inputs=inputs, iw_samples=iw_samples, quiet=quiet)
     figure_errors, hook_errors = [], []
     with run.pair.evaluation():

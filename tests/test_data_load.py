@@ -70,3 +70,26 @@ def test_numpy_numbers_in_options_give_a_json_spec():
         load("shapes", n=40, size=64.0)
     with pytest.raises(PplVaeError, match="unknown dataset"):
         load(None)
+
+
+def test_examples_decode_only_the_rows_asked_for():
+    from ppl_vae.data.storage import Storage
+
+    class Counting(Storage):
+        def __init__(self, inner):
+            super().__init__(len(inner), inner.event_shape)
+            self.inner, self.rows = inner, []
+
+        def __getitem__(self, index):
+            rows = self.inner[index]
+            self.rows.append(len(rows))
+            return rows
+
+    data = load("digits", n=300)
+    whole = data.test
+    data.test_store = Counting(data.test_store)
+    first = data.examples("test", 3)
+    assert data.test_store.rows == [3] and torch.equal(first, whole[:3])
+    assert data.examples("train").shape == (len(data.train_store), *data.event_shape)
+    with pytest.raises(PplVaeError, match="split must be"):
+        data.examples("validation")

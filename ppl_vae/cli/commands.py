@@ -52,7 +52,7 @@ def cmd_evaluate(args) -> None:
     from ppl_vae.runs import write_json
 
     run, data = _load(args, args.device)
-    x = data.test[: args.n_examples] if args.n_examples else data.test
+    x = data.examples("test", args.n_examples or None)
     inputs = run.test_inputs(data, args.n_examples)
     pyro.set_rng_seed(args.seed)
     result = run.evaluate(x, inputs=inputs, iw_samples=args.iw_samples, quiet=args.quiet)
@@ -122,7 +122,7 @@ def cmd_sample(args) -> None:
     torch.manual_seed(args.seed)
     inputs, rows, row_labels, title = _sample_inputs(run, data, args.n)
     count = next(iter(inputs.values())).shape[0] if inputs else args.n
-    test = data.test[:count]  # as x: a model conditioning on part of x reads it
+    test = data.examples("test", count)  # as x: a model conditioning on part of x reads it
     given = test[torch.arange(count) % test.shape[0]].to(run.device)
     with run.pair.evaluation():
         images = observation_mean(run.model, run.guide, given, from_prior=True, inputs=inputs)

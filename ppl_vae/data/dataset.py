@@ -165,6 +165,13 @@ class Dataset:
         named = {} if labels is None else {"y": labels}
         return {**named, **fields}
 
+    def examples(self, split: str = "test", n: int | None = None) -> torch.Tensor:
+        """The first ``n`` examples of a split (all when None) as float32 rows, decoding
+        only those rows from the storage (``ds.test`` decodes the whole split)."""
+        if split not in ("train", "test"):
+            raise PplVaeError(f"split must be 'train' or 'test', got {split!r}")
+        return getattr(self, split + "_store")[slice(None, n)]
+
     def input_names(self) -> list[str]:
         """The names :meth:`inputs` returns, e.g. ``["y"]``."""
         return list(self.inputs("train"))
@@ -216,6 +223,20 @@ class Dataset:
         if len(codes) and ((codes < 0).any() or (codes >= np.asarray(sizes)).any()):
             raise PplVaeError(f"factor indices out of range: sizes are {sizes}")
         return codes
+
+
+def split_examples(data, split: str = "test", n: int | None = None) -> torch.Tensor:
+    """:meth:`Dataset.examples` of a Dataset, or the first ``n`` rows of another object's
+    ``train``/``test`` tensor (``fit`` takes any object with those and ``event_shape``)."""
+    if isinstance(data, Dataset):
+        return data.examples(split, n)
+    return getattr(data, split)[slice(None, n)]
+
+
+def split_size(data, split: str = "test") -> int:
+    """How many examples a split holds, without decoding it."""
+    store = getattr(data, split + "_store", None)
+    return len(store if store is not None else getattr(data, split))
 
 
 def _split(name: str) -> property:

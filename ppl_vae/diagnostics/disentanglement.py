@@ -116,7 +116,7 @@ def check_preset(preset: str | dict, data=None) -> dict:
 
 def _from_test_split(representation, data, seed: int) -> dict:
     """MIG and DCI on the stored test images and factors (no renderer to draw from)."""
-    codes = np.concatenate([encode(representation, chunk) for chunk in data.test.split(4096)])
+    codes = np.concatenate([encode(representation, chunk) for chunk in data.test_store.chunks(4096)])
     factors = data.test_factors.cpu().numpy()
     half = len(codes) * 2 // 3
     out = {"preset": "test split", "source": "test split", "seed": seed,

@@ -40,6 +40,7 @@ import torch
 
 from ppl_vae.chunks import log_mean_exp
 from ppl_vae.contract import ModelHooks, hook
+from ppl_vae.data.dataset import split_examples, split_size
 from ppl_vae.diagnostics.disentanglement import check_preset, disentanglement_scores
 from ppl_vae.diagnostics.draws import collect_draws, enumeration_note, prepare_draws
 from ppl_vae.diagnostics.inference_data import (
@@ -117,7 +118,7 @@ def _check(n_examples: int, draws: int, metrics: str, data) -> None:
                           f"weights; 1000 is a good value), got {draws!r}")
     if metrics != "none":
         check_preset(metrics, data)
-    if getattr(data, "test", None) is None or len(data.test) == 0:
+    if split_size(data, "test") == 0:
         raise PplVaeError("the dataset has no test examples to diagnose")
 
 
@@ -126,7 +127,7 @@ def _check_inputs(inputs: dict | None, data) -> dict:
     if inputs is not None and not isinstance(inputs, dict):
         raise PplVaeError(f"inputs must be a dict {{name: tensor}} such as data.inputs('test'), "
                           f"got {type(inputs).__name__}")
-    return check_inputs(inputs, len(data.test))
+    return check_inputs(inputs, split_size(data, "test"))
 
 
 def _make_folder(folder: Path) -> None:
@@ -170,7 +171,7 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
     progress = _Progress(quiet)
     with scope, frozen(model, guide), torch.no_grad():
         device = pair.device
-        x_all = data.test.to(device)
+        x_all = split_examples(data, "test").to(device)
         given = {k: None if v is None else v.to(device) for k, v in inputs.items()}
         prepare_draws(model, guide, x_all, given)  # refuses global sites before any work
         _make_folder(folder)
