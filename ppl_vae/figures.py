@@ -27,6 +27,7 @@ a figure is never worth the report.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -58,6 +59,13 @@ def attempt(name: str, make, errors: list[dict], what: str = "figure"):
 
 
 @torch.no_grad()
+def as_images(examples: torch.Tensor, image_shape: tuple | None) -> torch.Tensor:
+    """Flat examples ``(m, D)`` in the data's image shape (``load(..., flatten=True)``)."""
+    if image_shape and examples[0].numel() == math.prod(image_shape):
+        return examples.reshape(len(examples), *image_shape)
+    return examples
+
+
 def observation_site(model, guide, x: torch.Tensor, condition: dict | None = None,
                      from_prior: bool = False, inputs: dict | None = None):
     """The distribution of the observation site, at guide draws, at given latents, or at
@@ -89,30 +97,33 @@ def observation_mean(model, guide, x: torch.Tensor, condition: dict | None = Non
 
 
 def reconstructions(model, guide, x: torch.Tensor, folder: Path,
-                    inputs: dict | None = None) -> str | None:
+                    inputs: dict | None = None, image_shape: tuple | None = None) -> str | None:
     """Inputs (top) over the means of ``p(x | z)`` at ``z ~ q(z | x)`` (bottom)."""
     path = folder / "reconstructions.png"
     recon = observation_mean(model, guide, x, inputs=inputs)
     if recon.shape != x.shape:  # the model observes a part of x (a mask): no image to pair
         return None
-    ok = image_grid(torch.cat([x, recon]), path, 2, "inputs (top), reconstructions (bottom)")
+    ok = image_grid(as_images(torch.cat([x, recon]), image_shape), path, 2,
+                    "inputs (top), reconstructions (bottom)")
     return path.name if ok else None
 
 
 def prior_samples(model, guide, x: torch.Tensor, folder: Path, n: int = 64,
-                  inputs: dict | None = None) -> str | None:
+                  inputs: dict | None = None, image_shape: tuple | None = None) -> str | None:
     """Means of ``p(x | z)`` at ``z ~ p(z)``; with inputs, at those of the first ``n`` examples."""
     path = folder / "prior_samples.png"
     if inputs:
         n = min(n, *(len(v) for v in inputs.values() if v is not None))
     images = observation_mean(model, guide, x[:1].expand(n, *x.shape[1:]), from_prior=True,
                               inputs=take(inputs or {}, slice(0, n)))
-    return path.name if image_grid(images, path, 8, "means of p(x|z), z ~ p(z)") else None
+    ok = image_grid(as_images(images, image_shape), path, 8, "means of p(x|z), z ~ p(z)")
+    return path.name if ok else None
 
 
 def traversals(model, guide, x: torch.Tensor, site: str, means: np.ndarray, score: np.ndarray,
                what: str, folder: Path, name: str = "traversals", steps: int = 9,
-               max_rows: int = 10, inputs: dict | None = None) -> str | None:
+               max_rows: int = 10, inputs: dict | None = None,
+               image_shape: tuple | None = None) -> str | None:
     """Sweep each dimension of ``means[0]`` over [-2.5, 2.5], a row each, highest ``score`` first.
 
     The model decodes at the first example's inputs (``means[0]`` is that example's).
@@ -130,7 +141,8 @@ def traversals(model, guide, x: torch.Tensor, site: str, means: np.ndarray, scor
                               condition={site: z}, inputs=repeated)
     labels = [f"z{int(d)} ({what} {float(score[d]):.2f})" for d in order]
     path = folder / f"{name}.png"
-    ok = image_grid(images, path, len(order), f"traversals of '{site}' by {what}, "
+    ok = image_grid(as_images(images, image_shape), path, len(order),
+                    f"traversals of '{site}' by {what}, "
                     f"-{TRAVERSAL_RANGE} to {TRAVERSAL_RANGE}", labels)
     return path.name if ok else None
 
@@ -188,7 +200,8 @@ def khat(khat_values: np.ndarray, folder: Path) -> str:
 
 
 def worst_khat(model, guide, x: torch.Tensor, khat_values: np.ndarray, test_index: np.ndarray,
-               folder: Path, inputs: dict | None = None, n: int = 8) -> str | None:
+               folder: Path, inputs: dict | None = None, n: int = 8,
+               image_shape: tuple | None = None) -> str | None:
     """The ``n`` examples with the largest k̂ (top, labelled by test index and k̂) and their
     reconstructions (bottom)."""
     worst = [int(i) for i in np.argsort(-np.nan_to_num(khat_values, nan=np.inf))[:n]]
@@ -197,7 +210,7 @@ def worst_khat(model, guide, x: torch.Tensor, khat_values: np.ndarray, test_inde
         return None
     labels = [f"#{int(test_index[i])}\nk̂ {khat_values[i]:.2f}" for i in worst]
     path = folder / "worst_khat.png"
-    ok = image_grid(torch.cat([x[worst], recon]), path, 2,
+    ok = image_grid(as_images(torch.cat([x[worst], recon]), image_shape), path, 2,
                     "largest k̂ (test index): examples, reconstructions", column_labels=labels)
     return path.name if ok else None
 
@@ -260,19 +273,24 @@ def hook_figures(model, guide, x: torch.Tensor, folder: Path, errors: list[dict]
 
 def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path,
                 site: str, means: np.ndarray, errors: list[dict], inputs: dict | None = None,
-                steps: list[dict] | None = None, n: int = 16) -> list[str]:
+                steps: list[dict] | None = None, n: int = 16,
+                image_shape: tuple | None = None) -> list[str]:
     """The run report's figures of ``x`` (its first ``n`` for images); the file names written.
 
-    ``site`` and ``means`` are the primary latent site and its posterior means over ``x``.
+    ``site`` and ``means`` are the primary latent site and its posterior means over ``x``;
+    ``image_shape``: the data's, when its examples are flat vectors.
     """
     folder.mkdir(parents=True, exist_ok=True)
     inputs = inputs or {}
     shown = take(inputs, slice(0, n))
     figures = [
-        ("reconstructions", lambda: reconstructions(model, guide, x[:n], folder, shown)),
-        ("prior_samples", lambda: prior_samples(model, guide, x, folder, inputs=inputs)),
+        ("reconstructions", lambda: reconstructions(model, guide, x[:n], folder, shown,
+                                                    image_shape)),
+        ("prior_samples", lambda: prior_samples(model, guide, x, folder, inputs=inputs,
+                                                image_shape=image_shape)),
         ("traversals", lambda: traversals(model, guide, x[:n], site, means[:n], means.var(0),
-                                          "activity", folder, inputs=shown)),
+                                          "activity", folder, inputs=shown,
+                                          image_shape=image_shape)),
     ]
     if metrics:
         figures.append(("loss_curve", lambda: loss_curve(metrics, folder, steps)))
@@ -299,12 +317,14 @@ def diagnostic_figures(model, guide, x: torch.Tensor, inputs: dict, data, idata,
     site's ``site``, ``means``, ``variances`` over the whole test set (empty: n/a)."""
     first = take(inputs, slice(0, 16))
     site = idata.posterior.attrs["primary_site"]
+    shape = getattr(data, "image_shape", None)
     figures = [
-        ("reconstructions", lambda: reconstructions(model, guide, x[:16], folder, first)),
-        ("prior_samples", lambda: prior_samples(model, guide, x, folder, inputs=inputs)),
+        ("reconstructions", lambda: reconstructions(model, guide, x[:16], folder, first, shape)),
+        ("prior_samples", lambda: prior_samples(model, guide, x, folder, inputs=inputs,
+                                                image_shape=shape)),
         ("khat", lambda: khat(khat_values, folder)),
         ("worst_khat", lambda: worst_khat(model, guide, x, khat_values, test_index, folder,
-                                          inputs)),
+                                          inputs, image_shape=shape)),
         ("posterior_forest", lambda: posterior_forest(idata, site, shown, folder)),
     ]
     if code:
@@ -313,7 +333,7 @@ def diagnostic_figures(model, guide, x: torch.Tensor, inputs: dict, data, idata,
         figures += [
             ("traversals_by_kl", lambda: traversals(model, guide, x, code["site"], code["means"],
                                                     score, what, folder, "traversals_by_kl",
-                                                    inputs=inputs)),
+                                                    inputs=inputs, image_shape=shape)),
             ("correlation", lambda: correlation(latents["correlation_all"], latents["activity"],
                                                 folder)),
             ("posterior_variances", lambda: posterior_variances(code["variances"], folder)),

@@ -39,7 +39,8 @@ def finish_run(run, data, iw_samples: int = 100, examples: int | None = None,
         latents = latent_statistics(run.model, run.guide, x, inputs=inputs, moments=moments)
         figures = run_figures(run.model, run.guide, x, run.metrics, folder / "figures",
                               moments[0], moments[1].double().cpu().numpy(), figure_errors,
-                              inputs=inputs, steps=runs.read_metrics(folder, runs.STEPS))
+                              inputs=inputs, steps=runs.read_metrics(folder, runs.STEPS),
+                              image_shape=getattr(data, "image_shape", None))
         numbers = hook_numbers(run.model, run.guide, x, hook_errors)
     report = {"config": run.config.to_json(), "final_epoch": run.metrics[-1] if run.metrics else None,
               "evaluation": evaluation, "latents": latents, **numbers,

@@ -343,3 +343,32 @@ def test_global_latent_trains_evaluates_and_reports(tmp_path, digits):
     assert torch.isfinite(torch.tensor(run.report["evaluation"]["elbo"]))
     with run.pair.scope():
         assert _epoch_particles(run.pair, digits.test, {}) == GLOBAL_EPOCH_PARTICLES
+
+
+def test_flattened_data_feed_flat_networks_and_figures_still_draw_images(tmp_path):
+    data = ppl_vae.data.load("digits", binarize="static", n=300, flatten=True)
+    assert data.event_shape == (64,) and data.image_shape == (1, 8, 8)
+    assert torch.equal(ppl_vae.data.load(**data.spec).train, data.train)  # spec rebuilds it
+    decoder, encoder = nn.Linear(2, 64), nn.Linear(64, 4)  # flat in, flat out: no reshape
+
+    def model(x):
+        pyro.module("decoder", decoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 2), 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=decoder(z)).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("encoder", encoder)
+        with pyro.plate("data", x.shape[0]):
+            loc, raw = encoder(x).chunk(2, -1)
+            pyro.sample("z", dist.Normal(loc, raw.exp()).to_event(1))
+
+    run = ppl_vae.fit(model, guide, data, epochs=1, out=tmp_path / "py", quiet=True,
+                      iw_samples=2)
+    assert "figures/reconstructions.png" in run.report["figures"]
+    result = _cli("train", "--model", "vae", "--data", "digits", "--flatten", "--binarize",
+                  "static", "--epochs", "1", "--latent-dim", "2", "--out", str(tmp_path / "cli"),
+                  "--quiet", "--iw-samples", "2")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "cli" / "config.json").read_text())
+    assert config["data"]["flatten"] is True and config["event_shape"] == [64]

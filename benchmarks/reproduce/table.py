@@ -62,6 +62,21 @@ def m2_rows(records: list[dict]) -> list[str]:
     return lines
 
 
+def m2_check_rows(records: list[dict]) -> list[str]:
+    """The plain-Pyro check: the same networks stepped by Pyro's loop and by ``fit``."""
+    lines = []
+    for r in sorted(records, key=lambda r: (r["labels"], r["loop"])):
+        loop = ("plain Pyro SVI, Pyro's labelled-batch schedule" if r["loop"] == "pyro"
+                else "ppl_vae.fit, mixed batches")
+        curve = r["accuracy_per_epoch"]
+        lines.append(f"| check: Pyro's M2 class (`examples/pyro_tutorials/ss_vae_m2.py`) | "
+                     f"{r['labels']} labels, draw {r['draw']}, {loop} | "
+                     f"{M2_PUBLISHED.get(r['labels'], ('n/a',))[0]} | {curve[-1]:.3f} "
+                     f"(best epoch {max(curve):.3f}) | {r['epochs']} epochs | "
+                     f"{r['seconds'] / 60:.0f} min | `{r['command']}` |")
+    return lines
+
+
 def beta_vae_rows(records: list[dict]) -> list[str]:
     """One line per (budget, β): BetaVAE (5 and 4 factors), FactorVAE, MIG."""
     lines = []
@@ -85,6 +100,8 @@ def main() -> int:
              "(1 CPU thread) | command |", "|---|---|---|---|---|---|---|"]
     lines += m2_rows(_records("m2")) or ["| Pyro ss-vae tutorial (M2) | | 0.932 / 0.958 | not "
                                          "run yet | | | `python benchmarks/reproduce/m2.py` |"]
+    lines += m2_check_rows([json.loads(p.read_text()) for p in
+                            sorted((RESULTS / "m2_pyro_loop").glob("*.json"))])
     lines += beta_vae_rows(_records("beta_vae")) or [
         "| Higgins et al. 2017 | β = 1, 4 | 61.58 % / 99.23 % | not run yet | | | "
         "`python benchmarks/reproduce/beta_vae.py` |"]

@@ -10,8 +10,9 @@ Model and guide, for a flat image ``xs``, a one-hot class ``ys`` and a style ``z
     q(ys | xs) = OneHotCat(c(xs)),  q(zs | xs, ys) = N(m(xs, ys), diag s(xs, ys)^2)
 
 What ppl_vae needs: the one-hot keyword (``inputs={"ys": "y:onehot"}``, the mask of
-known labels follows it); ``xs = xs.reshape(xs.shape[0], -1)``, since the data arrive as
-images ``(batch, 1, 28, 28)`` and these networks take flat vectors; and the enumeration
+known labels follows it); flat vectors, as these networks take (``load(..., flatten=True)``,
+or ``xs = xs.reshape(xs.shape[0], -1)`` inside, which this file does so that image-shaped
+data work too); and the enumeration
 written on the site (``infer={"enumerate": "parallel"}``) rather than by
 ``config_enumerate(ss_vae.guide)`` outside the class, so that a run folder can name the
 guide as ``module:SSVAE.guide`` and rebuild it::

@@ -112,7 +112,7 @@ def _sample_inputs(run, data, n: int) -> tuple[dict, int, list[str] | None, str]
 
 
 def cmd_sample(args) -> None:
-    from ppl_vae.figures import observation_mean
+    from ppl_vae.figures import as_images, observation_mean
     from ppl_vae.plots import image_grid
 
     out = _image_path(args.out)
@@ -126,7 +126,7 @@ def cmd_sample(args) -> None:
     given = test[torch.arange(count) % test.shape[0]].to(run.device)
     with run.pair.evaluation():
         images = observation_mean(run.model, run.guide, given, from_prior=True, inputs=inputs)
-    if not image_grid(images, out, rows, title, row_labels):
+    if not image_grid(as_images(images, data.image_shape), out, rows, title, row_labels):
         raise PplVaeError("this run's examples are not images; nothing to draw")
     print(out)
 

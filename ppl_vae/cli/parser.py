@@ -79,6 +79,8 @@ DATA_OPTIONS = {
     "path": (str, "file or folder of dsprites, mnist or array (default: none)"),
     "labelled": (_fraction_or_count, "keep only this many train labels known: a fraction "
                                      "(0.1) or a count (500) (default: all known)"),
+    "flatten": (bool, "examples as flat vectors (n, D), for networks written for flat "
+                      "inputs (Pyro's examples); figures still draw images (default: off)"),
     "key": (str, "array: the data's key in an .npz (default: its only array not named by "
                  "--labels/--factors)"),
     "labels": (str, "array: integer labels (n,), a key of the .npz or a .npy/.npz path "
@@ -151,9 +153,9 @@ def _add_pair_and_data_flags(train: argparse.ArgumentParser) -> None:
                       help="ngvae: keep π_k at --prior-weight (default: learned)")
     data = train.add_argument_group("data options")
     for name, (kind, text) in DATA_OPTIONS.items():
-        if name == "channels_last":
-            data.add_argument("--channels-last", dest=name, default=None, help=text,
-                              action=argparse.BooleanOptionalAction)
+        if kind is bool:
+            data.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                              help=text, action=argparse.BooleanOptionalAction)
             continue
         # torchrun mistakes a bare --n for its own options: --subset-size is the same flag
         flags = {"n": ["--n", "--subset-size"], "path": ["--data-path"]}.get(

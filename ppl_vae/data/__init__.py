@@ -40,7 +40,8 @@ DATASETS: dict[str, str] = {name: text for name, (_, text) in _LOADERS.items()}
 
 
 def load(
-    name: str = "shapes", *, labelled: int | float | None = None, **options: object
+    name: str = "shapes", *, labelled: int | float | None = None, flatten: bool = False,
+    **options: object
 ) -> Dataset:
     """Load a dataset by name.
 
@@ -54,6 +55,9 @@ def load(
             classes, as in Kingma et al. 2014's M2 experiments, and drawn with
             the dataset's ``seed``: the same arguments give the same mask.
             None (default): every label known, no mask.
+        flatten: Examples as flat vectors ``(n, D)`` instead of images (for networks
+            written for flat inputs, as Pyro's examples are); figures still draw images
+            (:meth:`Dataset.flattened`).
         **options: Keyword options of that source (see its ``load_*`` function).
 
     Returns:
@@ -77,4 +81,5 @@ def load(
             f"its options are: {', '.join(accepted)}"
         )
     labelled = check_labelled(labelled)  # before a slow load
-    return apply_labelled(loader(**options), labelled)
+    data = apply_labelled(loader(**options), labelled)
+    return data.flattened() if flatten else data

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 
 import numpy as np
 import torch
 
-from ppl_vae.data.storage import FloatStorage, Storage, as_storage
+from ppl_vae.data.storage import FlatStorage, FloatStorage, Storage, as_storage
 from ppl_vae.errors import PplVaeError
 
 
@@ -45,6 +46,8 @@ class Dataset:
             ``{name: tensor (n_train, ...)}``; the engine passes them to
             ``model(x, **inputs)`` as keyword arguments.
         test_fields: The same names for the test set, ``{name: (n_test, ...)}``.
+        image_shape: The shape of one example as an image when the examples are
+            flattened (:meth:`flattened`): figures draw them in it. None otherwise.
         known: ``{input name: bool tensor (n_train,)}``: which TRAIN examples
             have that input known. A name absent from ``known`` is known for
             every example; test inputs are always known. For semi-supervised
@@ -82,6 +85,7 @@ class Dataset:
     fields: dict[str, torch.Tensor] = field(default_factory=dict)
     test_fields: dict[str, torch.Tensor] = field(default_factory=dict)
     known: dict[str, torch.Tensor] = field(default_factory=dict)
+    image_shape: tuple | None = None
 
     def __post_init__(self, train: torch.Tensor | Storage, test: torch.Tensor | Storage) -> None:
         """Wrap the splits and check the extra inputs and masks against their sizes."""
@@ -164,6 +168,20 @@ class Dataset:
             raise PplVaeError(f"split must be 'train' or 'test', got {split!r}")
         named = {} if labels is None else {"y": labels}
         return {**named, **fields}
+
+    def flattened(self) -> Dataset:
+        """The same examples as flat vectors ``(n, D)`` (networks written for flat inputs, as
+        in Pyro's examples); :attr:`image_shape` keeps the image shape for figures."""
+        if self.image_shape is not None or len(self.event_shape) == 1:
+            return self
+        shape, render = self.event_shape, self.renderer
+        flat = dataclasses.replace(self, train=FlatStorage(self.train_store),
+                                   test=FlatStorage(self.test_store), image_shape=shape,
+                                   spec=None if self.spec is None else {**self.spec,
+                                                                        "flatten": True})
+        if render is not None:
+            flat.renderer = lambda codes: render(codes).reshape(len(codes), -1)
+        return flat
 
     def examples(self, split: str = "test", n: int | None = None) -> torch.Tensor:
         """The first ``n`` examples of a split (all when None) as float32 rows, decoding

@@ -286,6 +286,30 @@ class MappedStorage(Storage):
                              multiplier=self.multiplier, divisor=self.divisor, device=device)
 
 
+class FlatStorage(Storage):
+    """Another storage's examples as flat vectors ``(m, D)``: rows reshaped as they are made
+    (``load(..., flatten=True)``, for networks written for flat inputs)."""
+
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(len(inner), (math.prod(inner.event_shape),), inner.device)
+        self.inner, self.kind, self.binary = inner, inner.kind, inner.binary
+
+    @property
+    def index_device(self) -> torch.device:
+        return self.inner.index_device
+
+    @property
+    def nbytes(self) -> int:
+        return self.inner.nbytes
+
+    def __getitem__(self, index: Index) -> torch.Tensor:
+        rows = self.inner[index]
+        return rows.reshape(rows.shape[0], -1)
+
+    def to(self, device: torch.device | str) -> FlatStorage:
+        return FlatStorage(self.inner.to(device))
+
+
 def as_storage(examples: torch.Tensor | Storage) -> Storage:
     """A storage as it is; a tensor as float32 rows (:class:`FloatStorage`)."""
     return examples if isinstance(examples, Storage) else FloatStorage(examples)
