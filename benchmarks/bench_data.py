@@ -69,7 +69,7 @@ def _peak_rss() -> int:
 
 def _timed_estimator(steps: int, marks: list, anon: list):
     """The trace ELBO, timing each call and stopping ``fit`` (Ctrl-C) after ``steps`` calls."""
-    from ppl_vae.elbo import Estimator, make_elbo
+    from ppl_vae.estimators import Estimator, make_elbo
 
     class Timed(Estimator):
         def __init__(self):

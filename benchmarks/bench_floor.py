@@ -26,7 +26,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 
 import ppl_vae
 from ppl_vae import speedups
-from ppl_vae.elbo import make_elbo
+from ppl_vae.estimators import make_elbo
 
 
 class Draws(Messenger):

@@ -64,7 +64,7 @@ def train_pair(epochs: int, seed: int):
 def gradient_snr(pair, x: torch.Tensor, name: str, particles: int, draws: int) -> dict:
     """Mean and median element SNR of the encoder's and the decoder's gradient."""
     import ppl_vae
-    from ppl_vae.elbo import make_elbo
+    from ppl_vae.estimators import make_elbo
 
     estimator = make_elbo(name, particles)
     groups = {"encoder": list(pair.guide.parameters()), "decoder": list(pair.model.parameters())}

@@ -25,29 +25,51 @@ moments are the Student-t marginal's, ``b/(a-1)``, not one λ draw's:
   the means, or posterior variance), so the entropy sits near ``log K`` for any such
   model by construction;
 - the PCA spectrum of the posterior means (:func:`pca_spectrum`).
+
+The functions of a pair take the :class:`~ppl_vae.Pair` (:func:`pair_moments`,
+:func:`pair_statistics`, :func:`pair_representation`); :func:`posterior_moments`,
+:func:`latent_statistics` and :func:`mean_representation` are their ``(model, guide)``
+forms, for scripts.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pyro import poutine
 from torch.distributions import Independent
 
-from ppl_vae.traces import collapsed_pair, plan_of, primary_site, sample_sites, take
+from ppl_vae.traces import sample_sites, take
+
+if TYPE_CHECKING:
+    from ppl_vae.pair import Pair
 
 ACTIVE_THRESHOLD = 0.01
 MOMENT_DRAWS = 256
 INFORMATIVE_VARIANCE = 0.5
 
 
-def _primary_site_by_chunk(model, guide, x: torch.Tensor, batch: int, inputs: dict):
+def _pair(model, guide) -> Pair:
+    """``Pair(model, guide)`` for the ``(model, guide)`` forms; imported late, since
+    :mod:`ppl_vae.pair` imports the guides, one of which reads this module."""
+    from ppl_vae.pair import Pair
+
+    return Pair(model, guide)
+
+
+def _primary_site(pair: Pair, x: torch.Tensor, inputs: dict) -> str:
+    """The pair's primary latent site, asked with the first example of ``x``."""
+    return pair.primary_site(x[:1], take(inputs, slice(0, 1)))
+
+
+def _primary_site_by_chunk(pair: Pair, x: torch.Tensor, batch: int, inputs: dict):
     """``(rows, fn)`` for each chunk of ``x``: the primary latent site's distribution under
     the guide (the collapsed guide where declared)."""
-    name = primary_site(model, plan_of(model, guide, x[:1], take(inputs, slice(0, 1)))[1])
-    model, guide = collapsed_pair(model, guide) or (model, guide)  # analytic moments
+    name = _primary_site(pair, x, inputs)
+    guide = (pair.collapsed or pair).guide  # analytic moments
     for start in range(0, x.shape[0], batch):
         chunk, given = x[start:start + batch], take(inputs, slice(start, start + batch))
         sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(chunk,
@@ -56,22 +78,27 @@ def _primary_site_by_chunk(model, guide, x: torch.Tensor, batch: int, inputs: di
 
 
 @torch.no_grad()
-def posterior_moments(model, guide, x: torch.Tensor, batch: int = 500,
-                      inputs: dict | None = None):
-    """``(site, means, variances)``: per-example mean and variance ``(n, K)`` of the primary
-    latent site (:func:`ppl_vae.traces.primary_site`), of the collapsed guide where declared."""
+def pair_moments(pair: Pair, x: torch.Tensor, batch: int = 500, inputs: dict | None = None):
+    """``(site, means, variances)``: per-example mean and variance ``(n, K)`` of the pair's
+    primary latent site (:meth:`ppl_vae.Pair.primary_site`), of the collapsed guide where
+    declared."""
     inputs = inputs or {}
-    name = primary_site(model, plan_of(model, guide, x[:1], take(inputs, slice(0, 1)))[1])
     means, variances = [], []
-    for rows, fn in _primary_site_by_chunk(model, guide, x, batch, inputs):
+    for rows, fn in _primary_site_by_chunk(pair, x, batch, inputs):
         mean, variance = site_moments(fn)
         means.append(mean.reshape(rows, -1))
         variances.append(variance.reshape(rows, -1))
-    return name, torch.cat(means), torch.cat(variances)
+    return _primary_site(pair, x, inputs), torch.cat(means), torch.cat(variances)
+
+
+def posterior_moments(model, guide, x: torch.Tensor, batch: int = 500,
+                      inputs: dict | None = None):
+    """:func:`pair_moments` of ``(model, guide)``."""
+    return pair_moments(_pair(model, guide), x, batch, inputs)
 
 
 @torch.no_grad()
-def within_covariance_and_draws(model, guide, x: torch.Tensor, batch: int = 500,
+def within_covariance_and_draws(pair: Pair, x: torch.Tensor, batch: int = 500,
                                 inputs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(E_x Σ(x), z)``: the mean within-example covariance ``(K, K)`` of the primary site
     (:func:`site_covariance`, the full matrix for chain, grid, full and IAF guides) and
@@ -79,20 +106,25 @@ def within_covariance_and_draws(model, guide, x: torch.Tensor, batch: int = 500,
     are unchanged)."""
     total, draws = 0.0, []
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        for rows, fn in _primary_site_by_chunk(model, guide, x, batch, inputs or {}):
+        for rows, fn in _primary_site_by_chunk(pair, x, batch, inputs or {}):
             covariance = site_covariance(fn)
             total = total + covariance.reshape(rows, *covariance.shape[-2:]).double().sum(0)
             draws.append(fn.sample().reshape(rows, -1))
     return total / x.shape[0], torch.cat(draws)
 
 
-def mean_representation(model, guide, device="cpu"):
+def pair_representation(pair: Pair, device="cpu"):
     """``images -> E_q[z | x]`` as a numpy array ``(n, K)``: the representation the
     disentanglement metrics score (call it inside the pair's scope)."""
     def representation(images: torch.Tensor):
-        return posterior_moments(model, guide, images.to(device))[1].cpu().numpy()
+        return pair_moments(pair, images.to(device))[1].cpu().numpy()
 
     return representation
+
+
+def mean_representation(model, guide, device="cpu"):
+    """:func:`pair_representation` of ``(model, guide)``."""
+    return pair_representation(_pair(model, guide), device)
 
 
 def site_moments(fn, draws: int = MOMENT_DRAWS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,18 +256,18 @@ def pca_spectrum(means: np.ndarray) -> dict:
     }
 
 
-def latent_statistics(model, guide, x: torch.Tensor, inputs: dict | None = None,
-                      moments: tuple | None = None) -> dict:
+def pair_statistics(pair: Pair, x: torch.Tensor, inputs: dict | None = None,
+                    moments: tuple | None = None) -> dict:
     """The statistics of the module docstring, as plain numbers and lists.
 
-    ``moments``: the ``(site, means, variances)`` of :func:`posterior_moments` on ``x``,
+    ``moments``: the ``(site, means, variances)`` of :func:`pair_moments` on ``x``,
     when already computed.
     """
-    site, means, variances = moments or posterior_moments(model, guide, x, inputs=inputs)
+    site, means, variances = moments or pair_moments(pair, x, inputs=inputs)
     activity, mean_variance = means.var(0), variances.mean(0)
     active = activity > ACTIVE_THRESHOLD
     corr, score = decorrelation(means[:, active]) if active.sum() >= 2 else (None, None)
-    within, draws = within_covariance_and_draws(model, guide, x, inputs=inputs)
+    within, draws = within_covariance_and_draws(pair, x, inputs=inputs)
     aggregate = aggregate_covariance(means.double(), within=within.to(means.device))
     kept = active.nonzero().flatten()
     sampled, ceiling = sampled_decorrelation(draws)
@@ -257,3 +289,9 @@ def latent_statistics(model, guide, x: torch.Tensor, inputs: dict | None = None,
         "decorrelation_sampled_ceiling": ceiling,
         "pca": pca_spectrum(means.double().cpu().numpy()),
     }
+
+
+def latent_statistics(model, guide, x: torch.Tensor, inputs: dict | None = None,
+                      moments: tuple | None = None) -> dict:
+    """:func:`pair_statistics` of ``(model, guide)``."""
+    return pair_statistics(_pair(model, guide), x, inputs, moments)

@@ -1,46 +1,73 @@
 """Name -> factory tables for models, guides and ELBO estimators.
 
-Each family registers itself where it is defined::
+Each family registers itself where it is defined, with a line for ``ppl-vae
+list`` and a help text for each option its factory takes::
 
-    @MODELS.register("vae", "Gaussian prior, neural decoder")
-    def build_vae(...): ...
+    @ESTIMATORS.register("tcvae", "β-TCVAE (Chen et al. 2018)",
+                         tc_weight="weight β of the total-correlation term")
+    def tcvae(particles: int = 1, tc_weight: float = 6.0): ...
 
-so the CLI, ``ppl_vae.build`` and ``ppl-vae list`` never hold an if/elif chain.
-The tables are filled by the modules that define the entries (imported by
-:mod:`ppl_vae.pair` for models and guides, by :mod:`ppl_vae.elbo` itself);
-this module imports none of them.
+An option is a keyword parameter of the factory with a default; its type is
+the default's (or the annotation's). :meth:`Registry.create` checks the options
+given against the signature, and :meth:`Registry.options` is what the CLI
+turns into flags (``--tc-weight``), so a new entry's options reach the command
+line without editing it. The tables are filled by the modules that define the
+entries (imported by :mod:`ppl_vae.pair` for models and guides, by
+:mod:`ppl_vae.estimators` for estimators); this module imports none of them.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ppl_vae.errors import PplVaeError
 
 
 @dataclass(frozen=True)
+class Option:
+    """One keyword option of a factory: its default and what it does."""
+
+    name: str
+    default: Any
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
 class Entry:
-    """One registered factory and the line ``ppl-vae list`` prints for it."""
+    """One registered factory, the line ``ppl-vae list`` prints for it and its options' help."""
 
     name: str
     factory: Callable[..., Any]
     description: str
+    help: dict = field(default_factory=dict)
+
+    def options(self) -> dict[str, Option]:
+        """The factory's keyword parameters that have defaults, in signature order."""
+        parameters = inspect.signature(self.factory).parameters.values()
+        return {p.name: Option(p.name, p.default, self.help.get(p.name, ""))
+                for p in parameters if p.default is not inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 class Registry:
-    """A small name -> factory table with helpful errors for unknown names."""
+    """A small name -> factory table with helpful errors for unknown names and options."""
 
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, description: str) -> Callable:
-        """Decorator adding ``factory`` under ``name``."""
+    def register(self, name: str, description: str, **help: str) -> Callable:
+        """Decorator adding ``factory`` under ``name``; ``help``: option -> one line."""
 
         def add(factory: Callable) -> Callable:
-            self._entries[name] = Entry(name, factory, description)
+            self._entries[name] = Entry(name, factory, description, help)
             return factory
 
         return add
@@ -56,8 +83,34 @@ class Registry:
         """All entries, sorted by name."""
         return [self._entries[k] for k in sorted(self._entries)]
 
+    def options(self, name: str) -> dict[str, Option]:
+        """The options ``name``'s factory takes, with their defaults and help."""
+        return self.get(name).options()
+
+    def effective(self, name: str, **options) -> dict:
+        """Every option of ``name`` as it will be used: the defaults overlaid by ``options``;
+        an option it does not take is refused, naming the ones it does."""
+        known = self.options(name)
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            flags = ", ".join(o.flag for o in known.values()) or "none"
+            given = ", ".join("--" + k.replace("_", "-") for k in unknown)
+            raise PplVaeError(f"the {self.kind} '{name}' takes no {given}; its options: {flags}")
+        return {k: options.get(k, option.default) for k, option in known.items()}
+
+    def create(self, name: str, **options) -> Any:
+        """``name``'s factory called with ``options`` (checked by :meth:`effective`)."""
+        return self.get(name).factory(**self.effective(name, **options))
+
+    def all_options(self) -> dict[str, list[tuple[str, Option]]]:
+        """Option name -> ``[(entry name, option), ...]`` over every entry (the CLI's flags)."""
+        table: dict[str, list[tuple[str, Option]]] = {}
+        for entry in self.entries():
+            for option in entry.options().values():
+                table.setdefault(option.name, []).append((entry.name, option))
+        return table
+
 
 MODELS = Registry("model")
 GUIDES = Registry("guide")
-ELBOS = Registry("ELBO")
-
+ESTIMATORS = Registry("estimator")

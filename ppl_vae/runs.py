@@ -25,13 +25,14 @@ import os
 import pickle
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import pyro
 import torch
 
+from ppl_vae.config import EstimatorSpec, TrainConfig
 from ppl_vae.devices import resolve_device
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
@@ -39,7 +40,7 @@ from ppl_vae.evaluate import evaluate_pair
 from ppl_vae.naming import Names
 from ppl_vae.pair import Pair, rebuild, with_names
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CONFIG, METRICS, CHECKPOINT, REPORT = "config.json", "metrics.jsonl", "checkpoint.pt", "report.json"
 STEPS, BEST = "steps.jsonl", "best.pt"
 
@@ -60,13 +61,9 @@ class RunConfig:
         data: ``ppl_vae.data.load`` arguments that rebuild the data, or None.
         event_shape: shape of one example.
         inputs: dataset inputs passed as keywords, name -> ``[dtype, shape]``.
-        estimator: ``elbo`` (registry name, ``pyro.infer.<Class>`` or
-            ``callable:<name>``), ``particles``, and ``alpha`` / ``pyro_settings``.
-        optimizer: ``name`` (adam), ``lr``, ``clip_norm`` (None: no clipping).
-        schedule: ``lr_schedule`` (constant, cosine, step), ``lr_step_epochs``,
-            ``lr_gamma``; ``warmup_steps`` and ``warmup_start`` of the KL warm-up.
-        training: ``epochs``, ``batch_size``, ``seed``, ``precision``,
-            ``patience`` (early stopping, 0: off), ``log_every``, ``divergence_factor``.
+        estimator: the :class:`~ppl_vae.config.EstimatorSpec` (name and every option).
+        training: the :class:`~ppl_vae.config.TrainConfig` (written as config.json's
+            ``training``, ``optimizer`` and ``schedule`` sections).
         environment: ``device`` and ``processes``: where it ran, which may
             change on resume (everything else but ``training.epochs`` may not).
         version: the ppl-vae that wrote it.
@@ -76,10 +73,8 @@ class RunConfig:
     data: dict | None
     event_shape: list
     inputs: dict
-    estimator: dict
-    optimizer: dict
-    schedule: dict
-    training: dict
+    estimator: EstimatorSpec
+    training: TrainConfig
     environment: dict = field(default_factory=dict)
     version: str = field(default_factory=_version)
     format_version: int = FORMAT_VERSION
@@ -87,23 +82,32 @@ class RunConfig:
     MAY_CHANGE_ON_RESUME = ("training.epochs", "environment.", "version", "format_version")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {"pair": self.pair, "data": self.data, "event_shape": self.event_shape,
+                "inputs": self.inputs, "estimator": self.estimator.to_json(),
+                **self.training.to_json(), "environment": self.environment,
+                "version": self.version, "format_version": self.format_version}
 
     @classmethod
     def from_json(cls, obj: dict) -> RunConfig:
-        """Read a ``config.json`` (format 1 kept everything in one ``train`` dict)."""
-        if obj.get("format_version", 1) >= 2:
-            return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
+        """Read a ``config.json``: format 3; format 2 (the same sections, fewer settings:
+        the rest at their defaults); format 1 (everything in one ``train`` dict)."""
+        version = obj.get("format_version", 1)
+        if version >= 2:
+            sections = {k: obj.get(k, {}) for k in ("training", "optimizer", "schedule")}
+            return cls(pair=obj.get("pair"), data=obj.get("data"),
+                       event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
+                       estimator=EstimatorSpec.from_json(obj["estimator"], version),
+                       training=TrainConfig.from_json(sections),
+                       environment=obj.get("environment", {}),
+                       version=obj.get("version", "unknown"), format_version=version)
         train = dict(obj.get("train", {}))  # format 1 had none of the training controls
+        estimator = {"elbo": "trace", **{k: train.pop(k) for k in (
+            "elbo", "particles", "alpha", "pyro_settings") if k in train}}
         return cls(pair=obj.get("pair"), data=obj.get("data"),
                    event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
-                   estimator={k: train.pop(k) for k in ("elbo", "particles", "alpha",
-                                                        "pyro_settings") if k in train},
-                   optimizer={"name": "adam", "lr": train.pop("lr", None), "clip_norm": None},
-                   schedule={"lr_schedule": "constant", "lr_step_epochs": None, "lr_gamma": 0.1,
-                             "warmup_steps": 0, "warmup_start": 0.01},
+                   estimator=EstimatorSpec.from_json(estimator, 1),
                    environment={k: train.pop(k) for k in ("device", "processes") if k in train},
-                   training={"patience": 0, "log_every": 0, "divergence_factor": 10.0, **train},
+                   training=TrainConfig.from_json({"train": train}),
                    version="before 0.2", format_version=1)
 
     def differences(self, requested: RunConfig) -> list[str]:

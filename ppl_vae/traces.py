@@ -112,7 +112,7 @@ def particle_traces(model, guide, x: torch.Tensor, num_particles: int, nesting: 
     sees its own shapes, draws the same numbers, and :func:`per_example`
     still gives ``(1, batch)``. ``inputs`` go to both programs as keywords.
     ``through``: a function of the guide trace giving the trace the model
-    replays (default: the guide trace itself; :mod:`ppl_vae.gradient_estimators`
+    replays (default: the guide trace itself; :mod:`ppl_vae.estimators.pathwise`
     hands the model values whose gradients it reweights).
     """
     model, guide, inputs = runnable(model), runnable(guide), inputs or {}
@@ -167,7 +167,7 @@ class ScaleLatent(Messenger):
     The latent site's ``log p(z)`` in the model and ``log q(z | x)`` in the guide
     are scaled alike, so ``E_q[log q - log p]`` — the KL term — is scaled and the
     likelihood is not: β-VAE's mechanism, used by the KL warm-up
-    (:mod:`ppl_vae.schedules`).
+    (:mod:`ppl_vae.training.schedules`).
     """
 
     def __init__(self, factor: float):

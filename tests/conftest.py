@@ -6,6 +6,8 @@ import pyro
 import pytest
 import torch
 
+import ppl_vae
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
@@ -27,3 +29,13 @@ def tiny_binary(n: int = 120, side: int = 8, seed: int = 0) -> SimpleNamespace:
 @pytest.fixture
 def binary_data():
     return tiny_binary()
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A one-epoch VAE run folder on 60 tiny images (no report yet), and its data."""
+    data = tiny_binary(n=60)
+    pair = ppl_vae.build("vae", data=data, latent_dim=3, net="mlp")
+    run = ppl_vae.fit(pair.model, pair.guide, data, epochs=1, batch_size=20, quiet=True,
+                      device="cpu", out=tmp_path / "run", pair=pair, report=False)
+    return run, data

@@ -18,7 +18,7 @@ import torch
 
 import ppl_vae
 from ppl_vae import runs
-from ppl_vae.elbo import Estimator, make_elbo
+from ppl_vae.estimators import Estimator, make_elbo
 from tests.conftest import tiny_binary
 
 

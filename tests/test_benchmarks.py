@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ppl_vae
-from ppl_vae.elbo import make_elbo
+from ppl_vae.estimators import make_elbo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_evaluate import hand_log_likelihood  # noqa: E402

@@ -7,7 +7,7 @@ from pyro import poutine
 from torch.nn.functional import softplus
 
 import ppl_vae
-from ppl_vae.elbo import make_elbo
+from ppl_vae.estimators import make_elbo
 from ppl_vae.guides.diagonal import MIN_SCALE
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import ppl_vae
-from ppl_vae.elbo import Estimator, make_elbo
 from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import Estimator, make_elbo
 from ppl_vae.runs import load_checkpoint, read_metrics
-from ppl_vae.train import TrainingDiverged
+from ppl_vae.training import TrainingDiverged
 
 
 class Faulty(Estimator):

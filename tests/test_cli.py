@@ -51,7 +51,7 @@ def _bernoulli_out_of_range(tmp_path):
 BAD = {
     "unknown model": (["--model", "nope"], "unknown model 'nope'"),
     "unknown guide": (["--guide", "nope"], "unknown guide 'nope'"),
-    "unknown ELBO": (["--elbo", "nope"], "unknown ELBO 'nope'"),
+    "unknown ELBO": (["--elbo", "nope"], "unknown estimator 'nope'"),
     "unknown dataset": (["--data", "nope"], "nope"),
     "beta zero": (["--model", "beta_vae", "--beta", "0"], "--beta must be positive"),
     "beta negative": (["--model", "beta_vae", "--beta", "-1"], "--beta must be positive"),
@@ -64,7 +64,7 @@ BAD = {
     "epochs zero": (["--epochs", "0"], "--epochs must be at least 1"),
     "lr zero": (["--lr", "0"], "--lr must be positive"),
     "cuda without gpu": (["--device", "cuda"], "no CUDA GPU"),
-    "alpha for trace": (["--alpha", "0.5"], "--alpha applies to --elbo renyi only"),
+    "alpha for trace": (["--alpha", "0.5"], "the estimator 'trace' takes no --alpha; its options: --particles"),
 }
 
 

@@ -73,7 +73,7 @@ def test_train_help_states_the_default_run(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for phrase in ("--model beta_vae", "diagonal", "--data shapes", "--elbo trace",
                    "--lr 0.001", "(default: beta_vae)", "(default: shapes)",
-                   "--lr-schedule {constant,cosine,step}", "--warmup-steps", "--clip-norm",
+                   "--lr-schedule {constant,cosine,step,multistep}", "--warmup-steps", "--clip-norm",
                    "--patience", "--log-every", "--divergence-factor", "--key", "--labels",
                    "--factors", "--channels-last"):
         assert phrase in text, phrase
@@ -204,7 +204,7 @@ def test_training_controls_reach_fit_and_the_config(tmp_path, capsys):
     assert code == 0, err
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["schedule"] == {"lr_schedule": "step", "lr_step_epochs": 1, "lr_gamma": 0.5,
-                                  "warmup_steps": 4, "warmup_start": 0.1}
+                                  "lr_milestones": None, "warmup_steps": 4, "warmup_start": 0.1}
     assert config["optimizer"]["clip_norm"] == 5.0
     assert {k: config["training"][k] for k in ("patience", "log_every", "divergence_factor")} \
         == {"patience": 3, "log_every": 2, "divergence_factor": 20.0}
@@ -257,7 +257,7 @@ def test_resume_refusal_lists_every_changed_key_in_one_line(tiny_run, tmp_path, 
 def test_fit_itself_refuses_a_changed_setting(tiny_run, tmp_path):
     """The CLI's check is a convenience: ``fit(resume=True)`` refuses on its own."""
     from ppl_vae.pair import build
-    from ppl_vae.train import fit
+    from ppl_vae.training import fit
 
     run = copy_of(tiny_run, tmp_path)
     data = load(name="digits", n=200, binarize="static")

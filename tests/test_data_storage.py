@@ -13,8 +13,8 @@ from ppl_vae.data.common import subset_split
 from ppl_vae.data.dsprites import FULL_ROWS, LAYOUT_SIZES
 from ppl_vae.data.shapes import GRID_SIZE, render
 from ppl_vae.data.storage import BitStorage
-from ppl_vae.elbo import Estimator, make_elbo
 from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import Estimator, make_elbo
 from ppl_vae.metrics.mig import compute_mig
 
 STORAGES = ("float32", "auto", "render")

@@ -8,8 +8,8 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 import ppl_vae
-from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import make_elbo
 
 
 def _loss_and_grads(loss_fn, pair, x, seed):

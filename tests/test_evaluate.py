@@ -4,8 +4,8 @@ import pyro
 import pytest
 
 import ppl_vae
-from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import make_elbo
 from tests.ppca import PosteriorGuide, ppca_data
 
 

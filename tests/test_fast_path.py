@@ -9,7 +9,7 @@ from pyro.nn import PyroModule, PyroSample
 
 import ppl_vae
 from ppl_vae import speedups, traces
-from ppl_vae.elbo import make_elbo
+from ppl_vae.estimators import make_elbo
 from ppl_vae.likelihoods import BernoulliImage, NormalImage
 
 

@@ -6,20 +6,9 @@ import json
 import numpy as np
 import pytest
 
-import ppl_vae
 from ppl_vae.contract import Figure, GuideHooks, ModelHooks, Panel, hook
 from ppl_vae.diagnostics import diagnose_pair
 from ppl_vae.report import finish_run
-from tests.conftest import tiny_binary
-
-
-@pytest.fixture
-def trained(tmp_path):
-    data = tiny_binary(n=60)
-    pair = ppl_vae.build("vae", data=data, latent_dim=3, net="mlp")
-    run = ppl_vae.fit(pair.model, pair.guide, data, epochs=1, batch_size=20, quiet=True,
-                      device="cpu", out=tmp_path / "run", pair=pair, report=False)
-    return run, data
 
 
 def _figure_of_numbers(x, model):

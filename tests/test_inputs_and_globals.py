@@ -11,8 +11,7 @@ from torch.distributions import kl_divergence
 from torch.nn.functional import one_hot, softplus
 
 import ppl_vae
-from ppl_vae.elbo import as_estimator, make_elbo
-from ppl_vae.objective import batch_loss
+from ppl_vae.estimators import Batch, as_estimator, make_elbo
 
 # --- global latents ---------------------------------------------------------------------------
 
@@ -47,7 +46,7 @@ def test_a_global_latent_counts_once_per_data_set(elbo):
     x, n = data.train[:10], data.train.shape[0]
     with ppl_vae.engine_settings(model, guide):
         pyro.set_rng_seed(2)
-        loss = batch_loss(as_estimator(elbo), model, guide, x, {}, {}, n)
+        loss = as_estimator(elbo).loss(model, guide, Batch(x, dataset_size=n))
     pyro.set_rng_seed(2)
     q = dist.Normal(guide.loc, softplus(guide.raw))
     theta, prior = q.rsample(), dist.Normal(0.0, PRIOR_SD)
@@ -142,8 +141,8 @@ def test_partly_known_labels_split_the_batch_and_weight_each_part_by_its_size(bi
         return x.new_full((x.shape[0],), 1.0 if y is not None else 3.0).sum()
 
     with ppl_vae.engine_settings(model, guide):
-        loss = batch_loss(as_estimator(per_example_loss), model, guide, x, {"y": y},
-                          {"y": known}, 100)
+        loss = as_estimator(per_example_loss).loss(
+            model, guide, Batch(x, {"y": y}, {"y": known}, dataset_size=100))
     assert float(loss) == pytest.approx(float(torch.where(known, 1.0, 3.0).mean()))
     model.calls.clear()
     run = ppl_vae.fit(model, guide, data, inputs=["y"], epochs=4, batch_size=25, lr=1e-2,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import ppl_vae
-from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import make_elbo
 from ppl_vae.mixed_precision import MixedPrecision, networks
 from ppl_vae.pair import Pair
 
@@ -48,7 +48,7 @@ def test_bf16_training_from_fit_records_the_setting(binary_data):
     pair = ppl_vae.build("vae", latent_dim=3, data=binary_data, net="mlp")
     run = ppl_vae.fit(pair.model, pair.guide, binary_data, epochs=2, batch_size=20,
                       precision="bf16", device="cpu", quiet=True)
-    assert run.config.training["precision"] == "bf16"
+    assert run.config.training.precision == "bf16"
     assert all(torch.isfinite(torch.tensor(m["train_objective"])) for m in run.metrics)
 
 

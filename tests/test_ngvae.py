@@ -9,9 +9,9 @@ import torch
 from pyro import poutine
 
 import ppl_vae
-import ppl_vae.elbo
-from ppl_vae.elbo import make_elbo
+import ppl_vae.estimators.trace
 from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import make_elbo
 from ppl_vae.models.ngvae import Relaxation, expected_gaussian_kl
 from ppl_vae.report import finish_run
 from ppl_vae.traces import log_weights, prepare
@@ -132,7 +132,7 @@ def _spy(monkeypatch):
         calls.append((type(q.base_dist).__name__, type(p.base_dist).__name__))
         return torch.distributions.kl_divergence(q, p)
 
-    monkeypatch.setattr(ppl_vae.elbo, "kl_divergence", kl)
+    monkeypatch.setattr(ppl_vae.estimators.trace, "kl_divergence", kl)
     return calls
 
 

@@ -9,7 +9,7 @@ import torch
 from scipy import integrate, stats
 
 import ppl_vae
-from ppl_vae.elbo import make_elbo
+from ppl_vae.estimators import make_elbo
 from ppl_vae.latents import posterior_moments
 from ppl_vae.models import ngvae as ngvae_module
 from ppl_vae.models.ngvae import expected_gaussian_kl, student_t_marginal

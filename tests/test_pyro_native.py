@@ -22,8 +22,8 @@ from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
 import ppl_vae
-from ppl_vae.elbo import as_estimator, make_elbo
 from ppl_vae.errors import PplVaeError, PplVaeWarning
+from ppl_vae.estimators import as_estimator, from_spec, make_elbo
 
 PYRO_ELBOS = [Trace_ELBO, TraceMeanField_ELBO, TraceGraph_ELBO,
               lambda **k: RenyiELBO(alpha=0.5, num_particles=2, **k), TraceEnum_ELBO]
@@ -90,8 +90,7 @@ def test_pyro_trace_elbo_object_gives_the_same_loss_and_training_as_trace(binary
     for a, b in zip(runs[0].metrics, runs[1].metrics):
         assert a["train_objective"] == pytest.approx(b["train_objective"], rel=1e-5)
     assert runs[1].config.estimator["elbo"] == "pyro.infer.Trace_ELBO"
-    rebuilt = make_elbo(runs[1].config.estimator["elbo"], None, None,
-                        runs[1].config.estimator["pyro_settings"])
+    rebuilt = from_spec(runs[1].config.estimator)
     assert isinstance(rebuilt.elbo, Trace_ELBO)
 
 

@@ -17,7 +17,7 @@ from ppl_vae.diagnostics.inference_data import ENGINE
 from ppl_vae.errors import PplVaeError
 from ppl_vae.naming import Names
 from ppl_vae.pair import importable_path, with_names
-from ppl_vae.train import GLOBAL_EPOCH_PARTICLES, _epoch_particles
+from ppl_vae.training.session import GLOBAL_EPOCH_PARTICLES, epoch_particles
 
 
 class NormedVAE(nn.Module):
@@ -342,7 +342,7 @@ def test_global_latent_trains_evaluates_and_reports(tmp_path, digits):
     assert run.report["evaluation"]["log_likelihood"] is None  # global: no per-example IS
     assert torch.isfinite(torch.tensor(run.report["evaluation"]["elbo"]))
     with run.pair.scope():
-        assert _epoch_particles(run.pair, digits.test, {}) == GLOBAL_EPOCH_PARTICLES
+        assert epoch_particles(run.pair, digits.test, {}) == GLOBAL_EPOCH_PARTICLES
 
 
 def test_flattened_data_feed_flat_networks_and_figures_still_draw_images(tmp_path):

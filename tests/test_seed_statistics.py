@@ -106,6 +106,7 @@ def test_aggregate_keeps_a_structured_guides_within_example_covariance():
     """A chain guide, the same for every x: the aggregate is that Σ, correlation and all."""
     from ppl_vae.distributions import ChainPrecisionNormal
     from ppl_vae.latents import latent_statistics, within_covariance_and_draws
+    from ppl_vae.pair import Pair
 
     diag, offdiag = torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64), torch.tensor(
         [1.5, 0.0], dtype=torch.float64)
@@ -119,7 +120,7 @@ def test_aggregate_keeps_a_structured_guides_within_example_covariance():
     x = torch.zeros(50, 1, dtype=torch.float64)
     sigma = torch.linalg.inv(torch.diag(diag) + torch.diag(offdiag, -1))
     sigma = sigma.T @ sigma
-    within, draws = within_covariance_and_draws(model, guide, x)
+    within, draws = within_covariance_and_draws(Pair(model, guide), x)
     assert torch.allclose(within, sigma) and draws.shape == (50, 3)
     means = torch.zeros(50, 3, dtype=torch.float64)
     aggregate = aggregate_covariance(means, within=within)

@@ -7,8 +7,8 @@ from torch.distributions import MultivariateNormal, kl_divergence
 
 import ppl_vae
 from ppl_vae.distributions import FullCovarianceNormal
-from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import make_elbo
 from ppl_vae.guides.structured import grid_columns
 
 

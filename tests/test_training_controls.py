@@ -10,11 +10,10 @@ import torch
 from torch.distributions import kl_divergence
 
 import ppl_vae
-from ppl_vae.elbo import make_elbo
 from ppl_vae.errors import PplVaeError
-from ppl_vae.objective import batch_loss
+from ppl_vae.estimators import Batch, make_elbo
 from ppl_vae.runs import BEST, STEPS, read_metrics, read_run_config
-from ppl_vae.schedules import TrainingDiverged, warmup_scale
+from ppl_vae.training.schedules import TrainingDiverged, warmup_scale
 
 
 def _fit(data, out=None, **options):
@@ -31,10 +30,10 @@ def test_resume_refuses_changed_settings_listing_each_and_extends_epochs(binary_
     message = str(error.value)
     assert "\n" not in message
     assert "estimator.elbo: 'trace' → 'iwae'" in message and "optimizer.lr: 0.001 → 0.1" in message
-    assert read_run_config(tmp_path / "r").optimizer["lr"] == 1e-3  # nothing rewritten
+    assert read_run_config(tmp_path / "r").training.lr == 1e-3  # nothing rewritten
     run = _fit(binary_data, tmp_path / "r", resume=True, epochs=3)
     assert [m["epoch"] for m in run.metrics] == [1, 2, 3]
-    assert read_run_config(tmp_path / "r").training["epochs"] == 3
+    assert read_run_config(tmp_path / "r").training.epochs == 3
 
 
 def test_warmup_scales_the_kl_term_and_only_it(binary_data):
@@ -42,7 +41,7 @@ def test_warmup_scales_the_kl_term_and_only_it(binary_data):
     x = binary_data.train[:20]
     with pair.scope():
         pyro.set_rng_seed(1)
-        loss = batch_loss(make_elbo("meanfield"), pair.model, pair.guide, x, {}, {}, 100, 0.25)
+        loss = make_elbo("meanfield").loss(pair.model, pair.guide, Batch(x, dataset_size=100, latent_scale=0.25))
         pyro.set_rng_seed(1)
         q = pair.guide.distribution(x)
         z = q.rsample()
@@ -60,7 +59,7 @@ def test_warmup_scales_the_kl_term_and_only_it(binary_data):
 def test_lr_schedules_reach_their_end_values(binary_data, schedule, expected):
     run = _fit(binary_data, epochs=3, lr_schedule=schedule, lr_step_epochs=2)
     assert run.metrics[-1]["lr"] == pytest.approx(expected, abs=1e-12)
-    assert run.config.schedule["lr_schedule"] == schedule
+    assert run.config.training.lr_schedule == schedule
 
 
 def test_early_stopping_keeps_the_best_checkpoint(binary_data, tmp_path):
@@ -113,3 +112,43 @@ def test_a_format_1_run_resumes_with_only_more_epochs(binary_data, tmp_path):
     path.write_text(json.dumps({"format_version": 1, **old, "train": train}))
     run = _fit(binary_data, tmp_path / "r", resume=True, epochs=3)
     assert len(run.metrics) == 3
+
+
+def test_a_format_2_run_reads_with_the_new_settings_at_their_defaults(binary_data, tmp_path):
+    """Format 2 had no Adam betas/eps or milestones, and wrote alpha for every estimator."""
+    import json
+
+    _fit(binary_data, tmp_path / "r", elbo="iwae")
+    path = tmp_path / "r" / "config.json"
+    new = json.loads(path.read_text())
+    for key in ("betas", "eps"):
+        new["optimizer"].pop(key)
+    new["schedule"].pop("lr_milestones")
+    new.update(format_version=2, estimator={**new["estimator"], "alpha": 0.0})
+    path.write_text(json.dumps(new))
+    stored = read_run_config(tmp_path / "r")
+    assert stored.training.betas == (0.9, 0.999) and stored.estimator.options == {"particles": 5}
+    run = _fit(binary_data, tmp_path / "r", elbo="iwae", resume=True, epochs=3)
+    assert len(run.metrics) == 3
+
+
+def test_multistep_schedule_decays_after_each_milestone_and_adam_gets_its_betas(
+        binary_data, tmp_path):
+    run = _fit(binary_data, tmp_path / "r", epochs=4, lr=1e-3, lr_schedule="multistep",
+               lr_milestones=(1, 3), lr_gamma=0.5, betas=(0.5, 0.9), eps=1e-6)
+    assert [m["lr"] for m in run.metrics] == pytest.approx([5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    saved = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    group = saved["optimizer"]["param_groups"][0]
+    assert tuple(group["betas"]) == (0.5, 0.9) and group["eps"] == 1e-6
+    assert read_run_config(tmp_path / "r").training.lr_milestones == (1, 3)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"lr_schedule": "multistep"}, "--lr-milestones goes with --lr-schedule multistep"),
+    ({"lr_milestones": (2, 1), "lr_schedule": "multistep"}, "increasing epochs"),
+    ({"betas": (0.9, 1.0)}, "--betas must be two numbers in \\[0, 1\\)"),
+    ({"epochs_total": 3}, "unknown setting"),
+])
+def test_impossible_settings_are_one_line_errors(binary_data, settings, message):
+    with pytest.raises(PplVaeError, match=message):
+        _fit(binary_data, **settings)

@@ -47,8 +47,8 @@ SCALES_NOTE = ("the estimator with the model's site scales (beta; a KL warm-up a
 
 
 def cmd_evaluate(args) -> None:
-    from ppl_vae.elbo import make_elbo
-    from ppl_vae.objective import batch_loss
+    from ppl_vae.cli.parser import estimator_options
+    from ppl_vae.estimators import Batch, create
     from ppl_vae.runs import write_json
 
     run, data = _load(args, args.device)
@@ -57,11 +57,12 @@ def cmd_evaluate(args) -> None:
     pyro.set_rng_seed(args.seed)
     result = run.evaluate(x, inputs=inputs, iw_samples=args.iw_samples, quiet=args.quiet)
     if args.elbo:
-        estimator = make_elbo(args.elbo, args.particles, args.alpha)
+        estimator = create(args.elbo, **estimator_options(args))
         with run.pair.evaluation(), torch.no_grad():
-            losses = [batch_loss(estimator, run.model, run.guide, x[i:i + 256].to(run.device),
-                                 {k: v[i:i + 256] for k, v in inputs.items()}, {}, x.shape[0])
-                      * x[i:i + 256].shape[0] for i in range(0, x.shape[0], 256)]
+            losses = [estimator.loss(run.model, run.guide, Batch(
+                x[i:i + 256].to(run.device), {k: v[i:i + 256] for k, v in inputs.items()},
+                dataset_size=x.shape[0])) * x[i:i + 256].shape[0]
+                for i in range(0, x.shape[0], 256)]
         result["training_objective"] = {
             **estimator.describe(), "value": -float(sum(losses)) / x.shape[0],
             "note": f"{SCALES_NOTE}; 'elbo' is the unweighted ELBO"}
@@ -177,11 +178,13 @@ def cmd_diagnose(args) -> None:
 
 def cmd_list(args) -> None:
     from ppl_vae.data import DATASETS
-    from ppl_vae.registry import ELBOS, GUIDES, MODELS
+    from ppl_vae.estimators import ESTIMATORS
+    from ppl_vae.registry import GUIDES, MODELS
 
     for title, entries in (("models", [(e.name, e.description) for e in MODELS.entries()]),
                            ("guides", [(e.name, e.description) for e in GUIDES.entries()]),
-                           ("ELBOs", [(e.name, e.description) for e in ELBOS.entries()]),
+                           ("estimators", [(e.name, e.description)
+                                           for e in ESTIMATORS.entries()]),
                            ("datasets", sorted(DATASETS.items()))):
         print(f"{title}:")
         for name, description in entries:

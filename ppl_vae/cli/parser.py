@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from ppl_vae.config import RunOptions, TrainConfig
 
 DESCRIPTION = "The ``ppl-vae`` command: train, evaluate, sample, diagnose, list."
 
@@ -94,18 +97,8 @@ DATA_OPTIONS = {
                             "the shape is (n, H, W, 1 or 3) with H, W > 4)"),
 }
 
-# fit() keyword -> (RunConfig section it is stored in, default of a new run). The flags
-# default to None, so that a resumed run takes every setting not given from its config.
-TRAIN_SETTINGS = {
-    "epochs": ("training", 10), "batch_size": ("training", 64), "seed": ("training", 0),
-    "precision": ("training", "fp32"), "patience": ("training", 0),
-    "log_every": ("training", 0), "divergence_factor": ("training", 10.0),
-    "lr": ("optimizer", 1e-3), "clip_norm": ("optimizer", None),
-    "lr_schedule": ("schedule", "constant"), "lr_step_epochs": ("schedule", None),
-    "lr_gamma": ("schedule", 0.1), "warmup_steps": ("schedule", 0),
-    "warmup_start": ("schedule", 0.01),
-}
 DEFAULT_RUN = {"model": "beta_vae", "data": "shapes", "elbo": "trace"}
+RUN_TIME_HIDDEN = ("report",)  # RunOptions fields the train command fixes
 
 TRAIN_DESCRIPTION = """Train a model/guide pair and write a run folder.
 
@@ -163,48 +156,49 @@ def _add_pair_and_data_flags(train: argparse.ArgumentParser) -> None:
         data.add_argument(*flags, dest=name, type=kind, default=None, help=text)
 
 
+def _flag_kwargs(f: dataclasses.Field, default) -> dict:
+    """argparse keywords for a :mod:`ppl_vae.config` field (its parser, choices, help)."""
+    meta = f.metadata
+    if f.type in ("bool", bool):
+        return {"action": "store_true", "help": meta["help"]}
+    kind = meta["parse"] or {"int": int, "float": float, "str": str}.get(
+        str(f.type).split(" |")[0], float)
+    shown = meta["none"] if f.default is None else (
+        ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default)
+    return {"type": kind, "choices": meta["choices"], "default": default,
+            "help": f"{meta['help']} (default: {shown})"}
+
+
+def add_estimator_flags(group) -> None:
+    """``--elbo`` and one flag per option any registered estimator takes (``--tc-weight``)."""
+    from ppl_vae.estimators import ESTIMATORS
+
+    names = ", ".join(e.name for e in ESTIMATORS.entries())
+    group.add_argument("--elbo", default=None, help=f"estimator: {names} (ppl-vae list; "
+                       "or pyro.infer.<Class> on --resume) (default: trace)")
+    for name, owners in ESTIMATORS.all_options().items():
+        option = owners[0][1]
+        defaults = ", ".join(f"{entry} {o.default}" for entry, o in owners)
+        kind = type(option.default) if option.default is not None else float
+        group.add_argument(option.flag, dest=name, type=kind, default=None,
+                           help=f"{option.help} (default: the estimator's: {defaults})")
+
+
+def estimator_options(args) -> dict:
+    """The estimator options given on the command line (unset flags keep the defaults)."""
+    from ppl_vae.estimators import ESTIMATORS
+
+    return {name: getattr(args, name) for name in ESTIMATORS.all_options()
+            if getattr(args, name, None) is not None}
+
+
 def _add_training_flags(train: argparse.ArgumentParser) -> None:
-    """Estimator, optimizer, schedule and training settings (None: new-run default or stored)."""
+    """Estimator and :class:`~ppl_vae.config.TrainConfig` flags (None: new-run default or stored)."""
     group = train.add_argument_group("training settings (on --resume: default the stored run's)")
-    group.add_argument("--elbo", default=None, help="estimator: trace, meanfield, renyi, iwae "
-                       "(ppl-vae list) (default: trace)")
-    group.add_argument("--alpha", type=float, default=None,
-                       help="renyi: order α in [0, 1) (default: the estimator's, 0.5)")
-    group.add_argument("--particles", type=int, default=None,
-                       help="samples of z per example (default: the estimator's: 1 for "
-                            "trace/meanfield, 5 for renyi/iwae)")
-
-    def setting(flag, text, none="none", **kwargs):
-        name = flag[2:].replace("-", "_")
-        default = TRAIN_SETTINGS[name][1]
-        group.add_argument(flag, dest=name, default=None, **kwargs,
-                           help=f"{text} (default: {none if default is None else default})")
-
-    setting("--epochs", "passes over the training set; on --resume, the new total",
-            type=int)
-    setting("--batch-size", "examples per step (under torchrun: the global batch)", type=int)
-    setting("--lr", "Adam learning rate", type=float)
-    setting("--lr-schedule", "learning rate over the run: constant, cosine (annealed to 0) "
-            "or step (× --lr-gamma every --lr-step-epochs)", choices=["constant", "cosine",
-                                                                      "step"])
-    setting("--lr-step-epochs", "step schedule: epochs between decays", type=int,
-            none="a third of --epochs")
-    setting("--lr-gamma", "step schedule: factor per decay", type=float)
-    setting("--warmup-steps", "KL warm-up: steps over which the latent sites' scale rises "
-            "linearly from --warmup-start to 1 (0: off)", type=int)
-    setting("--warmup-start", "KL warm-up: the scale at step 0, in (0, 1]", type=float)
-    setting("--clip-norm", "clip the gradients' global norm to this", type=float,
-            none="no clipping")
-    setting("--patience", "early stopping: stop when the test ELBO has not improved for "
-            "this many epochs, keeping RUN/best.pt (0: off)", type=int)
-    setting("--log-every", "also record the training loss every this many steps in "
-            "RUN/steps.jsonl (0: per epoch only)", type=int)
-    setting("--divergence-factor", "stop, keeping the last good checkpoint, when the loss "
-            "gets this many times its magnitude worse than its best", type=float)
-    setting("--seed", "seeds the weights, the data subset and split, and the batches",
-            type=int)
-    setting("--precision", "fp32, or bf16: networks in bfloat16, densities in float32",
-            choices=["fp32", "bf16"])
+    add_estimator_flags(group)
+    for f in dataclasses.fields(TrainConfig):
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name,
+                           **_flag_kwargs(f, None))
     group.add_argument("--inputs", default=None, help="dataset inputs passed to model and "
                        "guide as keywords, comma-separated (y: labels, model(x, y=...)); "
                        "keyword=field[:onehot] when the programs call it otherwise "
@@ -213,6 +207,15 @@ def _add_training_flags(train: argparse.ArgumentParser) -> None:
                        "when not 'x' (Pyro's examples: obs)")
     group.add_argument("--plate", default=None, help="the per-example plate of model and "
                        "guide, when not 'data' (e.g. documents)")
+
+
+def _add_run_time_flags(train: argparse.ArgumentParser) -> None:
+    """:class:`~ppl_vae.config.RunOptions` flags: where and how to run."""
+    group = train.add_argument_group("where and how to run (may change on --resume)")
+    for f in dataclasses.fields(RunOptions):
+        if f.name not in RUN_TIME_HIDDEN:
+            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name,
+                               **_flag_kwargs(f, f.default))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,30 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace the run in --out")
     _add_training_flags(train)
     _add_pair_and_data_flags(train)
-    run_time = train.add_argument_group("where and how to run (may change on --resume)")
-    run_time.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    run_time.add_argument("--checkpoint-every", type=int, default=0,
-                          help="also checkpoint every this many steps (0: once per epoch)")
-    run_time.add_argument("--iw-samples", type=int, default=100,
-                          help="importance samples per example for the final report")
-    run_time.add_argument("--eval-examples", type=int, default=None,
-                          help="test examples in the final report (default: all)")
-    run_time.add_argument("--detect-anomaly", action="store_true",
-                          help="name the operation that first produces NaN (slow)")
-    run_time.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_time_flags(train)
 
     evaluate = command("evaluate", "test ELBO and IS log-likelihood of a run",
                        EVALUATE_DESCRIPTION)
     evaluate.add_argument("run", help="a run folder")
     evaluate.add_argument("--iw-samples", type=int, default=1000,
                           help="importance samples per example")
-    evaluate.add_argument("--elbo", default=None,
-                          help="also report this estimator's training objective, β and other "
-                               "site scales included (default: none)")
-    evaluate.add_argument("--particles", type=int, default=None,
-                          help="particles of --elbo (default: the estimator's)")
-    evaluate.add_argument("--alpha", type=float, default=None,
-                          help="renyi order α of --elbo (default: the estimator's)")
+    add_estimator_flags(evaluate.add_argument_group(
+        "also report this estimator's training objective, β and other site scales included"))
     evaluate.add_argument("--n-examples", type=int, default=None,
                           help="the first this many test examples (default: all)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")

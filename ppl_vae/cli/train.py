@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
 from ppl_vae.cli.commands import load_data, named_for_guide
-from ppl_vae.cli.parser import DATA_OPTIONS, DEFAULT_RUN, PAIR_OPTIONS, TRAIN_SETTINGS
+from ppl_vae.cli.parser import (
+    DATA_OPTIONS,
+    DEFAULT_RUN,
+    PAIR_OPTIONS,
+    RUN_TIME_HIDDEN,
+    estimator_options,
+)
+from ppl_vae.config import EstimatorSpec, RunOptions, TrainConfig
 from ppl_vae.errors import PplVaeError
 
 
@@ -15,24 +23,22 @@ def _given(args, names) -> dict:
 
 
 def cmd_train(args) -> None:
-    from ppl_vae import distributed
     from ppl_vae.pair import build
-    from ppl_vae.train import fit
+    from ppl_vae.training import distributed, fit
 
-    spec, data, estimator, settings, inputs = (_resume_request if args.resume
-                                               else _new_request)(args)
-    pair = build(spec["model"], spec["guide"], data=data, seed=settings["seed"], **spec["options"])
+    spec, data, estimator, config, inputs = (_resume_request if args.resume
+                                             else _new_request)(args)
+    pair = build(spec["model"], spec["guide"], data=data, seed=config.seed, **spec["options"])
     if not args.quiet and distributed.is_main_process():
         print(f"training {pair.spec['model']} / {pair.spec['guide']} on {data.describe()}",
               file=sys.stderr)
     names = spec.get("names") or {}  # a resumed run's own, unless given again
-    run = fit(pair.model, pair.guide, data, **estimator, **settings, inputs=inputs,
+    run_options = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions)
+                   if f.name not in RUN_TIME_HIDDEN}
+    run = fit(pair.model, pair.guide, data, elbo=estimator, config=config, inputs=inputs,
               observe=args.observe or names.get("observe", "x"),
-              plate=args.plate or names.get("plate", "data"),
-              device=args.device, out=args.out, resume=args.resume, overwrite=args.overwrite,
-              quiet=args.quiet, checkpoint_every=args.checkpoint_every,
-              detect_anomaly=args.detect_anomaly, iw_samples=args.iw_samples,
-              eval_examples=args.eval_examples, pair=pair)
+              plate=args.plate or names.get("plate", "data"), out=args.out,
+              resume=args.resume, overwrite=args.overwrite, pair=pair, **run_options)
     distributed.finish()
     if distributed.is_main_process():
         print(json.dumps({"run": str(run.path), **named_for_guide(run.report["evaluation"])}))
@@ -56,20 +62,24 @@ def _stored_inputs(spec: dict, stored_inputs: dict) -> list[str] | dict[str, str
             for k, (field, transform, _) in keywords.items()}
 
 
-def _new_request(args) -> tuple[dict, object, dict, dict, list[str]]:
-    """Pair spec, data, estimator, fit settings and inputs of a new run: flags, else defaults."""
+def _training_given(args) -> dict:
+    """The :class:`~ppl_vae.config.TrainConfig` flags given (unset flags are None)."""
+    return _given(args, [f.name for f in dataclasses.fields(TrainConfig)])
+
+
+def _new_request(args) -> tuple[dict, object, EstimatorSpec, TrainConfig, list[str]]:
+    """Pair spec, data, estimator, training settings and inputs of a new run: flags, else
+    defaults (:mod:`ppl_vae.config`)."""
     spec = {"model": args.model or DEFAULT_RUN["model"], "guide": args.guide,
             "options": _given(args, [*PAIR_OPTIONS, "learn_prior_weight"])}
-    settings = {name: default if getattr(args, name) is None else getattr(args, name)
-                for name, (_, default) in TRAIN_SETTINGS.items()}
-    data = load_data({"name": args.data or DEFAULT_RUN["data"], "seed": settings["seed"],
+    config = TrainConfig.create(**_training_given(args))
+    data = load_data({"name": args.data or DEFAULT_RUN["data"], "seed": config.seed,
                        **_given(args, DATA_OPTIONS)})
-    estimator = {"elbo": args.elbo or DEFAULT_RUN["elbo"], "particles": args.particles,
-                 "alpha": args.alpha}
-    return spec, data, estimator, settings, _input_names(args.inputs or "")
+    estimator = EstimatorSpec(args.elbo or DEFAULT_RUN["elbo"], estimator_options(args))
+    return spec, data, estimator, config, _input_names(args.inputs or "")
 
 
-def _resume_request(args) -> tuple[dict, object, dict, dict, list[str]]:
+def _resume_request(args) -> tuple[dict, object, EstimatorSpec, TrainConfig, list[str]]:
     """The stored run's settings, overridden by the flags given; any change refused.
 
     The flags given are laid over the stored :class:`~ppl_vae.runs.RunConfig`
@@ -78,9 +88,7 @@ def _resume_request(args) -> tuple[dict, object, dict, dict, list[str]]:
     is listed in the same line as a change of estimator or learning rate.
     ``fit(resume=True)`` checks the settings again.
     """
-    from dataclasses import replace
-
-    from ppl_vae.elbo import make_elbo
+    from ppl_vae.estimators import from_spec
     from ppl_vae.runs import read_run_config
 
     stored = read_run_config(args.out)
@@ -91,18 +99,14 @@ def _resume_request(args) -> tuple[dict, object, dict, dict, list[str]]:
     if spec.get("source") == "factory" and args.model is None:
         raise PplVaeError(f"{args.out} was built by the factory '{spec['model']}'; give "
                           f"--model {spec['model']} again to import it")
-    given = {name: getattr(args, name) for name in TRAIN_SETTINGS
-             if getattr(args, name) is not None}
-    sections = {section: {**getattr(stored, section),
-                          **{k: v for k, v in given.items() if TRAIN_SETTINGS[k][0] == section}}
-                for section in ("optimizer", "schedule", "training")}
+    config = dataclasses.replace(stored.training, **_training_given(args))
     recorded = stored.estimator
-    name = args.elbo or recorded["elbo"]
-    same = name == recorded["elbo"]
-    estimator = make_elbo(name, recorded.get("particles") if args.particles is None and same
-                          else args.particles,
-                          recorded.get("alpha") if args.alpha is None and same else args.alpha,
-                          recorded.get("pyro_settings") if same else None)
+    name = args.elbo or recorded.name
+    estimator = EstimatorSpec(name, {**(recorded.options if name == recorded.name else {}),
+                                     **estimator_options(args)},
+                              recorded.pyro_settings if name == recorded.name else None)
+    if estimator != recorded:  # what it would record: every option, defaults included
+        estimator = EstimatorSpec.from_json(from_spec(estimator).describe())
     pair_given = {k: v for k, v in (("model", args.model), ("guide", args.guide)) if v}
     requested_pair = {**spec, **pair_given, "options": {
         **spec.get("options", {}), **_given(args, [*PAIR_OPTIONS, "learn_prior_weight"])}}
@@ -113,19 +117,14 @@ def _resume_request(args) -> tuple[dict, object, dict, dict, list[str]]:
     if requested_data.get("name") == stored.data.get("name"):
         data = load_data(requested_data)  # the loader's own spec: resolved paths and all
         requested_data = {**stored.data, **{k: data.spec.get(k) for k in data_given}}
-    requested = replace(stored, pair=requested_pair, data=requested_data, **sections,
-                        estimator=estimator.describe() if args.elbo or args.particles is not None
-                        or args.alpha is not None else recorded)
+    requested = dataclasses.replace(stored, pair=requested_pair, data=requested_data,
+                                    training=config, estimator=estimator)
     differences = stored.differences(requested)
     if differences:
         raise PplVaeError(f"cannot resume {args.out} with other settings "
                           f"({'; '.join(differences)}); only --epochs may change (to extend "
                           "the run): drop the changed flags, or start a new run with another "
                           "--out")
-    settings = {k: sections[section].get(k, default)
-                for k, (section, default) in TRAIN_SETTINGS.items()}
     inputs = _stored_inputs(spec, stored.inputs) if args.inputs is None \
         else _input_names(args.inputs)
-    return spec, data, {"elbo": estimator}, settings, inputs
-
-
+    return spec, data, estimator, config, inputs

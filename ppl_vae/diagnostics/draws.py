@@ -34,6 +34,9 @@ univariate base distributions (``Normal(...).to_event(1)``): ``q_d`` and
 ``p_d`` are the base distributions' ``log_prob`` per element. Otherwise the
 dimensions are not separable and the entry is ``None`` (n/a). The scale of a
 site (β) is ignored: these are the unscaled densities.
+
+:func:`pair_draws` takes the :class:`~ppl_vae.Pair`; :func:`collect_draws` is its
+``(model, guide)`` form, for scripts.
 """
 
 from __future__ import annotations
@@ -48,14 +51,8 @@ from pyro.poutine.util import site_is_subsample
 from ppl_vae.chunks import chunks
 from ppl_vae.errors import PplVaeError
 from ppl_vae.modules import frozen
-from ppl_vae.traces import (
-    DATA_PLATE,
-    PARTICLE_PLATE,
-    Plan,
-    log_weights,
-    plan_of,
-    take,
-)
+from ppl_vae.pair import Pair
+from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, Plan, log_weights, take
 
 
 class _Record(Messenger):
@@ -138,11 +135,11 @@ def _kl_terms(guide_msg, model_msg, nesting: int, k: int) -> torch.Tensor | None
     return laid.reshape(laid.shape[0], laid.shape[1], -1)
 
 
-def prepare_draws(model, guide, x: torch.Tensor, inputs: dict | None = None
+def prepare_draws(pair: Pair, x: torch.Tensor, inputs: dict | None = None
                   ) -> tuple[int, Plan]:
-    """Plate nesting and plan of the pair (found once), refusing global sites (no per-example
-    weight)."""
-    nesting, plan = plan_of(model, guide, x[:2], take(inputs or {}, slice(0, 2)))
+    """Plate nesting and plan of the pair (:meth:`ppl_vae.Pair.plan`), refusing global sites
+    (no per-example weight)."""
+    nesting, plan = pair.plan(x[:2], take(inputs or {}, slice(0, 2)))
     if plan.global_sites:
         raise PplVaeError(
             f"PSIS and importance sampling need one weight per example, which a pair with "
@@ -163,12 +160,12 @@ def enumeration_note(plan: Plan) -> str | None:
 
 
 @torch.no_grad()
-def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int = 8192,
-                  quiet: bool = True, inputs: dict | None = None) -> Draws:
+def pair_draws(pair: Pair, x: torch.Tensor, draws: int = 1000, budget: int = 8192,
+               quiet: bool = True, inputs: dict | None = None) -> Draws:
     """Draw ``draws`` times from the guide for every example of ``x``; see the module docstring.
 
     Args:
-        model, guide: a pair keeping the contract (call inside its ``scope()``).
+        pair: a pair keeping the contract (call inside its ``scope()``).
         x: examples ``(N, *event_shape)`` on the pair's device.
         draws: S, draws per example (importance samples for PSIS).
         budget: most draw-examples alive at once (bounds memory).
@@ -178,8 +175,9 @@ def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int 
     if draws < 2:
         raise PplVaeError(f"--draws must be at least 2, got {draws}")
     inputs = inputs or {}
+    model, guide = pair.model, pair.guide
     with frozen(model, guide):
-        nesting, plan = prepare_draws(model, guide, x, inputs)
+        nesting, plan = prepare_draws(pair, x, inputs)
         blocks = []
         for rows, counts in chunks(x.shape[0], draws, budget, "guide draws", quiet):
             parts = [_one_pass(model, guide, x[rows], k, nesting, plan, take(inputs, rows))
@@ -192,6 +190,12 @@ def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int 
           for name, value in out.items() if name.startswith("kl:")}
     return Draws(sites, *(out[k].double().cpu().numpy() for k in
                           ("log_weight", "log_likelihood", "log_prior", "log_guide")), kl)
+
+
+def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int = 8192,
+                  quiet: bool = True, inputs: dict | None = None) -> Draws:
+    """:func:`pair_draws` of ``(model, guide)``."""
+    return pair_draws(Pair(model, guide), x, draws, budget, quiet, inputs)
 
 
 def _cat(tensors: list, dim: int):

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import Batch
 
 
 @dataclass
@@ -73,29 +74,30 @@ def setup(device: torch.device) -> tuple[World, torch.device]:
     return World(rank, size), device
 
 
-class _Loss(nn.Module):
-    """The batch loss as a module whose parameters are the pair's (what DDP wraps)."""
+class PairLoss(nn.Module):
+    """The estimator's training loss on the pair, as a module holding the pair's networks
+    (what DDP wraps): ``forward`` is :meth:`ppl_vae.estimators.Estimator.loss`."""
 
-    def __init__(self, model, guide, step_loss):
+    def __init__(self, pair, estimator, dataset_size: int):
         super().__init__()
-        self.model, self.guide, self.step_loss = model, guide, step_loss
+        self.model, self.guide = pair.model, pair.guide
+        self.estimator, self.dataset_size = estimator, dataset_size
 
-    def forward(self, x: torch.Tensor, inputs: dict, known: dict) -> torch.Tensor:
-        return self.step_loss(self.model, self.guide, x, inputs, known)
+    def forward(self, x: torch.Tensor, inputs: dict, known: dict,
+                latent_scale: float = 1.0) -> torch.Tensor:
+        return self.estimator.loss(self.model, self.guide,
+                                   Batch(x, inputs, known, self.dataset_size, latent_scale))
 
 
-def loss_function(pair, step_loss, world: World, store_params: bool):
-    """``(batch, inputs, known) -> loss``: ``step_loss`` on the pair, in DDP for several processes.
-
-    ``step_loss(model, guide, x, inputs, known)`` is :func:`ppl_vae.objective.batch_loss`
-    with the estimator bound.
-    """
+def pair_loss(pair, estimator, dataset_size: int, world: World, store_params: bool):
+    """``(x, inputs, known, latent_scale) -> loss`` on the pair, in DDP for several processes."""
+    loss = PairLoss(pair, estimator, dataset_size)
     if world.size == 1:
-        return lambda x, inputs, known: step_loss(pair.model, pair.guide, x, inputs, known)
+        return loss
     if store_params or len(pair.modules()) < 2:
         raise PplVaeError("training with several processes needs model and guide to be "
                           "nn.Modules (PyroModule) holding all their parameters")
-    return DistributedDataParallel(_Loss(pair.model, pair.guide, step_loss))
+    return DistributedDataParallel(loss)
 
 
 def is_main_process() -> bool:

@@ -55,7 +55,10 @@ evaluated away from its own draws (a ``TransformedDistribution`` whose
 transform has no inverse: planar, radial), and a guide that draws random
 numbers besides its sample sites (dropout in training mode), found on the first
 call because the re-run's ``log q`` differs from the trace's. The estimators
-refuse what ``renyi``/``iwae`` refuse (:class:`ppl_vae.elbo.RenyiBound`).
+refuse what ``renyi``/``iwae`` refuse (:class:`ppl_vae.estimators.renyi.RenyiBound`).
+
+Registered as ``trace-stl`` (α = 1), ``iwae-stl`` (α = 0), ``iwae-dreg`` (α = 0)
+and ``renyi-dreg`` (α an option).
 """
 
 from __future__ import annotations
@@ -68,6 +71,9 @@ from pyro import poutine
 
 from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators.renyi import ALPHA, RenyiBound
+from ppl_vae.estimators.trace import PARTICLES
+from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, Plan, particle_traces, site_log_prob
 
 
@@ -159,3 +165,50 @@ def bound_and_surrogate(model, guide, x: torch.Tensor, alpha: float, doubly: boo
         scale.factor = alpha + power * v
     surrogate = (v * log_p + c * (rescored - log_q)).sum(0)
     return bound.detach() + surrogate - surrogate.detach()
+
+
+class PathwiseBound(RenyiBound):
+    """``L_α`` with the guide's gradient by STL or DReG (:mod:`ppl_vae.estimators.pathwise`).
+
+    α ∈ [0, 1), or 1 for the K-sample ELBO ``(1/K) Σ_k log w_k``. The value is
+    the plain bound's on the same draws; the model's gradient is the plain one;
+    the refusals are :class:`RenyiBound`'s.
+    """
+
+    def __init__(self, name: str, alpha: float, num_particles: int, doubly: bool):
+        super().__init__(0.0 if alpha == 1 else alpha, num_particles)  # 1 allowed here
+        self.name, self.alpha, self.doubly = name, float(alpha), doubly
+        self._checked: set[tuple] = set()
+
+    def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
+        nesting, plan = self.prepare(model, guide, x, inputs)
+        key = (id(model), id(guide))
+        bound = bound_and_surrogate(model, guide, x, self.alpha, self.doubly, self.num_particles,
+                                    nesting, plan, inputs, check=key not in self._checked)
+        if torch.is_grad_enabled():
+            self._checked.add(key)
+        return -bound.mean()
+
+
+@ESTIMATORS.register("trace-stl", "K-sample ELBO, sticking-the-landing guide gradient "
+                                  "(Roeder et al. 2017)", particles=PARTICLES)
+def trace_stl(particles: int = 1) -> PathwiseBound:
+    return PathwiseBound("trace-stl", 1.0, particles, doubly=False)
+
+
+@ESTIMATORS.register("iwae-stl", "IWAE bound, sticking-the-landing guide gradient (biased for "
+                                 "K > 1)", particles=PARTICLES)
+def iwae_stl(particles: int = 5) -> PathwiseBound:
+    return PathwiseBound("iwae-stl", 0.0, particles, doubly=False)
+
+
+@ESTIMATORS.register("iwae-dreg", "IWAE bound, doubly reparameterized guide gradient "
+                                  "(Tucker et al. 2019)", particles=PARTICLES)
+def iwae_dreg(particles: int = 5) -> PathwiseBound:
+    return PathwiseBound("iwae-dreg", 0.0, particles, doubly=True)
+
+
+@ESTIMATORS.register("renyi-dreg", "Rényi bound of order α, doubly reparameterized guide "
+                                   "gradient", particles=PARTICLES, alpha=ALPHA)
+def renyi_dreg(particles: int = 5, alpha: float = 0.5) -> PathwiseBound:
+    return PathwiseBound("renyi-dreg", alpha, particles, doubly=True)

@@ -12,12 +12,14 @@ Files written (``out_folder``):
   ``posterior_forest.png``, and those of the model's and guide's
   ``figure_data`` hooks (:mod:`ppl_vae.contract`).
 
-Numbers: per-example Pareto k̂ (:mod:`~ppl_vae.diagnostics.psis`), the IS
+Numbers: per-example Pareto k̂ (:mod:`ppl_vae.diagnostics.psis`), the IS
 log-likelihood and ELBO from the same draws, the latent statistics
 (:mod:`ppl_vae.latents`, with the per-dimension KL of the draws), ``az.summary``
 of three examples, the model's and guide's ``report`` hooks, and
 for datasets with factors the disentanglement scores
-(:mod:`~ppl_vae.diagnostics.disentanglement`).
+(:mod:`ppl_vae.diagnostics.disentanglement`). The latent statistics, figures, hooks and
+the writing are the shared stages of :class:`~ppl_vae.reporting.builder.Report`; the
+text is :func:`~ppl_vae.reporting.markdown.diagnostics_markdown`.
 
 A pair taking per-example inputs (``model(x, y=...)``, a run trained with
 ``fit(inputs=...)``) gets the test inputs, each call the rows of its examples;
@@ -42,7 +44,7 @@ from ppl_vae.chunks import log_mean_exp
 from ppl_vae.contract import ModelHooks, hook
 from ppl_vae.data.dataset import split_examples, split_size
 from ppl_vae.diagnostics.disentanglement import check_preset, disentanglement_scores
-from ppl_vae.diagnostics.draws import collect_draws, enumeration_note, prepare_draws
+from ppl_vae.diagnostics.draws import enumeration_note, pair_draws, prepare_draws
 from ppl_vae.diagnostics.inference_data import (
     posterior_summary,
     to_inference_data,
@@ -53,10 +55,11 @@ from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import check_inputs
 from ppl_vae.figures import diagnostic_figures
-from ppl_vae.latents import latent_statistics, mean_representation, posterior_moments
+from ppl_vae.latents import pair_representation
 from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair
-from ppl_vae.report import diagnostics_markdown, hook_numbers, write_report
+from ppl_vae.reporting.builder import Report, write_report
+from ppl_vae.reporting.markdown import diagnostics_markdown
 from ppl_vae.traces import take
 
 SUMMARY_EXAMPLES = 3
@@ -173,7 +176,7 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
         device = pair.device
         x_all = split_examples(data, "test").to(device)
         given = {k: None if v is None else v.to(device) for k, v in inputs.items()}
-        prepare_draws(model, guide, x_all, given)  # refuses global sites before any work
+        prepare_draws(pair, x_all, given)  # refuses global sites before any work
         _make_folder(folder)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
@@ -215,24 +218,18 @@ def _describe(pair: Pair) -> str:
     return f"user-written ({type(pair.model).__name__} / {type(pair.guide).__name__})"
 
 
-def _latent_code(model, guide, x_all, inputs, kl_per_dim: dict) -> tuple[dict, dict]:
-    """Latent statistics of the primary site over the test set, with its per-dimension KL,
-    and the arrays the figures need (``{}`` where the guide has no moments)."""
-    try:
-        site, means, variances = posterior_moments(model, guide, x_all, inputs=inputs)
-    except NotImplementedError:
-        return {"site": None, "reason": "the guide's distribution has no analytic mean/variance; "
-                "activity statistics are n/a"}, {}
-    latents = latent_statistics(model, guide, x_all, inputs=inputs,
-                                moments=(site, means, variances))
-    kl = kl_per_dim.get(site)
-    latents.update({
-        "kl_per_dim": None if kl is None else kl.tolist(),
-        "kl_per_dim_note": None if kl is not None else
-        "n/a: the guide or prior site is not Independent over univariate dimensions",
-    })
-    return latents, {"site": site, "means": means.double().cpu().numpy(),
-                     "variances": variances.double().cpu().numpy()}
+def _latent_code(built: Report, x_all, inputs, kl_per_dim: dict) -> tuple[dict, dict]:
+    """The shared latent statistics over the whole test set (:meth:`Report.latent_code`), with
+    the per-dimension KL of the draws."""
+    latents, code = built.latent_code(x_all, inputs)
+    if code:
+        kl = kl_per_dim.get(code["site"])
+        latents.update({
+            "kl_per_dim": None if kl is None else kl.tolist(),
+            "kl_per_dim_note": None if kl is not None else
+            "n/a: the guide or prior site is not Independent over univariate dimensions",
+        })
+    return latents, code
 
 
 def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metrics, seed,
@@ -243,17 +240,17 @@ def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metri
     n = min(n_examples, x_all.shape[0])
     x, shown_inputs = x_all[:n], take(inputs, slice(0, n))
     progress.next()
-    drawn = collect_draws(model, guide, x, draws, quiet=quiet, inputs=shown_inputs)
+    drawn = pair_draws(pair, x, draws, quiet=quiet, inputs=shown_inputs)
     weighted, uncollapsed = drawn, None
     if pair.collapsed is not None:  # PSIS and IS on the pair with its auxiliary sites integrated out
-        weighted = collect_draws(pair.collapsed.model, pair.collapsed.guide, x, draws,
-                                 quiet=quiet, inputs=shown_inputs)
+        weighted = pair_draws(pair.collapsed, x, draws, quiet=quiet, inputs=shown_inputs)
         uncollapsed = _psis_numbers(drawn.log_weight, pareto_k(drawn.log_weight))
     khat = pareto_k(weighted.log_weight)
     seconds["draws_and_psis"] = time.perf_counter() - start
 
     progress.next()
-    latents, code = _latent_code(model, guide, x_all, inputs, drawn.kl_per_dim)
+    built = Report(pair)
+    latents, code = _latent_code(built, x_all, inputs, drawn.kl_per_dim)
     primary = pair.primary_site(x_all, inputs)
     test_factors = getattr(data, "test_factors", None)
     factors = None if test_factors is None else test_factors[:n].cpu().numpy()
@@ -266,17 +263,17 @@ def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metri
     seconds["activity_and_netcdf"] = time.perf_counter() - start - sum(seconds.values())
 
     progress.next()
-    figure_errors, hook_errors = [], []
-    written = diagnostic_figures(model, guide, x, shown_inputs, data, idata, khat, np.arange(n),
-                                 latents, code, folder, shown, figure_errors)
-    numbers = hook_numbers(model, guide, x, hook_errors)
+    built.draw(lambda errors: diagnostic_figures(model, guide, x, shown_inputs, data, idata, khat,
+                                                 np.arange(n), latents, code, folder, shown,
+                                                 errors))
+    built.ask_hooks(x)
     seconds["figures"] = time.perf_counter() - start - sum(seconds.values())
 
     progress.next()
     scores, reason = None, _no_metrics_reason(metrics, data, inputs)
     if reason is None:
-        scores = disentanglement_scores(mean_representation(model, guide, device), data,
-                                        metrics, seed)
+        scores = disentanglement_scores(pair_representation(pair, device), data, metrics,
+                                        seed)
     seconds["disentanglement"] = time.perf_counter() - start - sum(seconds.values())
     seconds["total"] = time.perf_counter() - start
 
@@ -297,10 +294,7 @@ def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metri
         "posterior_summary": summary,
         "disentanglement": scores,
         "disentanglement_note": reason,
-        **numbers,
-        "figures": written,
-        "figure_errors": figure_errors,
-        "hook_errors": hook_errors,
+        **built.outcome(),
         "files": {"inference_data": "posterior.nc"},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }

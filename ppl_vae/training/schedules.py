@@ -23,35 +23,17 @@ import math
 
 import torch
 
+from ppl_vae.config import TrainConfig
 from ppl_vae.errors import PplVaeError
 
-LR_SCHEDULES = ("constant", "cosine", "step")
 
-
-def check_controls(lr_schedule: str, lr_step_epochs: int | None, lr_gamma: float,
-                   warmup_steps: int, warmup_start: float, clip_norm: float | None,
-                   patience: int, divergence_factor: float) -> None:
-    """One-line errors for impossible settings."""
-    if lr_schedule not in LR_SCHEDULES:
-        raise PplVaeError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got "
-                          f"'{lr_schedule}'")
-    if lr_step_epochs is not None and lr_step_epochs < 1:
-        raise PplVaeError(f"--lr-step-epochs must be at least 1, got {lr_step_epochs}")
-    if not 0 < lr_gamma <= 1:
-        raise PplVaeError(f"--lr-gamma must be in (0, 1], got {lr_gamma}")
-    if warmup_steps < 0 or not 0 < warmup_start <= 1:
-        raise PplVaeError(f"--warmup-steps must be ≥ 0 and --warmup-start in (0, 1] (a zero "
-                          f"scale drops the KL entirely), got {warmup_steps} and {warmup_start}")
-    if clip_norm is not None and not clip_norm > 0:
-        raise PplVaeError(f"--clip-norm must be positive, got {clip_norm}")
-    if patience < 0 or not divergence_factor > 0:
-        raise PplVaeError(f"--patience must be ≥ 0 and --divergence-factor positive, got "
-                          f"{patience} and {divergence_factor}")
-
-
-def lr_scheduler(optimizer, kind: str, total_steps: int, steps_per_epoch: int,
-                 step_epochs: int | None, gamma: float):
+def lr_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     """The per-step scheduler of the module docstring (None for ``constant``)."""
+    kind, gamma, total_steps = config.lr_schedule, config.lr_gamma, config.epochs * steps_per_epoch
+    step_epochs = config.lr_step_epochs
+    if kind == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, [m * steps_per_epoch for m in config.lr_milestones], gamma=gamma)
     if kind == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
     if kind == "step":

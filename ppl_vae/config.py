@@ -1,0 +1,214 @@
+"""Every setting of a training run, typed, in one home: its default, its check and its help.
+
+- :class:`TrainConfig`: what a run trains with and ``--resume`` may not change
+  (but ``epochs``): optimizer, learning-rate schedule, KL warm-up, batch,
+  seed, early stopping, divergence guard. Recorded in ``config.json``.
+- :class:`RunOptions`: where and how it runs, free to change between resumes
+  (device, checkpoint cadence, report size, progress bar).
+- :class:`EstimatorSpec`: an estimator's registry name and every option it was
+  built with (defaults included), as recorded and rebuilt.
+
+Each field's ``metadata`` holds its help line and, where the text form needs
+one, its parser; :func:`ppl_vae.cli.parser` makes the flags from these, so a
+new field is a new flag. ``fit(**settings)`` builds a :class:`TrainConfig`
+from its keywords and refuses an unknown one by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ppl_vae.errors import PplVaeError
+
+LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
+PRECISIONS = ("fp32", "bf16")
+
+
+def numbers(text: str) -> tuple[float, ...]:
+    """``"0.9,0.999"`` -> ``(0.9, 0.999)``: a comma-separated flag value."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part)
+    except ValueError:
+        raise ValueError(f"not a comma-separated list of numbers: {text!r}") from None
+
+
+def counts(text: str) -> tuple[int, ...]:
+    """``"1,4,13"`` -> ``(1, 4, 13)``."""
+    return tuple(int(value) for value in numbers(text))
+
+
+def setting(default, help: str, section: str | None = None, parse=None, choices=None,
+            none: str | None = None) -> Any:
+    """A dataclass field with its help line, JSON section, text parser, choices and the words
+    for a ``None`` default."""
+    return field(default=default, metadata={"help": help, "section": section, "parse": parse,
+                                            "choices": choices, "none": none})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The recorded training settings; see each field's help (``ppl-vae train --help``)."""
+
+    epochs: int = setting(10, "passes over the training set; on --resume, the new total",
+                          "training")
+    batch_size: int = setting(64, "examples per step (under torchrun: the global batch)",
+                              "training")
+    seed: int = setting(0, "seeds the weights, the data subset and split, and the batches",
+                        "training")
+    precision: str = setting("fp32", "fp32, or bf16: networks in bfloat16, densities in "
+                             "float32", "training", choices=PRECISIONS)
+    patience: int = setting(0, "early stopping: stop when the test ELBO has not improved for "
+                            "this many epochs, keeping RUN/best.pt (0: off)", "training")
+    log_every: int = setting(0, "also record the training loss every this many steps in "
+                             "RUN/steps.jsonl (0: per epoch only)", "training")
+    divergence_factor: float = setting(10.0, "stop, keeping the last good checkpoint, when the "
+                                       "loss gets this many times its magnitude worse than its "
+                                       "best", "training")
+    lr: float = setting(1e-3, "Adam learning rate", "optimizer")
+    betas: tuple = setting((0.9, 0.999), "Adam's β1,β2 (decay of the gradient's first and "
+                           "second moments)", "optimizer", parse=numbers)
+    eps: float = setting(1e-8, "Adam's ε (added to the root of the second moment)",
+                         "optimizer")
+    clip_norm: float | None = setting(None, "clip the gradients' global norm to this",
+                                      "optimizer", none="no clipping")
+    lr_schedule: str = setting("constant", "learning rate over the run: constant, cosine "
+                               "(annealed to 0), step (× --lr-gamma every --lr-step-epochs) or "
+                               "multistep (× --lr-gamma at each of --lr-milestones)",
+                               "schedule", choices=LR_SCHEDULES)
+    lr_step_epochs: int | None = setting(None, "step schedule: epochs between decays",
+                                         "schedule", none="a third of --epochs")
+    lr_milestones: tuple | None = setting(None, "multistep schedule: the epochs after which "
+                                          "the rate is multiplied by --lr-gamma, e.g. "
+                                          "1,4,13,40 (Burda et al.: 3^i epochs)", "schedule",
+                                          parse=counts, none="none")
+    lr_gamma: float = setting(0.1, "step and multistep schedules: factor per decay",
+                              "schedule")
+    warmup_steps: int = setting(0, "KL warm-up: steps over which the latent sites' scale "
+                                "rises linearly from --warmup-start to 1 (0: off)", "schedule")
+    warmup_start: float = setting(0.01, "KL warm-up: the scale at step 0, in (0, 1]",
+                                  "schedule")
+
+    def __post_init__(self):
+        for name in ("betas", "lr_milestones"):  # JSON gives lists back
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        self.check()
+
+    def check(self) -> None:
+        """One-line errors for impossible settings."""
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise PplVaeError(f"{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise PplVaeError(f"--lr must be positive, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas) or not self.eps > 0:
+            raise PplVaeError(f"--betas must be two numbers in [0, 1) and --eps positive, got "
+                              f"{','.join(map(str, self.betas))} and {self.eps}")
+        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise PplVaeError(f"{_flag(name)} must be one of {', '.join(allowed)}, got "
+                                  f"'{getattr(self, name)}'")
+        if self.lr_step_epochs is not None and self.lr_step_epochs < 1:
+            raise PplVaeError(f"--lr-step-epochs must be at least 1, got {self.lr_step_epochs}")
+        if (self.lr_schedule == "multistep") != (self.lr_milestones is not None):
+            raise PplVaeError("--lr-milestones goes with --lr-schedule multistep, and that "
+                              "schedule needs them: give both or neither")
+        if self.lr_milestones is not None and (
+                list(self.lr_milestones) != sorted(set(self.lr_milestones))
+                or self.lr_milestones[0] < 1):
+            raise PplVaeError(f"--lr-milestones must be increasing epochs ≥ 1, got "
+                              f"{','.join(map(str, self.lr_milestones))}")
+        if not 0 < self.lr_gamma <= 1:
+            raise PplVaeError(f"--lr-gamma must be in (0, 1], got {self.lr_gamma}")
+        if self.warmup_steps < 0 or not 0 < self.warmup_start <= 1:
+            raise PplVaeError(f"--warmup-steps must be ≥ 0 and --warmup-start in (0, 1] (a zero "
+                              f"scale drops the KL entirely), got {self.warmup_steps} and "
+                              f"{self.warmup_start}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise PplVaeError(f"--clip-norm must be positive, got {self.clip_norm}")
+        if self.patience < 0 or not self.divergence_factor > 0:
+            raise PplVaeError(f"--patience must be ≥ 0 and --divergence-factor positive, got "
+                              f"{self.patience} and {self.divergence_factor}")
+
+    @classmethod
+    def create(cls, **settings) -> TrainConfig:
+        """``TrainConfig(**settings)``, an unknown name refused in one line naming the known."""
+        unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise PplVaeError(f"unknown training setting(s) {unknown}; the settings are: "
+                              f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+        return cls(**settings)
+
+    def to_json(self) -> dict:
+        """``{"training": {...}, "optimizer": {...}, "schedule": {...}}`` (config.json's sections)."""
+        sections: dict[str, dict] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            sections.setdefault(f.metadata["section"], {})[f.name] = \
+                list(value) if isinstance(value, tuple) else value
+        return sections
+
+    @classmethod
+    def from_json(cls, sections: dict) -> TrainConfig:
+        """Read the sections back; a setting an older format did not record takes its default."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for section in sections.values() for k, v in section.items()
+                      if k in names})
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how a run trains; may change on ``--resume`` and is not recorded."""
+
+    device: str = setting("auto", "auto, cpu or cuda")
+    checkpoint_every: int = setting(0, "also checkpoint every this many steps (0: once per "
+                                    "epoch)")
+    sync_every: int = setting(50, "steps between host reads of the loss (divergence guard, "
+                              "progress bar)")
+    iw_samples: int = setting(100, "importance samples per example for the final report")
+    eval_examples: int | None = setting(None, "test examples in the final report",
+                                        none="all")
+    detect_anomaly: bool = setting(False, "name the operation that first produces NaN (slow)")
+    quiet: bool = setting(False, "no progress bar")
+    report: bool = setting(True, "with a run folder, evaluate the run and write report.md, "
+                           "report.json and figures/")
+
+    def __post_init__(self):
+        if self.checkpoint_every < 0 or self.sync_every < 1 or self.iw_samples < 1:
+            raise PplVaeError(f"--checkpoint-every must be ≥ 0, --sync-every and --iw-samples "
+                              f"≥ 1; got {self.checkpoint_every}, {self.sync_every} and "
+                              f"{self.iw_samples}")
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """An estimator as recorded: its name (a registry name, ``pyro.infer.<Class>`` or
+    ``callable:<name>``), every option it was built with, and a Pyro ELBO's constructor
+    settings. In ``config.json``: ``{"elbo": name, **options, "pyro_settings": ...}``."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+    pyro_settings: dict | None = None
+
+    def to_json(self) -> dict:
+        extra = {} if self.pyro_settings is None else {"pyro_settings": self.pyro_settings}
+        return {"elbo": self.name, **self.options, **extra}
+
+    @classmethod
+    def from_json(cls, obj: dict, format_version: int = 3) -> EstimatorSpec:
+        """Read a recorded estimator; formats 1 and 2 wrote ``alpha`` for every estimator."""
+        options = {k: v for k, v in obj.items() if k not in ("elbo", "pyro_settings")}
+        if format_version < 3 and not obj["elbo"].startswith("renyi"):
+            options.pop("alpha", None)
+        return cls(obj["elbo"], options, obj.get("pyro_settings"))
+
+    def __getitem__(self, key: str):
+        """``spec["elbo"]``, ``spec["particles"]``: the recorded JSON's keys."""
+        return self.to_json()[key]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

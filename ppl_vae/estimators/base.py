@@ -1,0 +1,131 @@
+"""What every estimator shares: the :class:`Batch` it is called with and the :class:`Estimator` base.
+
+An estimator is called two ways. ``estimator(model, guide, x, **inputs)`` is the
+negative objective, nats per example, of a batch whose examples all have their
+inputs (or all ``None``), sites as the programs scale them. The trainer calls
+``estimator.loss(model, guide, batch)`` instead, with a :class:`Batch` that
+also carries the known-input masks, the data set's size and the KL warm-up's
+scale. For a batch of ``B`` of the training set's ``N`` examples the loss
+estimates the whole set's negative objective per example: where some
+examples' inputs are unknown (partially labelled data) the batch is split by
+which inputs are known, each part of ``m`` examples run as
+``model(x_part, y=y_part)`` or ``model(x_part, y=None)``::
+
+    loss = Σ_parts (m / B) · estimate(part)
+
+so labelled and unlabelled examples count once each, as in the ELBO of the
+whole data set ``Σ_labelled log p(x, y) + Σ_unlabelled log p(x)`` (Kingma et
+al. 2014, M2). Sites outside the ``"data"`` plate are scaled by ``m / N``
+(:class:`ppl_vae.traces.ScaleGlobal`): once per data set, not once per batch.
+During a KL warm-up every latent site is scaled by ``latent_scale``
+(:class:`ppl_vae.traces.ScaleLatent`). An estimator that needs more of the
+batch than ``x`` and its inputs (β-TCVAE needs ``N``) overrides :meth:`Estimator.estimate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from ppl_vae.config import EstimatorSpec
+from ppl_vae.errors import PplVaeError
+from ppl_vae.traces import Plan, ScaleGlobal, ScaleLatent, plan_of
+
+NOT_VECTORIZED = (
+    "the pair runs with one particle but not with several at once (a reshape to x.shape?); "
+    "write the decoder output as logits.reshape(*z.shape[:-1], *x.shape[1:]) so a leading "
+    "particle dimension passes through, or train with one particle")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch and what an estimator may need to know about it.
+
+    Attributes:
+        x: the examples, ``(B, *event_shape)``.
+        inputs: keyword -> per-example values (``None``: unknown for the whole batch).
+        known: input name -> bool mask of the examples whose value is known.
+        dataset_size: ``N``, the training set's size (None: the batch is the data set).
+        latent_scale: the KL warm-up's scale of every latent site (1: none).
+    """
+
+    x: torch.Tensor
+    inputs: dict = field(default_factory=dict)
+    known: dict = field(default_factory=dict)
+    dataset_size: int | None = None
+    latent_scale: float = 1.0
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def examples_total(self) -> int:
+        """``N``, or ``B`` when the batch is the whole data set."""
+        return self.dataset_size or self.size
+
+    def parts(self) -> list[tuple[float, Batch]]:
+        """``[(m / B, part), ...]``: the batch split by which inputs are known."""
+        if not self.known:
+            return [(1.0, self)]
+        names = sorted(self.known)
+        code = sum(self.known[name].long() << i for i, name in enumerate(names))
+        parts = []
+        for pattern in code.unique().tolist():
+            index = (code == pattern).nonzero().squeeze(1)
+            given = {name: bool(pattern >> i & 1) for i, name in enumerate(names)}
+            inputs = {name: value[index] if given.get(name, True) else None
+                      for name, value in self.inputs.items()}
+            parts.append((index.numel() / self.size,
+                          replace(self, x=self.x[index], inputs=inputs, known={})))
+        return parts
+
+
+class Estimator:
+    """Base class: each call asks the pair's plan (found once) and checks it for this estimator."""
+
+    name = "?"
+    spec: EstimatorSpec | None = None  # what it was built from (set by estimators.create)
+
+    def __init__(self, num_particles: int = 1):
+        if num_particles < 1:
+            raise PplVaeError(f"--particles must be at least 1, got {num_particles}")
+        self.num_particles = num_particles
+
+    def prepare(self, model, guide, x: torch.Tensor, inputs: dict | None = None
+                ) -> tuple[int, Plan]:
+        """``(nesting, plan)`` of the pair (:func:`ppl_vae.traces.plan_of`: found once),
+        checked against this estimator."""
+        nesting, plan = plan_of(model, guide, x, inputs)
+        self.check(plan)
+        return nesting, plan
+
+    def check(self, plan: Plan) -> None:
+        """Refuse pairs for which this estimator would be wrong (none by default)."""
+
+    def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def estimate(self, model, guide, batch: Batch) -> torch.Tensor:
+        """The negative objective of a batch whose inputs are all given or all ``None``."""
+        return self(model, guide, batch.x, **batch.inputs)
+
+    def loss(self, model, guide, batch: Batch) -> torch.Tensor:
+        """The training loss of the module docstring: parts by known inputs, scales applied."""
+        total = batch.x.new_zeros(())
+        for weight, part in batch.parts():
+            _, plan = self.prepare(model, guide, part.x, part.inputs)
+            warmup = ScaleLatent(part.latent_scale) if part.latent_scale != 1.0 \
+                else contextlib.nullcontext()
+            shared = ScaleGlobal(part.size / part.examples_total) if plan.global_sites \
+                else contextlib.nullcontext()
+            with shared, warmup:
+                value = self.estimate(model, guide, part)
+            total = value if weight == 1.0 else total + value * weight
+        return total
+
+    def describe(self) -> dict:
+        """Settings recorded in a run's config (:class:`ppl_vae.config.EstimatorSpec`)."""
+        return (self.spec or EstimatorSpec(self.name, {"particles": self.num_particles})).to_json()

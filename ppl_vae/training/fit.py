@@ -1,0 +1,226 @@
+"""``fit``: stochastic variational inference over a model/guide pair.
+
+``fit`` checks the settings (:class:`ppl_vae.config.TrainConfig`), the data and the
+pair, assembles a :class:`~ppl_vae.training.session.Session` — estimator loss
+(in DDP under torchrun, :mod:`~ppl_vae.training.distributed`), fused Adam,
+schedule (:mod:`~ppl_vae.training.schedules`), resident data, state restored
+on resume — and runs its epochs. Each epoch appends a line to
+``metrics.jsonl``: the training objective (the estimator's bound with its
+scales, nats per example, higher is better), the test ELBO (unscaled), the
+learning rate and warm-up scale, seconds and examples per second;
+``log_every`` adds step lines to ``steps.jsonl``. Early stopping
+(``patience``) keeps ``best.pt`` beside the last checkpoint. Every setting is
+recorded in a :class:`ppl_vae.runs.RunConfig` and ``resume`` refuses any
+change but ``epochs``. Ctrl-C checkpoints between two steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+from pathlib import Path
+
+import pyro
+import torch
+
+from ppl_vae import runs, speedups
+from ppl_vae.config import EstimatorSpec, RunOptions, TrainConfig
+from ppl_vae.contract import ModelHooks, hook
+from ppl_vae.devices import resolve_device
+from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import ESTIMATORS, as_estimator
+from ppl_vae.estimators.renyi import RenyiBound
+from ppl_vae.mixed_precision import MixedPrecision
+from ppl_vae.naming import parse_inputs
+from ppl_vae.pair import Pair, objects_spec, with_names
+from ppl_vae.runs import Run, RunConfig, load_parameters
+from ppl_vae.traces import take
+from ppl_vae.training import checks, distributed
+from ppl_vae.training.schedules import TrainingDiverged, lr_scheduler
+from ppl_vae.training.session import Session
+from ppl_vae.training.state import TrainState, set_rng_state
+
+
+def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
+        plate: str = "data", out=None, resume: bool = False, overwrite: bool = False,
+        pair: Pair | None = None, config: TrainConfig | None = None, **settings) -> Run:
+    """Train ``model``/``guide`` on ``data``'s training split with SVI; see the module docstring.
+
+    Args:
+        model, guide: callables keeping the model/guide contract.
+        data: a :class:`ppl_vae.data.Dataset`; wrap tensors with :func:`ppl_vae.data.from_tensors`.
+        elbo: a registered estimator name (``ppl-vae list``: ``trace``, ``meanfield``,
+            ``iwae``, ``tcvae``, ...), an :class:`~ppl_vae.config.EstimatorSpec`, any
+            ``pyro.infer.ELBO`` object, or a callable ``loss(model, guide, x, **inputs)``
+            summed over the batch.
+        inputs: dataset inputs passed to both programs as keywords (``["y"]``:
+            ``model(x, y=batch_y)``), or ``{keyword: "field"}`` when the programs call
+            it otherwise (``{"ys": "y:onehot"}``, :mod:`ppl_vae.naming`); examples whose
+            value is unknown (``data.known``) get ``None``.
+        observe, plate: the programs' names for the observed site and the per-example
+            plate, when not the contract's ``"x"`` and ``"data"``.
+        out: run folder (``None``: train in memory only); ``resume`` continues it
+            (every recorded setting but ``epochs`` must be equal), ``overwrite`` replaces it.
+        pair: the :class:`Pair` holding ``model``/``guide`` (keeps its store and spec).
+        config: a :class:`~ppl_vae.config.TrainConfig`, or its fields as keywords
+            (``epochs=10, lr=1e-3, betas=(0.9, 0.999), lr_schedule="multistep", ...``).
+        settings: also :class:`~ppl_vae.config.RunOptions` fields (``device``, ``quiet``,
+            ``iw_samples``, ...) and the estimator's options (``particles=5``,
+            ``alpha=0.5``, ``tc_weight=6``).
+    """
+    config, options, estimator_options = _split_settings(config, settings)
+    checks.check_dataset(data)
+    pair = pair or Pair(model, guide, hook(model, ModelHooks, "ppl_vae_spec")
+                        or objects_spec(model, guide, data.event_shape))
+    names = parse_inputs(inputs or (), observe, plate, data)
+    pair = with_names(pair, names)
+    estimator = as_estimator(elbo, **estimator_options)
+    if config.warmup_steps and isinstance(estimator, RenyiBound):
+        raise PplVaeError(f"KL warm-up scales the latent sites, which the {estimator.name} bound "
+                          "does not allow; use --elbo trace or meanfield for a warm-up")
+    names = checks.check_input_names(names.fields(), data)
+    world, device = distributed.setup(resolve_device(options.device))
+    if device.type == "cpu":
+        speedups.keep_freed_memory()
+    folder = None if out is None else Path(out)
+    if folder is not None and world.is_main:
+        runs.prepare_folder(folder, resume, overwrite)
+    world.barrier()
+    resident = _resident(pair, data, names, device, config, options)
+    run_config = RunConfig(
+        pair=pair.spec, data=getattr(data, "spec", None), event_shape=list(data.event_shape),
+        inputs={k: [str(v.dtype).removeprefix("torch."), list(v.shape[1:])]
+                for k, v in resident["train_in"].items()},
+        estimator=EstimatorSpec.from_json(estimator.describe()), training=config,
+        environment={"device": str(device), "processes": world.size})
+    if resume:
+        checks.check_resume(folder, run_config)
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed + world.rank)
+    anomaly = torch.autograd.detect_anomaly() if options.detect_anomaly \
+        else contextlib.nullcontext()
+    with pair.scope(), _deferred_interrupt() as interrupted, anomaly, \
+            pyro.validation_enabled(False):
+        _check_pair(pair, resident, config.batch_size)
+        session = _session(pair, estimator, config, options, world, resident, generator, folder,
+                           resume)
+        if folder is not None and world.is_main:
+            runs.write_json(folder / runs.CONFIG, run_config.to_json())
+            runs.write_metrics(folder, session.state.metrics)
+        _train(session, interrupted, folder, options.detect_anomaly)
+    run = Run(pair, folder, run_config, session.state.metrics)
+    if options.report and folder is not None and world.is_main:
+        from ppl_vae.report import finish_run
+
+        run.report = finish_run(run, data, iw_samples=options.iw_samples,
+                                examples=options.eval_examples, quiet=options.quiet)
+    return run
+
+
+def _train(session: Session, interrupted, folder, detect_anomaly: bool) -> None:
+    """The epochs, with divergence, anomaly and Ctrl-C turned into one-line errors."""
+    state = session.state
+    try:
+        while state.epoch < session.config.epochs and not state.stopped:
+            session.epoch(interrupted)
+    except TrainingDiverged as error:
+        if folder is None or (folder / runs.CHECKPOINT).exists():
+            raise
+        raise TrainingDiverged(str(error).replace(
+            "the last good checkpoint is kept", "no checkpoint was written yet")) from None
+    except RuntimeError as error:
+        if not detect_anomaly:
+            raise
+        raise TrainingDiverged(
+            f"autograd anomaly in epoch {state.epoch + 1}, step {state.step + 1}: "
+            f"{str(error).splitlines()[0]}; the last good checkpoint is kept") from None
+    except KeyboardInterrupt:
+        session.checkpoint()
+        where = f" in {folder}" if folder is not None else ""
+        raise PplVaeError(f"interrupted at epoch {state.epoch + 1}, step {state.step}; "
+                          f"checkpoint saved{where}: continue with --resume") from None
+    finally:
+        session.bar.close()
+
+
+_TRAIN = {f.name for f in dataclasses.fields(TrainConfig)}
+_RUN = {f.name for f in dataclasses.fields(RunOptions)}
+
+
+def _split_settings(config: TrainConfig | None, settings: dict
+                    ) -> tuple[TrainConfig, RunOptions, dict]:
+    """``fit``'s keywords as training settings, run options and estimator options."""
+    train = {k: v for k, v in settings.items() if k in _TRAIN}
+    if config is not None and train:
+        raise PplVaeError(f"give the training settings either as config= or as keywords, not "
+                          f"both ({sorted(train)})")
+    estimator = {k: v for k, v in settings.items() if k not in _TRAIN | _RUN}
+    unknown = sorted(set(estimator) - set(ESTIMATORS.all_options()))
+    if unknown:
+        raise PplVaeError(f"unknown setting(s) {unknown}: not a field of "
+                          "ppl_vae.config.TrainConfig or RunOptions, nor an option of any "
+                          "estimator (ppl-vae train --help lists them all)")
+    return (config or TrainConfig.create(**train),
+            RunOptions(**{k: v for k, v in settings.items() if k in _RUN}), estimator)
+
+
+def _resident(pair, data, names, device, config, options) -> dict:
+    """The data the loop reads, on the device: storages, inputs, known masks, precision."""
+    train_x, test_x, dynamic = checks.resident_data(pair, data, device)
+    return {"train_x": train_x, "test_x": test_x, "dynamic": dynamic, "device": device,
+            "train_in": {k: data.inputs("train")[k].to(device) for k in names},
+            "test_in": {k: data.inputs("test")[k].to(device) for k in names},
+            "known": {k: data.known[k].to(device) for k in names if k in data.known},
+            "precision": MixedPrecision(pair, config.precision, device)}
+
+
+def _check_pair(pair: Pair, resident: dict, batch_size: int) -> None:
+    """The contract on a first batch; the unlabelled form too where inputs are partly known."""
+    x, inputs = resident["train_x"][:batch_size], take(resident["train_in"], slice(0, batch_size))
+    pair.check(x, inputs)
+    if resident["known"]:
+        pair.check(x, {k: None if k in resident["known"] else v for k, v in inputs.items()})
+
+
+def _session(pair, estimator, config, options, world, resident, generator, folder,
+             resume) -> Session:
+    """The loop's pieces; on ``resume`` the checkpoint's weights, optimizer, schedule, RNG."""
+    params = pair.named_parameters()
+    n = resident["train_x"].shape[0]
+    steps_per_epoch = n // min(config.batch_size, n)
+    loss_of = distributed.pair_loss(pair, estimator, n, world,
+                                    any(k.startswith("store.") for k in params))
+    optimizer = speedups.adam(params.values(), config.lr, config.betas, config.eps)
+    scheduler = lr_scheduler(optimizer, config, steps_per_epoch)
+    state = TrainState()
+    if resume:
+        saved = runs.load_checkpoint(folder, map_location=resident["device"])
+        load_parameters(pair, saved["params"], resident["device"], buffers=saved.get("buffers"))
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        rng = saved["rng"]
+        if len(rng) == world.size:
+            set_rng_state(rng[world.rank], generator)
+        else:  # another number of processes: same batches, fresh sampling noise per rank
+            set_rng_state(rng[0], generator)
+            torch.manual_seed(int(torch.randint(2**31, ())) + world.rank)
+        state = TrainState.from_checkpoint(saved)
+    return Session(pair, loss_of, config, options, world, resident, params, optimizer,
+                   scheduler, generator, state, folder)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Turn Ctrl-C into a flag read between steps, so a checkpoint never holds half a step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    hit = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,178 @@
+"""One training run in progress: the pieces ``fit`` assembles and the steps of its loop.
+
+A :class:`Session` holds the pair, the estimator's loss, the optimizer and
+schedule, the resident data and the :class:`~ppl_vae.training.state.TrainState`.
+:meth:`Session.epoch` runs the steps of one epoch: a batch gathered from the
+storage (made float32 on the device; dynamically binarized where the data asks),
+``loss = estimator.loss(model, guide, Batch(...))``, backward, optional
+gradient clipping, fused Adam step, learning-rate schedule. The loss stays on
+the device; it is read (one host sync) only every ``sync_every`` steps — where
+the divergence guard looks at it — and at the end of an epoch, when
+:meth:`Session.end_epoch` adds the test ELBO, a ``metrics.jsonl`` line, early
+stopping and the checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ppl_vae import runs
+from ppl_vae.config import RunOptions, TrainConfig
+from ppl_vae.evaluate import evaluate_pair
+from ppl_vae.pair import Pair
+from ppl_vae.traces import take
+from ppl_vae.training.schedules import DivergenceGuard, warmup_scale
+from ppl_vae.training.state import TrainState, rng_state
+
+GLOBAL_EPOCH_PARTICLES = 16
+
+
+def epoch_particles(pair: Pair, x, inputs: dict) -> int:
+    """Particles of the per-epoch test ELBO: one per example averages out over the test set,
+    but a global latent's single draw is shared by every example (its noise does not
+    average), so such a pair gets :data:`GLOBAL_EPOCH_PARTICLES`."""
+    _, plan = pair.plan(x[:1], take(inputs, slice(0, 1)))
+    return GLOBAL_EPOCH_PARTICLES if plan.global_sites else 1
+
+
+@dataclass
+class Session:
+    """Everything one run's loop touches; built by :func:`ppl_vae.training.fit`."""
+
+    pair: Pair
+    loss_of: object  # (x, inputs, known, latent_scale) -> loss
+    config: TrainConfig
+    options: RunOptions
+    world: object
+    data: dict  # train_x, test_x, train_in, test_in, known, dynamic, precision, device
+    params: dict
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    generator: torch.Generator
+    state: TrainState
+    folder: Path | None
+
+    def __post_init__(self):
+        self.batch_size = min(self.config.batch_size, self.data["train_x"].shape[0])
+        self.steps_per_epoch = self.data["train_x"].shape[0] // self.batch_size
+        self.guard = DivergenceGuard(self.config.divergence_factor, self.state.guard)
+        self.state.guard = self.guard.state
+        self.scale = warmup_scale(self.state.epoch * self.steps_per_epoch + self.state.step,
+                                  self.config.warmup_steps, self.config.warmup_start)
+        self.bar = tqdm(total=self.config.epochs * self.steps_per_epoch, desc="training",
+                        leave=False, file=sys.stderr,
+                        initial=self.state.epoch * self.steps_per_epoch + self.state.step,
+                        disable=self.options.quiet or not self.world.is_main or None)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def epoch(self, interrupted) -> None:
+        """The remaining steps of the current epoch, then its end (:meth:`end_epoch`)."""
+        state, data, config = self.state, self.data, self.config
+        if state.perm is None:
+            state.start_epoch(data["train_x"].shape[0], self.generator, data["device"])
+            self.guard.start_epoch()
+        perm = state.perm.to(data["train_x"].index_device)
+        start, first_step = time.perf_counter(), state.step
+        for step in range(first_step, self.steps_per_epoch):
+            global_step = state.epoch * self.steps_per_epoch + step
+            self.scale = warmup_scale(global_step, config.warmup_steps, config.warmup_start)
+            index = self.world.shard(perm[step * self.batch_size:(step + 1) * self.batch_size])
+            batch = data["train_x"][index]
+            if data["dynamic"]:
+                batch = torch.bernoulli(batch)
+            with data["precision"]:
+                loss = self.loss_of(batch, take(data["train_in"], index),
+                                    take(data["known"], index), self.scale)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip_norm is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.params.values(), config.clip_norm)
+                state.grads_finite = state.grads_finite & torch.isfinite(norm)
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            state.running = state.running + loss.detach()
+            state.step = done = step + 1
+            log = config.log_every and (global_step + 1) % config.log_every == 0
+            if done % self.options.sync_every == 0 or done == self.steps_per_epoch \
+                    or global_step == 0 or log:
+                self.sync(done, global_step + 1)
+            if self.options.checkpoint_every and done % self.options.checkpoint_every == 0 \
+                    and done < self.steps_per_epoch:
+                self.checkpoint()
+            if interrupted():
+                raise KeyboardInterrupt
+        self.end_epoch(time.perf_counter() - start, first_step)
+
+    def sync(self, done: int, global_step: int) -> None:
+        """The one host read of a window: divergence guard, step log, progress bar."""
+        state, epoch = self.state, self.state.epoch
+        running = state.running.item()
+        self.guard.check(running, done, bool(state.grads_finite),
+                         f"in epoch {epoch + 1} by step {done}", self.lr)
+        if self.config.log_every and global_step % self.config.log_every == 0:
+            mark = state.log_mark
+            state.steps.append({"step": global_step, "epoch": epoch + 1,
+                                "train_objective": -(running - mark[1]) / max(1, done - mark[0]),
+                                "lr": self.lr, "warmup_scale": self.scale})
+            state.log_mark = (done, running)
+        self.bar.update(epoch * self.steps_per_epoch + done - self.bar.n)
+        self.bar.set_postfix(epoch=f"{epoch + 1}/{self.config.epochs}",
+                             objective=f"{-running / done:.2f}")
+
+    def end_epoch(self, seconds: float, first_step: int) -> None:
+        """Test ELBO, metrics line, early stopping and the epoch's checkpoint."""
+        state, world, data = self.state, self.world, self.data
+        objective = -world.mean(state.running).item() / self.steps_per_epoch
+        test_elbo = None
+        if world.is_main:
+            particles = epoch_particles(self.pair, data["test_x"], data["test_in"])
+            test_elbo = evaluate_pair(self.pair, data["test_x"], iw_samples=particles,
+                                      inputs=data["test_in"])["elbo"]
+            self.guard.check_value(-test_elbo, f"after epoch {state.epoch + 1}", self.lr,
+                                   "the negative test ELBO")
+        state.metrics.append({
+            "epoch": state.epoch + 1, "step": (state.epoch + 1) * self.steps_per_epoch,
+            "train_objective": objective, "test_elbo": test_elbo, "lr": self.lr,
+            "warmup_scale": self.scale, "seconds": round(seconds, 3),
+            "examples_per_s": round((self.steps_per_epoch - first_step) * self.batch_size
+                                    / seconds, 1)})
+        state.end_epoch()
+        best = state.best
+        if self.config.patience and world.is_main:
+            if best["elbo"] is None or test_elbo > best["elbo"]:
+                best.update(elbo=test_elbo, epoch=state.epoch, since=0)
+                self.checkpoint(runs.BEST)
+            else:
+                best["since"] += 1
+                state.stopped = best["since"] >= self.config.patience
+        self.checkpoint()
+        if self.folder is not None and world.is_main:
+            runs.write_metrics(self.folder, state.metrics)
+            runs.write_metrics(self.folder, state.steps, runs.STEPS)
+        if not self.options.quiet and world.is_main:
+            m = state.metrics[-1]
+            self.bar.write(f"epoch {m['epoch']}/{self.config.epochs}: objective "
+                           f"{m['train_objective']:.2f}, test ELBO {m['test_elbo']:.2f} "
+                           f"nats/example, {m['examples_per_s']:.0f} examples/s", file=sys.stderr)
+
+    def checkpoint(self, name: str = runs.CHECKPOINT) -> None:
+        """Weights, buffers, optimizer, schedule, RNG and state, atomically (rank 0 writes)."""
+        rng = self.world.gather(rng_state(self.generator))
+        if self.folder is not None and self.world.is_main:
+            runs.save_checkpoint(self.folder, {
+                **self.state.to_checkpoint(),
+                "params": {k: v.detach().cpu() for k, v in self.params.items()},
+                "buffers": {k: v.detach().cpu() for k, v in self.pair.named_buffers().items()},
+                "optimizer": self.optimizer.state_dict(), "rng": rng,
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict()},
+                name)

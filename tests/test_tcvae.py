@@ -1,0 +1,132 @@
+"""β-TCVAE (ppl_vae/estimators/tcvae.py): the KL decomposition against Gaussian known answers,
+the data-set size reaching the estimator through the Batch, and the objective end to end.
+
+The pair: ``q(z | x) = N(x, s² I)`` (x carries the posterior mean), ``p(z) = N(0, I)``.
+With means ``μ_j ~ N(0, Σ)`` the aggregate posterior is close to ``N(0, C)``, ``C = Σ + s² I``:
+
+    TC = -½ log det R   (R the correlation matrix of C),   MI = ½ log det C - ½ K log s²,
+    dimKL = Σ_d ½ (C_dd - 1 - log C_dd),   KL = E_j KL(N(μ_j, s² I) || N(0, I)).
+"""
+
+import json
+import math
+import subprocess
+import sys
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from ppl_vae.errors import PplVaeError
+from ppl_vae.estimators import Batch, create
+from ppl_vae.estimators.tcvae import decompose
+from ppl_vae.traces import plan_of
+
+S = 0.5
+COV = torch.tensor([[1.0, 0.8], [0.8, 1.0]])
+
+
+def model(x):
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0).to_event(1))
+        pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+
+def guide(x):
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Normal(x, S).to_event(1))
+
+
+def full_covariance_guide(x):
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.MultivariateNormal(x, S**2 * torch.eye(x.shape[1])))
+
+
+def _parts(means, dataset_size):
+    nesting, plan = plan_of(model, guide, means, {})
+    return decompose(model, guide, Batch(means, dataset_size=dataset_size), 1, nesting, plan)
+
+
+def test_parts_match_the_gaussian_aggregate_and_add_up_to_the_kl():
+    torch.manual_seed(0)
+    n = 3000
+    means = torch.distributions.MultivariateNormal(torch.zeros(2), COV).sample((n,))
+    c = COV + S**2 * torch.eye(2)
+    correlation = c / c.diag().sqrt().outer(c.diag().sqrt())
+    parts = _parts(means, n)  # the batch is the data set: the exact mixture q(z)
+    assert float(parts.total_correlation.mean()) == pytest.approx(
+        float(-0.5 * torch.logdet(correlation)), abs=0.04)
+    assert float(parts.mutual_information.mean()) == pytest.approx(
+        float(0.5 * torch.logdet(c) - math.log(S**2)), abs=0.05)
+    assert float(parts.dimension_kl.mean()) == pytest.approx(
+        float(sum(0.5 * (c[d, d] - 1 - torch.log(c[d, d])) for d in range(2))), abs=0.02)
+    kl = 0.5 * (2 * S**2 + means.pow(2).sum(1) - 2 - 2 * math.log(S**2))
+    total = parts.mutual_information + parts.total_correlation + parts.dimension_kl
+    assert float(total.mean()) == pytest.approx(float(kl.mean()), abs=3 * float(
+        total.std()) / math.sqrt(n))
+
+
+def test_a_shared_factorized_posterior_has_no_mi_and_no_tc():
+    parts = _parts(torch.zeros(50, 3), 50)  # every q(z | x_j) is the same N(0, s² I)
+    assert parts.mutual_information.abs().max() < 1e-5
+    assert parts.total_correlation.abs().max() < 1e-5
+
+
+def test_batches_of_a_larger_data_set_estimate_the_same_parts():
+    torch.manual_seed(1)
+    n = 3000
+    means = torch.distributions.MultivariateNormal(torch.zeros(2), COV).sample((n,))
+    whole = _parts(means, n)
+    batches = [_parts(means[torch.randperm(n)[:300]], n) for _ in range(10)]
+    for name in ("mutual_information", "total_correlation"):
+        mean = sum(float(getattr(b, name).mean()) for b in batches) / len(batches)
+        assert mean == pytest.approx(float(getattr(whole, name).mean()), abs=0.06)
+
+
+def test_weight_one_is_the_elbo_and_the_weight_scales_the_tc():
+    x = torch.randn(40, 2)
+    pyro.set_rng_seed(3)
+    trace = float(create("trace")(model, guide, x))
+    pyro.set_rng_seed(3)
+    assert float(create("tcvae", tc_weight=1.0)(model, guide, x)) == pytest.approx(trace, rel=1e-6)
+    pyro.set_rng_seed(3)
+    tc = float(_parts(x, 40).total_correlation.mean())
+    pyro.set_rng_seed(3)
+    weighted = float(create("tcvae", tc_weight=5.0)(model, guide, x))
+    assert weighted == pytest.approx(trace + 4.0 * tc, rel=1e-5)
+
+
+def test_the_data_set_size_comes_through_the_batch():
+    x = torch.randn(40, 2)
+    estimator = create("tcvae", tc_weight=5.0)
+    values = []
+    for n in (40, 4000):
+        pyro.set_rng_seed(0)
+        values.append(float(estimator.loss(model, guide, Batch(x, dataset_size=n))))
+    assert values[0] != pytest.approx(values[1])
+
+
+def test_refuses_a_guide_that_does_not_factorize():
+    with pytest.raises(PplVaeError, match="factorizes over its dimensions"):
+        create("tcvae")(model, full_covariance_guide, torch.randn(8, 2))
+
+
+def test_an_unknown_option_names_the_ones_it_takes():
+    with pytest.raises(PplVaeError, match="takes no --alpha; its options: --particles, "
+                                          "--tc-weight"):
+        create("tcvae", alpha=0.5)
+
+
+def test_trains_from_the_cli_with_its_flag(tmp_path):
+    help_text = subprocess.run([sys.executable, "-m", "ppl_vae", "train", "--help"],
+                               capture_output=True, text=True, check=True).stdout
+    assert "--tc-weight" in help_text and "tcvae" in help_text
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "ppl_vae", "train", "--model", "vae", "--data",
+                    "shapes", "--size", "32", "--n", "300", "--epochs", "1", "--latent-dim",
+                    "3", "--elbo", "tcvae", "--tc-weight", "4", "--eval-examples", "20",
+                    "--iw-samples", "4", "--out", str(out), "--quiet"], check=True,
+                   capture_output=True)
+    config = json.loads((out / "config.json").read_text())
+    assert config["estimator"] == {"elbo": "tcvae", "particles": 1, "tc_weight": 4.0}
