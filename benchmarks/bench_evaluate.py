@@ -20,8 +20,8 @@ from bench_step import parse_device
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 import ppl_vae
-from ppl_vae import speedups
 from ppl_vae.guides.diagonal import MIN_SCALE
+from ppl_vae.training import speedups
 
 
 @torch.no_grad()

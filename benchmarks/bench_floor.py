@@ -25,8 +25,8 @@ from pyro.poutine.messenger import Messenger
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 import ppl_vae
-from ppl_vae import speedups
 from ppl_vae.estimators import make_elbo
+from ppl_vae.training import speedups
 
 
 class Draws(Messenger):

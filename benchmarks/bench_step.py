@@ -3,7 +3,7 @@
 Same networks (our DiagonalGuide encoder and VAE decoder, MLP 784-400-20), same
 estimator, batch 128, 2 threads, measured in one process with the loops
 interleaved (ABAB...) so machine load hits all alike. ``ours`` is the trainer's
-step: our estimator and the trainer's optimizer (:func:`ppl_vae.speedups.adam`,
+step: our estimator and the trainer's optimizer (:func:`ppl_vae.training.speedups.adam`,
 fused Adam). ``hand`` is the same objective written in PyTorch with that same
 optimizer, so ours/hand is the engine's overhead alone; ``hand_default_adam``
 is the hand step with ``torch.optim.Adam``'s defaults, what a hand-written
@@ -13,7 +13,7 @@ Pyro counterpart: there ``hand`` and ``pyro_svi`` are the *plain* bound's steps,
 and ``ours/plain`` is our estimator against our plain one (``trace``/``iwae``)
 at the same K, interleaved with it: the cost of the lower-variance gradient.
 The process gets the trainer's allocator setting
-(:func:`ppl_vae.speedups.keep_freed_memory`), which speeds up every column.
+(:func:`ppl_vae.training.speedups.keep_freed_memory`), which speeds up every column.
 
     python benchmarks/bench_step.py [--steps 100] [--repeats 5] [--net mlp|conv]
                                     [--threads 2] [--device cpu|cuda] [--cpu-time]
@@ -34,11 +34,11 @@ import torch
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 import ppl_vae
-from ppl_vae import speedups
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import Batch, make_elbo
 from ppl_vae.guides.diagonal import MIN_SCALE
+from ppl_vae.training import speedups
 
 LOG_2PI = math.log(2 * math.pi)
 # the plain bound of each gradient estimator: same value, the textbook gradient

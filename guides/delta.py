@@ -51,7 +51,8 @@ def build_delta(model, event_shape, net: str = "auto") -> DeltaGuide:
     return DeltaGuide(event_shape, latent_dim, site, scale, net)
 
 
-@GUIDES.register("denoising", "denoising autoencoder: δ(z - f(x̃)), x̃ = x with pixels masked")
+@GUIDES.register("denoising", "denoising autoencoder: δ(z - f(x̃)), x̃ = x with pixels masked",
+                 corruption="denoising guide: share of pixels masked")
 def build_denoising(model, event_shape, net: str = "auto", corruption: float = 0.25) -> DeltaGuide:
     site, latent_dim, scale = single_latent(model, "denoising")
     return DeltaGuide(event_shape, latent_dim, site, scale, net, corruption)

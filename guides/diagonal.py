@@ -35,11 +35,11 @@ class DiagonalGuide(PyroModule):
     """Mean-field Gaussian guide on one latent site."""
 
     def __init__(self, event_shape, latent_dim: int, site: str = "z", latent_scale: float = 1.0,
-                 net: str = "auto", activation: str = "relu"):
+                 net: str = "auto", activation: str = "relu", hidden: tuple = (400,)):
         super().__init__()
         self.site, self.latent_dim, self.latent_scale = site, latent_dim, latent_scale
-        self.encoder = make_encoder(tuple(event_shape), 2 * latent_dim, net,
-                                    activation=activation)
+        self.encoder = make_encoder(tuple(event_shape), 2 * latent_dim, net, tuple(hidden),
+                                    activation)
 
     def distribution(self, x: torch.Tensor) -> dist.Distribution:
         """``N(μ(x), diag σ(x)²)`` with event shape ``(K,)``."""
@@ -51,7 +51,7 @@ class DiagonalGuide(PyroModule):
 
 
 @GUIDES.register("diagonal", "amortized diagonal Gaussian q(z|x) = N(μ(x), diag σ(x)²)")
-def build_diagonal(model, event_shape, net: str = "auto", activation: str = "relu"
-                   ) -> DiagonalGuide:
+def build_diagonal(model, event_shape, net: str = "auto", activation: str = "relu",
+                   hidden: tuple = (400,)) -> DiagonalGuide:
     site, latent_dim, scale = single_latent(model, "diagonal")
-    return DiagonalGuide(event_shape, latent_dim, site, scale, net, activation)
+    return DiagonalGuide(event_shape, latent_dim, site, scale, net, activation, hidden)

@@ -74,7 +74,8 @@ class IAFGuide(PyroModule):
 
 
 @GUIDES.register("iaf", "diagonal Gaussian through inverse autoregressive flows "
-                        "(Kingma et al. 2016; Pyro transforms)")
+                        "(Kingma et al. 2016; Pyro transforms)",
+                 flows="iaf guide: inverse autoregressive flow layers on the diagonal Gaussian")
 def build_iaf(model, event_shape, net: str = "auto", flows: int = 2,
               activation: str = "relu") -> IAFGuide:
     site, k, scale = single_latent(model, "iaf")

@@ -127,7 +127,9 @@ def build_chain(model, event_shape, net: str = "auto", activation: str = "relu"
     return StructuredGuide(event_shape, site, k, scale, k - 1, chain, net, activation)
 
 
-@GUIDES.register("grid", "Gaussian with block-tridiagonal precision (extended grid graph)")
+@GUIDES.register("grid", "Gaussian with block-tridiagonal precision (extended grid graph)",
+                 grid_cols="grid guide: columns of the latent grid (None: the largest divisor "
+                           "of --latent-dim not above its square root)")
 def build_grid(model, event_shape, net: str = "auto", grid_cols: int | None = None,
                activation: str = "relu") -> StructuredGuide:
     site, k, scale = single_latent(model, "grid")

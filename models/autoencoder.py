@@ -37,7 +37,8 @@ class Autoencoder(VAE):
         return dist.Normal(zeros, zeros + self.prior_scale).to_event(1)
 
 
-@MODELS.register("autoencoder", "autoencoder: point codes from a delta/denoising guide, L2 prior")
+@MODELS.register("autoencoder", "autoencoder: point codes from a delta/denoising guide, L2 prior",
+                 prior_scale="autoencoder: scale of the Gaussian prior on the codes")
 def build_autoencoder(event_shape, latent_dim: int = 10, prior_scale: float = 10.0,
                       likelihood: str = "bernoulli", net: str = "auto",
                       sigma: float | None = None) -> Autoencoder:

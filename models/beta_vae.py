@@ -26,9 +26,11 @@ class BetaVAE(VAE):
         self.latent_scale = float(beta)
 
 
-@MODELS.register("beta_vae", "β-VAE: KL term weighted by β via poutine.scale (Higgins et al. 2017)")
+@MODELS.register("beta_vae", "β-VAE: KL term weighted by β via poutine.scale (Higgins et al. 2017)",
+                 beta="beta_vae: weight β of the KL term")
 def build_beta_vae(event_shape, latent_dim: int = 10, beta: float = 4.0,
                    likelihood: str = "bernoulli", net: str = "auto",
-                   sigma: float | None = None, activation: str = "relu") -> BetaVAE:
+                   sigma: float | None = None, activation: str = "relu",
+                   hidden: tuple = (400,)) -> BetaVAE:
     return BetaVAE(event_shape, latent_dim, beta, likelihood=likelihood, net=net, sigma=sigma,
-                   activation=activation)
+                   activation=activation, hidden=hidden)

@@ -239,7 +239,16 @@ class NGVAE(PyroModule):
 
 
 @MODELS.register("ngvae", "Normal-Gamma VAE: two-component prior on each latent variance, "
-                          "selects informative latents (Jouffroy et al. 2022)")
+                          "selects informative latents (Jouffroy et al. 2022)",
+                 concentration1="ngvae: Gamma shape α1 of the informative component",
+                 rate1="ngvae: Gamma rate β1 of the informative component",
+                 concentration2="ngvae: Gamma shape α2 of the uninformative component",
+                 rate2="ngvae: Gamma rate β2 of the uninformative component",
+                 sharpness="ngvae: sharpness r of the relaxation",
+                 prior_weight="ngvae: initial weight π_k of the informative component",
+                 learn_prior_weight="ngvae: learn π_k (--no-learn-prior-weight keeps it at "
+                                    "--prior-weight)",
+                 z_prior="ngvae: normal or normal_gamma")
 def build_ngvae(event_shape, latent_dim: int = 10, likelihood: str = "bernoulli",
                 net: str = "auto", sigma: float | None = None, concentration1: float = 1.5,
                 rate1: float = 0.005, concentration2: float = 1.5, rate2: float = 0.5,

@@ -30,21 +30,24 @@ class VAE(PyroModule):
         likelihood: ``bernoulli``, ``continuous_bernoulli`` or ``gaussian``.
         net: ``auto`` (conv for square images), ``conv`` or ``mlp``.
         sigma: fixed Gaussian noise scale; ``None`` learns it.
-        activation: the decoder's nonlinearity, ``relu`` or ``elu``.
+        activation: the decoder's nonlinearity, ``relu``, ``elu`` or ``tanh``.
+        hidden: the MLP decoder's hidden widths, from z outwards reversed: the
+            encoder's ``(400,)`` or ``(200, 200)`` read backwards (conv nets ignore it).
     """
 
     latent_site = "z"
     default_guide = "diagonal"
 
     def __init__(self, event_shape, latent_dim: int, likelihood: str = "bernoulli",
-                 net: str = "auto", sigma: float | None = None, activation: str = "relu"):
+                 net: str = "auto", sigma: float | None = None, activation: str = "relu",
+                 hidden: tuple = (400,)):
         super().__init__()
         if latent_dim < 1:
             raise PplVaeError(f"--latent-dim must be at least 1, got {latent_dim}")
         self.event_shape = tuple(event_shape)
         self.latent_dim = latent_dim
         self.latent_scale = 1.0
-        self.decoder = make_decoder(latent_dim, self.event_shape, net, activation=activation)
+        self.decoder = make_decoder(latent_dim, self.event_shape, net, tuple(hidden), activation)
         self.likelihood = make_likelihood(likelihood, len(self.event_shape), sigma)
 
     def check_data(self, x: torch.Tensor, name: str = "data") -> None:
@@ -65,5 +68,6 @@ class VAE(PyroModule):
 
 @MODELS.register("vae", "vanilla VAE: N(0, I) prior, neural decoder (Kingma & Welling 2014)")
 def build_vae(event_shape, latent_dim: int = 10, likelihood: str = "bernoulli",
-              net: str = "auto", sigma: float | None = None, activation: str = "relu") -> VAE:
-    return VAE(event_shape, latent_dim, likelihood, net, sigma, activation)
+              net: str = "auto", sigma: float | None = None, activation: str = "relu",
+              hidden: tuple = (400,)) -> VAE:
+    return VAE(event_shape, latent_dim, likelihood, net, sigma, activation, hidden)

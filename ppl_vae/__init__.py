@@ -22,7 +22,7 @@ from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import evaluate
 from ppl_vae.pair import Pair, build
-from ppl_vae.runs import Run, load_run
+from ppl_vae.trained import Run, load_run
 from ppl_vae.training import fit
 
 __version__ = "0.1.0"

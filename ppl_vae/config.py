@@ -118,7 +118,7 @@ class TrainConfig:
                               "schedule needs them: give both or neither")
         if self.lr_milestones is not None and (
                 list(self.lr_milestones) != sorted(set(self.lr_milestones))
-                or self.lr_milestones[0] < 1):
+                or min(self.lr_milestones, default=1) < 1):
             raise PplVaeError(f"--lr-milestones must be increasing epochs ≥ 1, got "
                               f"{','.join(map(str, self.lr_milestones))}")
         if not 0 < self.lr_gamma <= 1:

@@ -77,13 +77,17 @@ class ModelHooks(Protocol):
             :func:`ppl_vae.traces.primary_site`.
         default_guide: the registered guide ``ppl_vae.build`` takes when none is
             named (default ``"diagonal"``). Read by :func:`ppl_vae.build`.
-        ppl_vae_spec: set by the engine (how a run folder rebuilds the pair);
-            never set it yourself.
+        latent_dim, latent_scale: the latent site's size K and the scale on its KL
+            term (β; 1 for a plain VAE). Needed, with ``latent_site``, by the stock
+            guides (``diagonal``, ``chain``, ``grid``, ``full``, ``iaf``, ``delta``,
+            ``denoising``: :func:`ppl_vae.guides.base.single_latent`), which copy the
+            scale onto their own site; a model without them brings its own guide.
     """
 
     latent_site: str
     default_guide: str
-    ppl_vae_spec: dict
+    latent_dim: int
+    latent_scale: float
 
     def check_data(self, x: torch.Tensor, name: str) -> None:
         """Raise :class:`ppl_vae.PplVaeError` when ``x`` (a chunk of the ``name``

@@ -24,11 +24,11 @@ from ppl_vae.errors import PplVaeError
 CONV_CHANNELS = {64: (32, 32, 64, 64), 32: (32, 32, 64), 28: (32, 64)}
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}
 
 
 def activation_layer(name: str) -> type[nn.Module]:
-    """The nonlinearity called ``name`` (``relu`` or ``elu``)."""
+    """The nonlinearity called ``name`` (``relu``, ``elu`` or ``tanh``)."""
     try:
         return ACTIVATIONS[name]
     except KeyError:
@@ -47,6 +47,9 @@ class MLP(nn.Module):
     def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], hidden=(400,),
                  activation: str = "relu"):
         super().__init__()
+        if not hidden or any(int(h) < 1 for h in hidden):
+            raise PplVaeError(f"--hidden must be one or more positive layer widths, e.g. 400 "
+                              f"or 200,200; got {','.join(map(str, hidden))}")
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         nonlinearity = activation_layer(activation)
         sizes = [math.prod(self.in_shape), *hidden, math.prod(self.out_shape)]

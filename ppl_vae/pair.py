@@ -12,7 +12,7 @@ how a run folder can rebuild it, in one of four forms (``spec["source"]``):
 - ``unimportable``: a lambda or closure; ``why`` says so, and reloading needs
   ``model=`` and ``guide=``.
 
-A run folder is data, not code: :func:`ppl_vae.runs.load_run` imports a recorded path only
+A run folder is data, not code: :func:`ppl_vae.trained.load_run` imports a recorded path only
 when asked to (``trust_code=True``, ``--trust-run-code``), the way checkpoints
 load with ``weights_only``.
 """
@@ -23,6 +23,7 @@ import functools
 import importlib
 import inspect
 import sys
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -299,11 +300,29 @@ def _from_factory(path: str, data, options: dict) -> Pair:
                           "ppl_vae.Pair or a (model, guide) tuple")
     pair.spec = {"source": "factory", "model": path, "guide": f"from {path}",
                  "event_shape": list(data.event_shape), "options": dict(options)}
+    _remember(pair)
+    return pair
+
+
+_SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _remember(pair: Pair) -> Pair:
+    """Note how ``pair.model`` was built, for :func:`built_spec` (nothing is written onto it)."""
     try:
-        pair.model.ppl_vae_spec = pair.spec
-    except AttributeError:  # e.g. a bound method: fit(pair=...) still carries it
+        _SPECS[pair.model] = pair.spec
+    except TypeError:  # not weakly referable: fit(pair=...) still carries the spec
         pass
     return pair
+
+
+def built_spec(model) -> dict | None:
+    """The spec :func:`build` or a factory recorded for ``model``: how
+    ``fit(pair.model, pair.guide, data)`` knows how a run folder rebuilds the pair."""
+    try:
+        return _SPECS.get(model)
+    except TypeError:
+        return None
 
 
 def build(model: str, guide: str | None = None, *, data=None, event_shape=None,
@@ -344,8 +363,7 @@ def build(model: str, guide: str | None = None, *, data=None, event_shape=None,
                  **_defaults(guide_factory, {"model", "event_shape"}), **options}
     spec = {"source": "registry", "model": model, "guide": guide,
             "event_shape": list(event_shape), "options": effective}
-    built_model.ppl_vae_spec = spec
-    return Pair(built_model, built_guide, spec)
+    return _remember(Pair(built_model, built_guide, spec))
 
 
 def rebuild(spec: dict | None, folder, data=None, trust_code: bool = False) -> Pair:

@@ -25,18 +25,38 @@ from typing import Any
 
 from ppl_vae.errors import PplVaeError
 
+# Help of the options several model and guide factories take (an entry's own help wins).
+SHARED_HELP = {
+    "latent_dim": "latent dimensions K",
+    "likelihood": "p(x | z): bernoulli, continuous_bernoulli or gaussian",
+    "net": "encoder and decoder: auto (conv for square 28/32/64 images, else mlp), mlp or conv",
+    "sigma": "gaussian likelihood: fixed noise scale σ (None: learned)",
+    "activation": "encoder and decoder MLP nonlinearity: relu, elu or tanh",
+    "hidden": "the MLP encoder's hidden widths, comma-separated (the decoder mirrors them), "
+              "e.g. 200,200",
+}
+
 
 @dataclass(frozen=True)
 class Option:
-    """One keyword option of a factory: its default and what it does."""
+    """One keyword option of a factory: its default, its type and what it does."""
 
     name: str
     default: Any
     help: str
+    kind: type = str
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+
+def _kind(parameter: inspect.Parameter) -> type:
+    """The option's type: its default's, else the first type its annotation names."""
+    if parameter.default is not None:
+        return type(parameter.default)
+    annotation = str(parameter.annotation).split("|")[0].strip()
+    return {"int": int, "float": float, "bool": bool}.get(annotation, str)
 
 
 @dataclass(frozen=True)
@@ -51,7 +71,8 @@ class Entry:
     def options(self) -> dict[str, Option]:
         """The factory's keyword parameters that have defaults, in signature order."""
         parameters = inspect.signature(self.factory).parameters.values()
-        return {p.name: Option(p.name, p.default, self.help.get(p.name, ""))
+        return {p.name: Option(p.name, p.default,
+                               self.help.get(p.name, SHARED_HELP.get(p.name, "")), _kind(p))
                 for p in parameters if p.default is not inspect.Parameter.empty
                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 

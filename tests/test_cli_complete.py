@@ -11,6 +11,7 @@ import numpy as np
 import pyro
 import pytest
 
+from ppl_vae import load_run
 from ppl_vae.cli import HelpFormatter, build_parser, main
 from ppl_vae.data import load
 from ppl_vae.errors import PplVaeError, PplVaeWarning
@@ -294,3 +295,23 @@ def test_point_mass_guides_report_reconstruction_and_regulariser(tmp_path, capsy
         assert "elbo" not in result and "kl" not in result
         assert result["regulariser"] > 0 and result["reconstruction"] > 0
         assert "point mass" in result["log_likelihood_note"]
+
+
+def test_hidden_widths_tanh_betas_and_milestones_reach_the_networks_and_the_config(
+        tmp_path, capsys):
+    code, _, err = run_cli(["train", "--model", "vae", *TINY, "--net", "mlp", "--hidden",
+                            "12,6", "--activation", "tanh", "--betas", "0.5,0.9", "--lr-schedule",
+                            "multistep", "--lr-milestones", "1", "--epochs", "2", "--out",
+                            tmp_path / "r"], capsys)
+    assert code == 0, err
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["pair"]["options"]["hidden"] == [12, 6]
+    assert config["pair"]["options"]["activation"] == "tanh"
+    assert config["optimizer"]["betas"] == [0.5, 0.9]
+    assert config["schedule"]["lr_milestones"] == [1]
+    run = load_run(tmp_path / "r")
+    widths = [m.out_features for m in run.guide.encoder.net if hasattr(m, "out_features")]
+    assert widths[:2] == [12, 6] and type(run.guide.encoder.net[1]).__name__ == "Tanh"
+    code, _, err = run_cli(["train", "--resume", "--out", tmp_path / "r", "--epochs", "3"],
+                           capsys)
+    assert code == 0, err

@@ -93,3 +93,15 @@ def test_examples_decode_only_the_rows_asked_for():
     assert data.examples("train").shape == (len(data.train_store), *data.event_shape)
     with pytest.raises(PplVaeError, match="split must be"):
         data.examples("validation")
+
+
+def test_sampled_binarization_is_one_seeded_draw_per_pixel_kept_and_recorded():
+    grey = load("digits", seed=3)
+    sampled = load("digits", binarize="sampled", seed=3)
+    bits = sampled.train[:]
+    assert sampled.binary and bool(((bits == 0) | (bits == 1)).all())
+    assert torch.equal(bits, load(**sampled.spec).train[:])  # the recorded seed redraws them
+    assert sampled.spec["binarize"] == "sampled" and sampled.spec["seed"] == 3
+    # unbiased: E[bernoulli(x)] = x, over 1,617 × 64 pixels (sd of the mean ≈ 0.0015)
+    assert float(bits.mean()) == pytest.approx(float(grey.train[:].mean()), abs=0.006)
+    assert not torch.equal(bits, (grey.train[:] >= 0.5).float())  # not the threshold

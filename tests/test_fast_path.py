@@ -8,9 +8,10 @@ from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule, PyroSample
 
 import ppl_vae
-from ppl_vae import speedups, traces
+from ppl_vae import traces
 from ppl_vae.estimators import make_elbo
 from ppl_vae.likelihoods import BernoulliImage, NormalImage
+from ppl_vae.training import speedups
 
 
 @pytest.fixture(autouse=True)

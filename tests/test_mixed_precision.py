@@ -8,8 +8,8 @@ import torch
 import ppl_vae
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import make_elbo
-from ppl_vae.mixed_precision import MixedPrecision, networks
 from ppl_vae.pair import Pair
+from ppl_vae.training.mixed_precision import MixedPrecision, networks
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.filterwarnings("ignore:this CPU has no native bfloat16")

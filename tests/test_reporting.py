@@ -3,12 +3,15 @@ a stage that fails is named in the report while the rest is still written."""
 
 import json
 
+import ppl_vae
+import ppl_vae.trained
 from ppl_vae.figures import attempt
 from ppl_vae.reporting import builder
 from ppl_vae.reporting.builder import Report, write_report
 from ppl_vae.reporting.diagnostics import diagnose_pair
 from ppl_vae.reporting.markdown import run_markdown
 from ppl_vae.reporting.run_report import finish_run
+from tests.conftest import tiny_binary
 
 BROKEN = "RuntimeError: broken on purpose"
 SHARED = ["figures", "figure_errors", "hook_errors"]
@@ -76,3 +79,22 @@ def test_a_guide_without_moments_gets_its_reason_and_the_rest_of_the_run_report(
     assert "figures/reconstructions.png" in report["figures"] and report["evaluation"]["elbo"] < 0
     text = (run.path / "report.md").read_text()
     assert text == run_markdown(report) and builder.NO_MOMENTS in text
+
+
+def test_a_failing_evaluation_after_training_is_one_line_and_keeps_the_run(
+        tmp_path, monkeypatch, capsys):
+    def broken_evaluate(self, *args, **kwargs):
+        raise RuntimeError("The size of tensor a (8) must match the size of tensor b (100)\n"
+                           "Trace Shapes: ...")
+
+    monkeypatch.setattr(ppl_vae.trained.Run, "evaluate", broken_evaluate)
+    data = tiny_binary(n=60)
+    pair = ppl_vae.build("vae", data=data, latent_dim=3, net="mlp")
+    run = ppl_vae.fit(pair.model, pair.guide, data, epochs=1, batch_size=20, quiet=True,
+                      device="cpu", out=tmp_path / "run", pair=pair)
+    line = "RuntimeError: The size of tensor a (8) must match the size of tensor b (100)"
+    assert run.report["report_error"] == line and len(run.metrics) == 1
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["report_error"] == line
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    assert line in capsys.readouterr().err
+    assert ppl_vae.load_run(tmp_path / "run").metrics == run.metrics

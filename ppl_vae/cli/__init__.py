@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
                "diagnose": cmd_diagnose, "list": cmd_list}[args.command]
-    from ppl_vae.speedups import keep_freed_memory
+    from ppl_vae.training.speedups import keep_freed_memory
 
     keep_freed_memory()  # this process is ours: large host tensors are reused, not re-faulted
     try:

@@ -29,7 +29,8 @@ def trusts_code(args, config: dict) -> bool:
 
 
 def _load(args, device: str = "cpu"):
-    from ppl_vae.runs import load_run, read_config
+    from ppl_vae.runs import read_config
+    from ppl_vae.trained import load_run
 
     config = read_config(args.run)
     if config.get("data") is None:

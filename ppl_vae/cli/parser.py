@@ -8,38 +8,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ppl_vae.config import RunOptions, TrainConfig
+from ppl_vae.config import RunOptions, TrainConfig, counts
 
 DESCRIPTION = "The ``ppl-vae`` command: train, evaluate, sample, diagnose, list."
-
-# CLI flag -> (build() option type, help); a flag left unset keeps the factory's default.
-PAIR_OPTIONS = {
-    "latent_dim": (int, "latent dimensions K (default: the model's, 10)"),
-    "beta": (float, "beta_vae: weight β of the KL term (default: 4)"),
-    "likelihood": (str, "p(x | z): bernoulli, continuous_bernoulli or gaussian "
-                        "(default: bernoulli)"),
-    "net": (str, "encoder and decoder: auto (conv for square 28/32/64 images, else mlp), "
-                 "mlp or conv (default: auto)"),
-    "sigma": (float, "gaussian likelihood: fixed noise scale σ (default: learned)"),
-    "prior_scale": (float, "autoencoder: scale of the Gaussian prior on the codes (default: 10)"),
-    "corruption": (float, "denoising guide: share of pixels masked (default: 0.25)"),
-    "activation": (str, "encoder and decoder MLP nonlinearity: relu or elu (default: relu)"),
-    "flows": (int, "iaf guide: inverse autoregressive flow layers on the diagonal Gaussian "
-                   "(default: 2)"),
-    "grid_cols": (int, "grid guide: columns of the latent grid (default: the largest divisor "
-                       "of --latent-dim not above its square root)"),
-    "concentration1": (float, "ngvae: Gamma shape α1 of the informative component "
-                              "(default: 1.5)"),
-    "rate1": (float, "ngvae: Gamma rate β1 of the informative component (default: 0.005)"),
-    "concentration2": (float, "ngvae: Gamma shape α2 of the uninformative component "
-                              "(default: 1.5)"),
-    "rate2": (float, "ngvae: Gamma rate β2 of the uninformative component (default: 0.5)"),
-    "sharpness": (float, "ngvae: sharpness r of the relaxation (default: 10)"),
-    "prior_weight": (float, "ngvae: initial weight π_k of the informative component "
-                            "(default: 0.5)"),
-    "z_prior": (str, "ngvae: normal or normal_gamma (default: normal)"),
-}
-
 
 def _fraction_or_count(text: str) -> int | float:
     """``--labelled 0.1`` (a fraction) or ``--labelled 500`` (a count)."""
@@ -76,8 +47,9 @@ DATA_OPTIONS = {
                      "(shapes: each batch drawn from its factors) or mmap (array: the file "
                      "memory-mapped) (default: auto)"),
     "size": (int, "shapes: image side in pixels (default: 64)"),
-    "binarize": (str, "none, static (threshold at 0.5 once) or dynamic (bernoulli(x) per "
-                      "batch) (default: none)"),
+    "binarize": (str, "none, static (threshold at 0.5 once), sampled (one bernoulli(x) "
+                      "draw per pixel with --seed, kept: fixed binarization) or dynamic "
+                      "(bernoulli(x) per batch) (default: none)"),
     "test_fraction": (float, "share of examples held out for test (default: 0.1)"),
     "path": (str, "file or folder of dsprites, mnist or array (default: none)"),
     "labelled": (_fraction_or_count, "keep only this many train labels known: a fraction "
@@ -134,16 +106,31 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+def pair_options() -> dict:
+    """Option name -> [(factory name, Option), ...] over every registered model and guide."""
+    from ppl_vae.pair import GUIDES, MODELS  # (importing pair registers the stock families)
+
+    table = MODELS.all_options()
+    for name, owners in GUIDES.all_options().items():
+        table.setdefault(name, []).extend(owners)
+    return table
+
+
 def _add_pair_and_data_flags(train: argparse.ArgumentParser) -> None:
-    """``--latent-dim``, ``--beta``, ... (build options) and ``--n``, ``--key``, ... (load options)."""
+    """``--latent-dim``, ``--beta``, ... (every registered factory's options) and ``--n``,
+    ``--key``, ... (load options)."""
     pair = train.add_argument_group("model and guide options (each goes to whichever of the "
                                     "pair's factories takes it)")
-    for name, (kind, text) in PAIR_OPTIONS.items():
-        pair.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                          help=text)
-    pair.add_argument("--fixed-prior-weight", dest="learn_prior_weight", action="store_const",
-                      const=False, default=None,
-                      help="ngvae: keep π_k at --prior-weight (default: learned)")
+    for name, owners in pair_options().items():
+        option = owners[0][1]
+        defaults = ", ".join(sorted({f"{o.default}" for _, o in owners}))
+        text = f"{option.help} (default: {defaults})"
+        if option.kind is bool:
+            pair.add_argument(option.flag, dest=name, default=None, help=text,
+                              action=argparse.BooleanOptionalAction)
+        else:
+            kind = counts if option.kind is tuple else option.kind
+            pair.add_argument(option.flag, dest=name, type=kind, default=None, help=text)
     data = train.add_argument_group("data options")
     for name, (kind, text) in DATA_OPTIONS.items():
         if kind is bool:

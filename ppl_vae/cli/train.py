@@ -10,9 +10,9 @@ from ppl_vae.cli.commands import load_data, named_for_guide
 from ppl_vae.cli.parser import (
     DATA_OPTIONS,
     DEFAULT_RUN,
-    PAIR_OPTIONS,
     RUN_TIME_HIDDEN,
     estimator_options,
+    pair_options,
 )
 from ppl_vae.config import EstimatorSpec, RunOptions, TrainConfig
 from ppl_vae.errors import PplVaeError
@@ -41,7 +41,10 @@ def cmd_train(args) -> None:
               resume=args.resume, overwrite=args.overwrite, pair=pair, **run_options)
     distributed.finish()
     if distributed.is_main_process():
-        print(json.dumps({"run": str(run.path), **named_for_guide(run.report["evaluation"])}))
+        evaluation = run.report.get("evaluation")
+        print(json.dumps({"run": str(run.path), **(named_for_guide(evaluation) if evaluation
+                                                   else {"report_error": run.report.get(
+                                                       "report_error")})}))
 
 
 def _input_names(text: str) -> list[str] | dict[str, str]:
@@ -71,7 +74,7 @@ def _new_request(args) -> tuple[dict, object, EstimatorSpec, TrainConfig, list[s
     """Pair spec, data, estimator, training settings and inputs of a new run: flags, else
     defaults (:mod:`ppl_vae.config`)."""
     spec = {"model": args.model or DEFAULT_RUN["model"], "guide": args.guide,
-            "options": _given(args, [*PAIR_OPTIONS, "learn_prior_weight"])}
+            "options": _given(args, pair_options())}
     config = TrainConfig.create(**_training_given(args))
     data = load_data({"name": args.data or DEFAULT_RUN["data"], "seed": config.seed,
                        **_given(args, DATA_OPTIONS)})
@@ -109,7 +112,7 @@ def _resume_request(args) -> tuple[dict, object, EstimatorSpec, TrainConfig, lis
         estimator = EstimatorSpec.from_json(from_spec(estimator).describe())
     pair_given = {k: v for k, v in (("model", args.model), ("guide", args.guide)) if v}
     requested_pair = {**spec, **pair_given, "options": {
-        **spec.get("options", {}), **_given(args, [*PAIR_OPTIONS, "learn_prior_weight"])}}
+        **spec.get("options", {}), **_given(args, pair_options())}}
     data_given = {**_given(args, DATA_OPTIONS), **({"name": args.data} if args.data else {}),
                   **({"seed": args.seed} if args.seed is not None else {})}
     requested_data = {**stored.data, **data_given}

@@ -4,7 +4,9 @@ Every source returns the same :class:`Dataset` (train/test tensors, optional
 factors and labels, binarization flags); ``load(**ds.spec)`` rebuilds it.
 Options every source takes: ``n`` (total before the split), ``test_fraction``
 (default 0.1), ``seed`` (default 0), ``binarize`` (``"none"`` default,
-``"static"`` = threshold ``x >= 0.5`` once, ``"dynamic"`` = the trainer draws
+``"static"`` = threshold ``x >= 0.5`` once, ``"sampled"`` = one draw
+``bernoulli(x)`` per pixel with the recorded ``seed``, kept (the fixed binarization of
+the literature), ``"dynamic"`` = the trainer draws
 ``bernoulli(x)`` per batch), ``labelled`` (default None = every label known;
 see :func:`load`). Each source's own options are in its loader's docstring.
 Data already in memory: :func:`from_tensors`.

@@ -14,7 +14,7 @@ from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.storage import Storage
 from ppl_vae.errors import PplVaeError
 
-BINARIZE = ("none", "static", "dynamic")
+BINARIZE = ("none", "static", "sampled", "dynamic")
 
 
 def check_int(option: str, value: object, low: int) -> int:
@@ -105,8 +105,9 @@ def binarize_values(x: np.ndarray, mode: str, source: str) -> np.ndarray:
 
     ``"static"`` thresholds once, deterministically: ``x' = 1[x >= 0.5]``.
     ``"dynamic"`` and ``"none"`` keep the grey levels (the trainer draws
-    ``bernoulli(x)`` per batch for ``"dynamic"``). Both binarizing modes need
-    values in [0, 1].
+    ``bernoulli(x)`` per batch for ``"dynamic"``). Every binarizing mode needs
+    values in [0, 1]. ``"sampled"`` (one draw per stored pixel) applies to stored
+    splits only (:func:`~ppl_vae.data.compact.finish`): rendered images must be 0/1.
     """
     if mode != "none" and x.size and (x.min() < 0.0 or x.max() > 1.0):
         raise PplVaeError(
@@ -115,6 +116,9 @@ def binarize_values(x: np.ndarray, mode: str, source: str) -> np.ndarray:
         )
     if mode == "static":
         return (x >= 0.5).astype(np.float32)
+    if mode == "sampled" and x.size and not np.isin(x, (0.0, 1.0)).all():
+        raise PplVaeError(f"binarize='sampled' draws each stored pixel once, but {source} "
+                          "renders its images; use binarize='static' or 'dynamic' for it")
     return x
 
 
@@ -160,9 +164,10 @@ def assemble(
     """
     name, mode = spec["name"], spec["binarize"]
     stores, binary = [], True
+    draws = torch.Generator().manual_seed(int(spec.get("seed", 0)))  # binarize="sampled"
     for part, x in (("train", train), ("test", test)):
         store = x if isinstance(x, Storage) else compact(x)
-        store, part_binary = finish(store, mode, storage, f"the {name} {part} set")
+        store, part_binary = finish(store, mode, storage, f"the {name} {part} set", draws)
         stores.append(store)
         binary = binary and part_binary
 

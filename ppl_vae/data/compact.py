@@ -52,11 +52,15 @@ def compact(raw: np.ndarray, multiplier: float = 1.0, divisor: float = 1.0) -> S
                                  multiplier, divisor))
 
 
-def finish(store: Storage, mode: str, storage: str, source: str) -> tuple[Storage, bool]:
+def finish(store: Storage, mode: str, storage: str, source: str,
+           draws: torch.Generator | None = None) -> tuple[Storage, bool]:
     """Check a split, binarize it and settle its form; return ``(store, binary)``.
 
     Checks: not empty; finite; values in [0, 1] when ``mode`` binarizes.
-    ``mode="static"`` stores ``1[x >= 0.5]`` as bits. With ``storage="auto"``
+    ``mode="static"`` stores ``1[x >= 0.5]`` as bits; ``mode="sampled"`` stores one
+    draw ``x' ~ Bernoulli(x)`` per pixel as bits, from ``draws`` (seeded with the data's
+    recorded seed: the same bits on every load, the "fixed binarization" of the
+    literature). With ``storage="auto"``
     a resident float32 or uint8 split whose values are all 0 or 1 is packed
     into bits; ``storage="float32"`` decodes the split into one float32 tensor.
     """
@@ -65,6 +69,9 @@ def finish(store: Storage, mode: str, storage: str, source: str) -> tuple[Storag
     binary = store.binary or _scan(store, mode, source)
     if mode == "static" and not binary:
         store = _pack(store, lambda x: x >= 0.5)
+        binary = True
+    elif mode == "sampled" and not binary:
+        store = _pack(store, lambda x: torch.bernoulli(x, generator=draws) > 0)
         binary = True
     elif binary and storage == "auto" and store.kind in ("float32", "uint8"):
         store = _pack(store, lambda x: x)

@@ -33,6 +33,9 @@ from ppl_vae.config import EstimatorSpec
 from ppl_vae.errors import PplVaeError
 from ppl_vae.traces import Plan, ScaleGlobal, ScaleLatent, plan_of
 
+# help of the options several estimators take
+PARTICLES = "samples of z per example"
+ALPHA = "order α of the Rényi bound, in [0, 1) (0 is IWAE)"
 NOT_VECTORIZED = (
     "the pair runs with one particle but not with several at once (a reshape to x.shape?); "
     "write the decoder output as logits.reshape(*z.shape[:-1], *x.shape[1:]) so a leading "

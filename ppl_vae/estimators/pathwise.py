@@ -71,8 +71,8 @@ from pyro import poutine
 
 from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
-from ppl_vae.estimators.renyi import ALPHA, RenyiBound
-from ppl_vae.estimators.trace import PARTICLES
+from ppl_vae.estimators.base import ALPHA, PARTICLES
+from ppl_vae.estimators.renyi import RenyiBound
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, Plan, particle_traces, site_log_prob
 

@@ -15,12 +15,9 @@ import torch
 
 from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
-from ppl_vae.estimators.base import NOT_VECTORIZED, Estimator
-from ppl_vae.estimators.trace import PARTICLES
+from ppl_vae.estimators.base import ALPHA, NOT_VECTORIZED, PARTICLES, Estimator
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import Plan, check_local, log_weights
-
-ALPHA = "order α of the Rényi bound, in [0, 1) (0 is IWAE)"
 
 
 class RenyiBound(Estimator):

@@ -41,8 +41,7 @@ import torch
 from torch.distributions import Independent
 
 from ppl_vae.errors import PplVaeError
-from ppl_vae.estimators.base import NOT_VECTORIZED, Batch, Estimator
-from ppl_vae.estimators.trace import PARTICLES
+from ppl_vae.estimators.base import NOT_VECTORIZED, PARTICLES, Batch, Estimator
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import Plan, check_local, particle_traces, site_log_prob, times_scale
 

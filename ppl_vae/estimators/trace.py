@@ -17,11 +17,9 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch.distributions import kl_divergence
 
 from ppl_vae.errors import PplVaeError
-from ppl_vae.estimators.base import NOT_VECTORIZED, Estimator
+from ppl_vae.estimators.base import NOT_VECTORIZED, PARTICLES, Estimator
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import Plan, particle_traces, per_example, site_log_prob, times_scale
-
-PARTICLES = "samples of z per example"
 
 
 class TraceBound(Estimator):

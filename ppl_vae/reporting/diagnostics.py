@@ -41,7 +41,6 @@ import numpy as np
 import torch
 
 from ppl_vae.chunks import log_mean_exp
-from ppl_vae.contract import ModelHooks, hook
 from ppl_vae.data.dataset import split_examples, split_size
 from ppl_vae.diagnostics.disentanglement import check_preset, disentanglement_scores
 from ppl_vae.diagnostics.draws import enumeration_note, pair_draws, prepare_draws
@@ -57,7 +56,7 @@ from ppl_vae.evaluate import check_inputs
 from ppl_vae.figures import diagnostic_figures
 from ppl_vae.latents import pair_representation
 from ppl_vae.modules import frozen
-from ppl_vae.pair import Pair
+from ppl_vae.pair import Pair, built_spec
 from ppl_vae.reporting.builder import Report, write_report
 from ppl_vae.reporting.markdown import diagnostics_markdown
 from ppl_vae.traces import take
@@ -89,7 +88,8 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
         The dict written to ``report.json``.
     """
     from ppl_vae.data import load
-    from ppl_vae.runs import load_run, read_config
+    from ppl_vae.runs import read_config
+    from ppl_vae.trained import load_run
 
     config = read_config(run_folder)
     if data is None:
@@ -212,7 +212,7 @@ class _Progress:
 
 
 def _describe(pair: Pair) -> str:
-    spec = pair.spec or hook(pair.model, ModelHooks, "ppl_vae_spec")
+    spec = pair.spec or built_spec(pair.model)
     if spec:
         return f"{spec['model']} / {spec['guide']} {spec.get('options', {})}"
     return f"user-written ({type(pair.model).__name__} / {type(pair.guide).__name__})"

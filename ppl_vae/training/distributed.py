@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ppl_vae.errors import PplVaeError
-from ppl_vae.estimators import Batch
+from ppl_vae.estimators.base import Batch
 
 
 @dataclass

@@ -25,19 +25,19 @@ from pathlib import Path
 import pyro
 import torch
 
-from ppl_vae import runs, speedups
+from ppl_vae import runs
 from ppl_vae.config import EstimatorSpec, RunOptions, TrainConfig
-from ppl_vae.contract import ModelHooks, hook
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import ESTIMATORS, as_estimator
 from ppl_vae.estimators.renyi import RenyiBound
-from ppl_vae.mixed_precision import MixedPrecision
 from ppl_vae.naming import parse_inputs
-from ppl_vae.pair import Pair, objects_spec, with_names
-from ppl_vae.runs import Run, RunConfig, load_parameters
+from ppl_vae.pair import Pair, built_spec, objects_spec, with_names
+from ppl_vae.runs import RunConfig
 from ppl_vae.traces import take
-from ppl_vae.training import checks, distributed
+from ppl_vae.trained import Run, load_parameters
+from ppl_vae.training import checks, distributed, speedups
+from ppl_vae.training.mixed_precision import MixedPrecision
 from ppl_vae.training.schedules import TrainingDiverged, lr_scheduler
 from ppl_vae.training.session import Session
 from ppl_vae.training.state import TrainState, set_rng_state
@@ -72,7 +72,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     """
     config, options, estimator_options = _split_settings(config, settings)
     checks.check_dataset(data)
-    pair = pair or Pair(model, guide, hook(model, ModelHooks, "ppl_vae_spec")
+    pair = pair or Pair(model, guide, built_spec(model)
                         or objects_spec(model, guide, data.event_shape))
     names = parse_inputs(inputs or (), observe, plate, data)
     pair = with_names(pair, names)
