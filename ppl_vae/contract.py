@@ -3,9 +3,10 @@
 A pair is two callables, ``model(x, **inputs)`` and ``guide(x, **inputs)``,
 keeping the contract of DESIGN.md (the ``"data"`` plate, the observation
 ``"x"``, the same latent site names in both). Everything else is optional and
-listed here: :class:`ModelHooks` and :class:`GuideHooks` are the *only*
-attributes the engine reads (through :func:`hook`), each with what
-it means and who reads it. A plain function provides none of them and gets
+listed here: :class:`ModelHooks` and :class:`GuideHooks` are plain documented lists
+(never base classes, never checked with ``isinstance``) of the *only* attributes the
+engine reads (through :func:`hook`, which refuses a name they do not list), each with
+what it means and who reads it. A plain function provides none of them and gets
 every default.
 
 Figures a program wants are handed over as numbers — :class:`Figure` of
@@ -16,7 +17,7 @@ run report's and the diagnostics' own, with their errors reported like theirs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
@@ -67,8 +68,7 @@ class Figure:
     title: str = ""
 
 
-@runtime_checkable
-class ModelHooks(Protocol):
+class ModelHooks:
     """Optional attributes of a model the engine reads.
 
     Attributes:
@@ -104,8 +104,7 @@ class ModelHooks(Protocol):
         into the run's ``figures/`` and the diagnostics folder."""
 
 
-@runtime_checkable
-class GuideHooks(Protocol):
+class GuideHooks:
     """Optional attributes of a guide the engine reads.
 
     ``report(x, model)`` and ``figure_data(x, model)`` as for the model (``guide_report``).
@@ -128,8 +127,8 @@ class GuideHooks(Protocol):
 def hook(program, role: type, name: str):
     """``program.<name>`` when ``role`` lists it and the program has it, else None.
 
-    The one way the engine reads an optional attribute, so that the Protocols
-    above stay the whole list.
+    The one way the engine reads an optional attribute, so that the lists
+    above stay whole.
     """
     listed = set(getattr(role, "__annotations__", {})) | {
         key for key, value in vars(role).items() if callable(value) and not key.startswith("_")}

@@ -119,7 +119,7 @@ class Estimator:
         """The training loss of the module docstring: parts by known inputs, scales applied."""
         total = batch.x.new_zeros(())
         for weight, part in batch.parts():
-            _, plan = self.prepare(model, guide, part.x, part.inputs)
+            _, plan = plan_of(model, guide, part.x, part.inputs)  # (checked by the call)
             warmup = ScaleLatent(part.latent_scale) if part.latent_scale != 1.0 \
                 else contextlib.nullcontext()
             shared = ScaleGlobal(part.size / part.examples_total) if plan.global_sites \

@@ -10,7 +10,7 @@ import torch
 from ppl_vae.runs import read_metrics
 from tests.ddp_driver import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _torchrun(*args):

@@ -11,7 +11,7 @@ import torch
 
 from ppl_vae.runs import STEPS, load_checkpoint, read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def drive(out: Path, mode: str, at: int = 0) -> int:

@@ -1,0 +1,1 @@
+"""Tests of ppl_vae/reporting/."""
