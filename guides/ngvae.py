@@ -25,6 +25,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
+from torch import nn
 
 from ppl_vae.contract import Figure, Panel
 from ppl_vae.errors import PplVaeError
@@ -40,11 +41,18 @@ class NGVAEGuide(PyroModule):
     """``q(λ, z | x)`` of the module docstring on the sites ``precision`` and ``z``."""
 
     def __init__(self, event_shape, latent_dim: int, relaxation: Relaxation, net: str = "auto",
-                 site: str = "z", precision_site: str = "precision"):
+                 site: str = "z", precision_site: str = "precision",
+                 informative_rate: nn.Module | None = None):
         super().__init__()
         self.latent_dim, self.relaxation = latent_dim, relaxation
         self.site, self.precision_site = site, precision_site
+        self.informative_rate = informative_rate  # the model's learned β1, shared
         self.encoder = make_encoder(tuple(event_shape), 2 * latent_dim, net)
+
+    def components(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(a(p_k), b(p_k))`` on the relaxation path, with the model's β1 (learned or fixed)."""
+        rate1 = None if self.informative_rate is None else self.informative_rate()
+        return self.relaxation(weight, rate1)
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(μ(x), p(x))``, each ``(*batch, K)``."""
@@ -53,11 +61,11 @@ class NGVAEGuide(PyroModule):
 
     def precision_distribution(self, weight: torch.Tensor) -> dist.Distribution:
         """``Π_k Gamma(λ_k; a(p_k), b(p_k))``."""
-        return dist.Gamma(*self.relaxation(weight)).to_event(1)
+        return dist.Gamma(*self.components(weight)).to_event(1)
 
     def forward(self, x: torch.Tensor) -> None:
         loc, weight = self.heads(x)
-        a, b = self.relaxation(weight)
+        a, b = self.components(weight)
         with pyro.plate("data", x.shape[0]):
             precision = pyro.sample(self.precision_site, dist.Gamma(a, b).to_event(1))
             pyro.sample(self.site, NormalGivenGammaPrecision(loc, precision, a, b).to_event(1))
@@ -66,7 +74,7 @@ class NGVAEGuide(PyroModule):
         """``q(z | x) = Π_k t_{2a_k}(μ_k, √(b_k/a_k))``: λ integrated out."""
         loc, weight = self.heads(x)
         with pyro.plate("data", x.shape[0]):
-            pyro.sample(self.site, student_t_marginal(loc, *self.relaxation(weight)).to_event(1))
+            pyro.sample(self.site, student_t_marginal(loc, *self.components(weight)).to_event(1))
 
     def collapsed(self, model) -> tuple:
         """The pair with λ integrated out: ``(model.collapsed, self.collapsed_guide)``."""
@@ -79,7 +87,7 @@ class NGVAEGuide(PyroModule):
         parts: dict[str, list[torch.Tensor]] = {"loc": [], "weight": [], "variance": [], "kl": []}
         for chunk in x.split(batch):
             loc, weight = self.heads(chunk)
-            a, b = self.relaxation(weight)
+            a, b = self.components(weight)
             parts["loc"].append(loc), parts["weight"].append(weight)
             parts["variance"].append(b / (a - 1))
             if hasattr(model, "kl_per_dimension"):
@@ -96,6 +104,9 @@ class NGVAEGuide(PyroModule):
                "informative_dims": informative.nonzero().flatten().tolist(),
                "mean_weight": weight.tolist(), "mean_variance": variance.tolist(),
                "decorrelation_informative": score, "weight_threshold": INFORMATIVE_WEIGHT}
+        if self.informative_rate is not None:
+            a, b = self.components(1.0)
+            out["informative_component_variance"] = (b / (a - 1)).detach().tolist()
         if "kl" in s:
             out["kl_per_dimension"] = s["kl"].mean(0).tolist()
             out["prior_weight"] = model.prior_weight().tolist()
@@ -109,7 +120,7 @@ class NGVAEGuide(PyroModule):
         s = {k: v.cpu().numpy() for k, v in self.summary(x).items()}
         weight = s["weight"].mean(0)
         informative = weight > INFORMATIVE_WEIGHT
-        ends = (float(self.relaxation.mean_variance(1.0)), float(self.relaxation.mean_variance(0.0)))
+        ends = tuple(float((b / (a - 1)).mean().detach()) for a, b in map(self.components, (1.0, 0.0)))
         variances = Figure("ngvae_variances", [
             Panel("histogram", s["variance"], highlight=informative, log_x=True, lines=ends,
                   legend=("informative", "uninformative"), ylabel="examples × dimensions",
@@ -131,4 +142,4 @@ def build_ngvae_guide(model, event_shape, net: str = "auto") -> NGVAEGuide:
         raise PplVaeError("guide 'ngvae' needs the 'ngvae' model (it reads the relaxation "
                           "hyperparameters off it); use --model ngvae")
     return NGVAEGuide(event_shape, int(model.latent_dim), relaxation, net, model.latent_site,
-                      model.precision_site)
+                      model.precision_site, getattr(model, "informative_rate", None))

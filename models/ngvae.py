@@ -89,16 +89,44 @@ class Relaxation:
         low = 1.0 / (1.0 + math.exp(0.5 * self.sharpness))
         return (torch.sigmoid(self.sharpness * (torch.as_tensor(w) - 0.5)) - low) / (1 - 2 * low)
 
-    def __call__(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Concentration and rate of the relaxed Gamma on λ (inverse-gamma on λ⁻¹)."""
+    def __call__(self, w: torch.Tensor, rate1: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concentration and rate of the relaxed Gamma on λ (inverse-gamma on λ⁻¹);
+        ``rate1``: a learned β1 per dimension (:class:`InformativeRate`) in place of the
+        fixed one."""
         s = self.unit_sigmoid(w)
+        rate1 = self.rate1 if rate1 is None else rate1
         return (self.concentration2 + (self.concentration1 - self.concentration2) * s,
-                self.rate2 + (self.rate1 - self.rate2) * s)
+                self.rate2 + (rate1 - self.rate2) * s)
 
     def mean_variance(self, w) -> torch.Tensor:
         """``E[λ⁻¹] = b(w) / (a(w) - 1)``."""
         a, b = self(torch.as_tensor(w, dtype=torch.get_default_dtype()))
         return b / (a - 1)
+
+
+class InformativeRate(nn.Module):
+    """The informative component's rate learned per dimension (``learn_rate1``), by
+    maximising the ELBO (empirical Bayes), shared by the prior and the guide's relaxation::
+
+        β1_k = β1_max · σ(u_k),    β1_max = β2 (α1 - 1) / (α2 - 1)
+
+    so component 1's mean variance ``β1_k / (α1 - 1)`` stays below component 2's
+    ``β2 / (α2 - 1)`` and "informative" cannot swap sides; ``u_k`` starts where
+    ``β1_k`` equals the fixed ``rate1``. With a fixed β1 every informative dimension's
+    posterior variance is pulled to ``β1/(α1-1)`` (0.01 by default) whatever the data
+    need; learned, each dimension sets its own price of being informative.
+    """
+
+    def __init__(self, latent_dim: int, relaxation: Relaxation):
+        super().__init__()
+        r = relaxation
+        self.upper = r.rate2 * (r.concentration1 - 1) / (r.concentration2 - 1)
+        start = r.rate1 / self.upper
+        self.logit = nn.Parameter(torch.full((latent_dim,), math.log(start / (1 - start))))
+
+    def forward(self) -> torch.Tensor:
+        return self.upper * torch.sigmoid(self.logit)
 
 
 def expected_gaussian_kl(loc, a, b, z_prior: str = "normal") -> torch.Tensor:
@@ -155,6 +183,7 @@ class NGVAE(PyroModule):
         prior_weight: initial (or fixed) π_k, the prior weight of the informative component.
         learn_prior_weight: learn π_k per dimension by maximising the ELBO.
         z_prior: ``normal`` or ``normal_gamma`` (module docstring).
+        learn_rate1: learn β1 per dimension (:class:`InformativeRate`).
     """
 
     latent_site = "z"
@@ -164,7 +193,8 @@ class NGVAE(PyroModule):
     def __init__(self, event_shape, latent_dim: int, likelihood: str = "bernoulli",
                  net: str = "auto", sigma: float | None = None,
                  relaxation: Relaxation | None = None, prior_weight: float = 0.5,
-                 learn_prior_weight: bool = True, z_prior: str = "normal"):
+                 learn_prior_weight: bool = True, z_prior: str = "normal",
+                 learn_rate1: bool = False):
         super().__init__()
         if latent_dim < 1:
             raise PplVaeError(f"--latent-dim must be at least 1, got {latent_dim}")
@@ -179,8 +209,22 @@ class NGVAE(PyroModule):
             self.prior_logit = nn.Parameter(logit)
         else:
             self.register_buffer("prior_logit", logit)
+        self.informative_rate = InformativeRate(latent_dim, self.relaxation) \
+            if learn_rate1 else None
         self.decoder = make_decoder(latent_dim, self.event_shape, net)
         self.likelihood = make_likelihood(likelihood, len(self.event_shape), sigma)
+
+    def rate1(self) -> torch.Tensor:
+        """``β1_k`` per dimension: learned (:class:`InformativeRate`) or the fixed one."""
+        if self.informative_rate is not None:
+            return self.informative_rate()
+        return self.prior_logit.new_full((self.latent_dim,), self.relaxation.rate1)
+
+    def _components(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shapes and rates ``(K, 2)`` of the two components per dimension."""
+        r, rate1 = self.relaxation, self.rate1()
+        a = rate1.new_tensor([r.concentration1, r.concentration2]).expand(self.latent_dim, 2)
+        return a, torch.stack([rate1, torch.full_like(rate1, r.rate2)], -1)
 
     def check_data(self, x: torch.Tensor, name: str = "data") -> None:
         """Refuse data outside the likelihood's support before training starts."""
@@ -192,11 +236,9 @@ class NGVAE(PyroModule):
 
     def precision_prior(self) -> dist.Distribution:
         """``Π_k [π_k Gamma(λ_k; α1, β1) + (1 - π_k) Gamma(λ_k; α2, β2)]``."""
-        weight, r = self.prior_weight(), self.relaxation
+        weight = self.prior_weight()
         mixing = dist.Categorical(probs=torch.stack([weight, 1 - weight], -1))
-        a = weight.new_tensor([r.concentration1, r.concentration2]).expand(self.latent_dim, 2)
-        b = weight.new_tensor([r.rate1, r.rate2]).expand(self.latent_dim, 2)
-        return dist.MixtureSameFamily(mixing, dist.Gamma(a, b)).to_event(1)
+        return dist.MixtureSameFamily(mixing, dist.Gamma(*self._components())).to_event(1)
 
     def z_given_precision(self, precision: torch.Tensor) -> dist.Distribution:
         """``N(0, λ⁻¹)`` (normal_gamma) or ``N(0, 1)`` (normal), per dimension."""
@@ -218,9 +260,7 @@ class NGVAE(PyroModule):
         if self.z_prior == "normal":
             zeros = weight.new_zeros(self.latent_dim)
             return dist.Normal(zeros, zeros + 1).to_event(1)
-        r = self.relaxation
-        a = weight.new_tensor([r.concentration1, r.concentration2]).expand(self.latent_dim, 2)
-        b = weight.new_tensor([r.rate1, r.rate2]).expand(self.latent_dim, 2)
+        a, b = self._components()
         mixing = dist.Categorical(probs=torch.stack([weight, 1 - weight], -1))
         return dist.MixtureSameFamily(mixing, student_t_marginal(torch.zeros_like(a), a, b)
                                       ).to_event(1)
@@ -248,12 +288,15 @@ class NGVAE(PyroModule):
                  prior_weight="ngvae: initial weight π_k of the informative component",
                  learn_prior_weight="ngvae: learn π_k (--no-learn-prior-weight keeps it at "
                                     "--prior-weight)",
-                 z_prior="ngvae: normal or normal_gamma")
+                 z_prior="ngvae: normal or normal_gamma",
+                 learn_rate1="ngvae: learn the informative rate β1 per dimension (empirical "
+                             "Bayes; --rate1 is its start)")
 def build_ngvae(event_shape, latent_dim: int = 10, likelihood: str = "bernoulli",
                 net: str = "auto", sigma: float | None = None, concentration1: float = 1.5,
                 rate1: float = 0.005, concentration2: float = 1.5, rate2: float = 0.5,
                 sharpness: float = 10.0, prior_weight: float = 0.5,
-                learn_prior_weight: bool = True, z_prior: str = "normal") -> NGVAE:
+                learn_prior_weight: bool = True, z_prior: str = "normal",
+                learn_rate1: bool = False) -> NGVAE:
     relaxation = Relaxation(concentration1, rate1, concentration2, rate2, sharpness)
     return NGVAE(event_shape, latent_dim, likelihood, net, sigma, relaxation, prior_weight,
-                 learn_prior_weight, z_prior)
+                 learn_prior_weight, z_prior, learn_rate1)

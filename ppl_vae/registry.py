@@ -100,6 +100,9 @@ class Registry:
             raise PplVaeError(f"unknown {self.kind} '{name}'; choose one of: {known}")
         return self._entries[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
     def entries(self) -> list[Entry]:
         """All entries, sorted by name."""
         return [self._entries[k] for k in sorted(self._entries)]

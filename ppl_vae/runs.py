@@ -33,6 +33,7 @@ import torch
 
 from ppl_vae.config import EstimatorSpec, TrainConfig
 from ppl_vae.errors import PplVaeError
+from ppl_vae.registry import GUIDES, MODELS
 
 FORMAT_VERSION = 3
 CONFIG, METRICS, CHECKPOINT, REPORT = "config.json", "metrics.jsonl", "checkpoint.pt", "report.json"
@@ -110,10 +111,24 @@ class RunConfig:
         keys = sorted(set(mine) | set(theirs))
         if self.format_version < 2:  # format 1 recorded only the options given, not defaults
             keys = [k for k in keys if not (k.startswith("pair.options.") and k not in mine)]
+        added = _option_defaults(self.pair)  # an option added since the run, at its default
+        keys = [k for k in keys if not (k not in mine and k in added and theirs[k] == added[k])]
         return [f"{k}: {mine.get(k)!r} → {theirs.get(k)!r}" for k in keys
                 if mine.get(k) != theirs.get(k)
                 and not any(k == m or (m.endswith(".") and k.startswith(m))
                             for m in self.MAY_CHANGE_ON_RESUME)]
+
+
+def _option_defaults(pair: dict | None) -> dict:
+    """``{"pair.options.<name>": default}`` for the stored registry pair's model and guide
+    options (JSON-normalised): a run made before an option existed was made at its default."""
+    if not pair or pair.get("source") != "registry":
+        return {}
+    defaults = {}
+    for registry, name in ((MODELS, pair.get("model")), (GUIDES, pair.get("guide"))):
+        if name in registry:
+            defaults.update({k: o.default for k, o in registry.options(name).items()})
+    return _flatten({"pair": {"options": defaults}})
 
 
 def _flatten(obj, prefix: str = "") -> dict:

@@ -30,13 +30,18 @@ RESULTS = Path("benchmarks/results/reproduce/pythae_vae")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__, BUDGETS, "runs/reproduce/pythae_vae").parse_args(argv)
+    parser = arguments(__doc__, BUDGETS, "runs/reproduce/pythae_vae")
+    parser.add_argument("--elbo", choices=["trace", "meanfield"], default="trace",
+                        help="meanfield: the KL in closed form, as pythae's loss computes it")
+    args = parser.parse_args(argv)
     budget = BUDGETS[args.budget]
+    prefix = "" if args.elbo == "trace" else f"{args.elbo}_"
     for seed in args.seeds:
-        reproduce(RESULTS / args.budget / f"seed{seed}.json", args, seed, {"row": "pythae_vae"},
+        reproduce(RESULTS / args.budget / f"{prefix}seed{seed}.json", args, seed,
+                  {"row": "pythae_vae", "elbo": args.elbo},
                   budget["iw_samples"], {"latent_dim": 40, "hidden": (400,),
                                          "activation": "relu"},
-                  elbo="trace", epochs=budget["epochs"], batch_size=100, lr=1e-4,
+                  elbo=args.elbo, epochs=budget["epochs"], batch_size=100, lr=1e-4,
                   lr_schedule="multistep", lr_milestones=budget["lr_milestones"],
                   lr_gamma=10 ** (-1 / 5))
     return 0

@@ -91,6 +91,7 @@ class Estimator:
 
     name = "?"
     spec: EstimatorSpec | None = None  # what it was built from (set by estimators.create)
+    scales_latents = True  # a KL warm-up may scale its latent sites (``Batch.latent_scale``)
 
     def __init__(self, num_particles: int = 1):
         if num_particles < 1:
@@ -107,6 +108,12 @@ class Estimator:
 
     def check(self, plan: Plan) -> None:
         """Refuse pairs for which this estimator would be wrong (none by default)."""
+
+    def check_warmup(self, warmup_steps: int) -> None:
+        """Refuse a KL warm-up where scaling the latent sites does not give this objective."""
+        if warmup_steps and not self.scales_latents:
+            raise PplVaeError(f"KL warm-up scales the latent sites, which the {self.name} bound "
+                              "does not allow; use --elbo trace or meanfield for a warm-up")
 
     def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
         raise NotImplementedError

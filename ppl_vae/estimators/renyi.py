@@ -24,6 +24,7 @@ class RenyiBound(Estimator):
     """The Rényi bound ``L_α`` of the module docstring, one log-mean-exp per example."""
 
     name = "renyi"
+    scales_latents = False  # a scaled log weight inside the log-mean-exp is no bound
 
     def __init__(self, alpha: float = 0.0, num_particles: int = 5):
         super().__init__(num_particles)

@@ -30,7 +30,6 @@ from ppl_vae.config import EstimatorSpec, RunOptions, TrainConfig
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import ESTIMATORS, as_estimator
-from ppl_vae.estimators.renyi import RenyiBound
 from ppl_vae.naming import parse_inputs
 from ppl_vae.pair import Pair, built_spec, objects_spec, with_names
 from ppl_vae.runs import RunConfig
@@ -77,9 +76,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     names = parse_inputs(inputs or (), observe, plate, data)
     pair = with_names(pair, names)
     estimator = as_estimator(elbo, **estimator_options)
-    if config.warmup_steps and isinstance(estimator, RenyiBound):
-        raise PplVaeError(f"KL warm-up scales the latent sites, which the {estimator.name} bound "
-                          "does not allow; use --elbo trace or meanfield for a warm-up")
+    estimator.check_warmup(config.warmup_steps)
     names = checks.check_input_names(names.fields(), data)
     world, device = distributed.setup(resolve_device(options.device))
     if device.type == "cpu":

@@ -51,8 +51,10 @@ def test_warmup_scales_the_kl_term_and_only_it(binary_data):
     assert [warmup_scale(t, 4, 0.2) for t in (0, 2, 4, 9)] == pytest.approx([0.2, 0.6, 1, 1])
     run = _fit(binary_data, warmup_steps=6, warmup_start=0.1, log_every=1)
     assert run.metrics[0]["warmup_scale"] < 1 == run.metrics[1]["warmup_scale"]
-    with pytest.raises(PplVaeError, match="warm-up scales the latent sites"):
-        _fit(binary_data, elbo="iwae", warmup_steps=5)
+    for elbo in ("iwae", "iwae-dreg", "renyi"):
+        with pytest.raises(PplVaeError, match="warm-up scales the latent sites"):
+            _fit(binary_data, elbo=elbo, warmup_steps=5)
+    _fit(binary_data, elbo=pyro.infer.Trace_ELBO(), warmup_steps=5, epochs=1)
 
 
 @pytest.mark.parametrize("schedule, expected", [("cosine", 0.0), ("step", 1e-4)])
@@ -152,3 +154,21 @@ def test_multistep_schedule_decays_after_each_milestone_and_adam_gets_its_betas(
 def test_impossible_settings_are_one_line_errors(binary_data, settings, message):
     with pytest.raises(PplVaeError, match=message):
         _fit(binary_data, **settings)
+
+
+def test_a_run_made_before_a_pair_option_existed_resumes_at_its_default(binary_data, tmp_path):
+    """A pair option added since the run (here ``hidden``) was, for that run, at its default."""
+    import json
+
+    _fit(binary_data, tmp_path / "r")
+    path = tmp_path / "r" / "config.json"
+    stored = json.loads(path.read_text())
+    assert stored["pair"]["options"].pop("hidden") == [400]
+    path.write_text(json.dumps(stored))
+    run = _fit(binary_data, tmp_path / "r", resume=True, epochs=3)
+    assert len(run.metrics) == 3
+    path.write_text(json.dumps(stored))
+    pair = ppl_vae.build("vae", latent_dim=2, data=binary_data, net="mlp", seed=0, hidden=(30,))
+    with pytest.raises(PplVaeError, match=r"pair.options.hidden: None → \[30\]"):
+        ppl_vae.fit(pair.model, pair.guide, binary_data, out=tmp_path / "r", pair=pair,
+                    resume=True, epochs=4, batch_size=20, seed=3, quiet=True, report=False)
