@@ -9,7 +9,10 @@ Per example and latent dimension k = 1..K, with precision λ_k (variance v_k = �
 
 Component 1 is "informative" (mean variance ``β1/(α1-1)`` = 0.01 by default), component 2
 "uninformative" (mean 1); ``π_k`` is a learned global weight per dimension (empirical Bayes,
-initialised at ``prior_weight``; ``learn_prior_weight=False`` fixes it). The guide
+initialised at ``prior_weight``; ``learn_prior_weight=False`` fixes it). With
+``learn_rate1=True`` the informative rate β1 is learned per dimension too
+(:class:`InformativeRate`, shared by the prior and the guide), so an informative
+dimension's posterior variance is no longer pinned near 0.01. The guide
 (:mod:`ppl_vae.guides.ngvae`) is ``q(λ_k | x) = Gamma(a(p_k), b(p_k))`` on the relaxation
 path of :class:`Relaxation`, then ``q(z_k | λ_k, x) = N(μ_k, λ_k⁻¹)``. The objective::
 
