@@ -41,17 +41,23 @@ HIGGINS_FACTORS = ["scale", "orientation", "pos_x", "pos_y"]
 RESULTS = Path("benchmarks/results/reproduce/beta_vae")
 
 
-def train_and_score(beta: float, seed: int, args) -> dict:
-    """Train one (β, seed) to the budget, then its test ELBO and disentanglement scores."""
-    data = ppl_vae.data.load("shapes", size=64, n="all", seed=0)
-    pair = ppl_vae.build("beta_vae", data=data, latent_dim=10, beta=beta, net="conv",
-                         likelihood="bernoulli", seed=seed)
-    folder = args.runs / f"beta{beta:g}_seed{seed}"
+def train_on_grid(model: str, options: dict, size: int, seed: int, folder: Path, args):
+    """Row 4's setting (also row 5's): ``(data, pair, run)`` trained or resumed to the budget."""
+    data = ppl_vae.data.load("shapes", size=size, n="all", seed=0)
+    pair = ppl_vae.build(model, data=data, latent_dim=10, net="conv", likelihood="bernoulli",
+                         seed=seed, **options)
     resume = (folder / "checkpoint.pt").exists()
     run = ppl_vae.fit(pair.model, pair.guide, data, elbo="meanfield", epochs=EPOCHS[args.budget],
                       batch_size=64, lr=1e-4, seed=seed, device=args.device, out=folder,
                       resume=resume, overwrite=not resume, checkpoint_every=1000,
                       report=False, quiet=args.quiet, pair=pair)
+    return data, pair, run
+
+
+def train_and_score(beta: float, seed: int, args) -> dict:
+    """Train one (β, seed) to the budget, then its test ELBO and disentanglement scores."""
+    data, pair, run = train_on_grid("beta_vae", {"beta": beta}, 64, seed,
+                                    args.runs / f"beta{beta:g}_seed{seed}", args)
     seconds_train = sum(m["seconds"] for m in run.metrics)  # over every session it took
     start = time.perf_counter()
     test = data.examples("test", args.eval_examples)

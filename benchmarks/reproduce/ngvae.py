@@ -36,12 +36,11 @@ import time
 from pathlib import Path
 
 import torch
+from beta_vae import EPOCHS, train_on_grid
 
-import ppl_vae
 from ppl_vae.diagnostics.disentanglement import PRESETS, disentanglement_scores
 from ppl_vae.latents import latent_statistics, mean_representation
 
-EPOCHS = {"short": 2, "paper": 29}
 CONFIGS = {  # name -> (model, options, run folder under runs/reproduce)
     "vae": ("beta_vae", {"beta": 1.0}, "beta_vae/beta1_seed{seed}"),
     "beta_vae": ("beta_vae", {"beta": 4.0}, "beta_vae/beta4_seed{seed}"),
@@ -55,15 +54,9 @@ STATISTICS_EXAMPLES = 10_000
 def train_and_measure(config: str, size: int, seed: int, args) -> dict:
     """Train (or resume) one run to the budget, then the seed table's statistics."""
     model, options, folder = CONFIGS[config]
-    data = ppl_vae.data.load("shapes", size=size, n="all", seed=0)
-    pair = ppl_vae.build(model, data=data, latent_dim=10, net="conv", likelihood="bernoulli",
-                         seed=seed, **options)
-    out = Path("runs/reproduce") / folder.format(size=size, seed=seed)
-    resume = (out / "checkpoint.pt").exists()
-    run = ppl_vae.fit(pair.model, pair.guide, data, elbo="meanfield", epochs=EPOCHS[args.budget],
-                      batch_size=64, lr=1e-4, seed=seed, device=args.device, out=out,
-                      resume=resume, overwrite=not resume, checkpoint_every=1000,
-                      report=False, quiet=args.quiet, pair=pair)
+    data, pair, run = train_on_grid(model, options, size, seed,
+                                    Path("runs/reproduce") / folder.format(size=size, seed=seed),
+                                    args)
     seconds_train = sum(m["seconds"] for m in run.metrics)  # over every session it took
     start = time.perf_counter()
     x = data.examples("test", STATISTICS_EXAMPLES).to(run.device)
