@@ -117,7 +117,7 @@ def bench(net: str, estimator: str, particles: int, steps: int, repeats: int,
 
     def ours():  # the trainer's call, under the settings fit() enters (here once per step)
         with ppl_vae.engine_settings(pair.model, pair.guide):
-            step(elbo.loss(pair.model, pair.guide, Batch(x, dataset_size=60_000)), trainer_opt)
+            step(elbo.loss(pair, Batch(x, dataset_size=60_000)), trainer_opt)
 
     def plain():
         with ppl_vae.engine_settings(pair.model, pair.guide):

@@ -7,6 +7,7 @@
   (device, checkpoint cadence, report size, progress bar).
 - :class:`EstimatorSpec`: an estimator's registry name and every option it was
   built with (defaults included), as recorded and rebuilt.
+- :class:`PairSpec`: how a run folder rebuilds its model and guide.
 
 Each field's ``metadata`` holds its help line and, where the text form needs
 one, its parser; :func:`ppl_vae.cli.parser` makes the flags from these, so a
@@ -207,6 +208,65 @@ class EstimatorSpec:
 
     def __getitem__(self, key: str):
         """``spec["elbo"]``, ``spec["particles"]``: the recorded JSON's keys."""
+        return self.to_json()[key]
+
+
+PAIR_SOURCES = ("registry", "factory", "objects", "unimportable")
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """How a run folder rebuilds a pair (:func:`ppl_vae.pair.rebuild`), from one of four sources.
+
+    - ``registry``: ``model`` and ``guide`` are registry names, ``options`` every keyword
+      of both factories (defaults included): ``build(model, guide, **options)``;
+    - ``factory``: ``model`` is a user factory ``"package.module:make_pair"`` called as
+      ``make_pair(data, **options)``;
+    - ``objects``: ``model`` and ``guide`` are importable paths of programs handed to
+      ``fit`` directly;
+    - ``unimportable``: a lambda or closure; ``why`` says so.
+
+    ``names`` maps the programs' own site, plate and keyword names
+    (:class:`ppl_vae.naming.Names`), when they differ from the contract's.
+    In ``config.json`` it is the ``pair`` section, keys as the fields.
+    """
+
+    source: str
+    model: str
+    guide: str | None
+    event_shape: tuple[int, ...] | None = None
+    options: dict = field(default_factory=dict)
+    names: dict | None = None
+    why: str = ""
+
+    def __post_init__(self):
+        if self.source not in PAIR_SOURCES:
+            raise PplVaeError(f"a pair spec's source is one of {PAIR_SOURCES}, got "
+                              f"{self.source!r}")
+
+    def to_json(self) -> dict:
+        written = {"source": self.source, "model": self.model, "guide": self.guide}
+        if self.event_shape is not None:
+            written["event_shape"] = list(self.event_shape)
+        written["options"] = self.options
+        if self.names is not None:
+            written["names"] = self.names
+        if self.why:
+            written["why"] = self.why
+        return written
+
+    @classmethod
+    def from_json(cls, obj: dict | None) -> PairSpec | None:
+        """Read a recorded ``pair`` section (before format 2 it had no ``source``: registry)."""
+        if not obj:
+            return None
+        shape = obj.get("event_shape")
+        return cls(obj.get("source", "registry"), obj["model"], obj.get("guide"),
+                   None if shape is None else tuple(shape), dict(obj.get("options", {})),
+                   obj.get("names"), obj.get("why", ""))
+
+    def __getitem__(self, key: str):
+        """``spec["model"]``, ``spec["options"]``: the recorded JSON's keys."""
         return self.to_json()[key]
 
 

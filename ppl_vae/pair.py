@@ -1,7 +1,8 @@
 """Building a model/guide pair, collecting its parameters, reloading a run.
 
-A pair is two callables keeping the contract (DESIGN.md). Its ``spec`` says
-how a run folder can rebuild it, in one of four forms (``spec["source"]``):
+A pair is two callables keeping the contract (DESIGN.md). Its ``spec``, a
+:class:`~ppl_vae.config.PairSpec`, says how a run folder can rebuild it, from one
+of four sources:
 
 - ``registry``: registry names and options (``build("vae", latent_dim=10)``);
 - ``factory``: a user factory ``"package.module:make_pair"`` called as
@@ -25,20 +26,21 @@ import inspect
 import sys
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyro
 import torch
 
 import ppl_vae.guides  # noqa: F401  (registers the built-in guides)
 import ppl_vae.models  # noqa: F401  (registers the built-in models)
+from ppl_vae.config import PairSpec
 from ppl_vae.contract import ModelHooks, hook
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.modules import frozen, named_buffers, roots
 from ppl_vae.naming import Names, renamed
 from ppl_vae.registry import GUIDES, MODELS
-from ppl_vae.traces import Plan, collapsed_pair, particle_traces, plan_of, primary_site
+from ppl_vae.traces import Plan, collapsed_pair, particle_traces, prepare, primary_site
 
 
 @dataclass(eq=False)
@@ -48,14 +50,17 @@ class Pair:
     ``store`` isolates parameters registered through ``pyro.param`` /
     ``pyro.module`` (plain-function pairs): run the pair inside ``scope()``.
     The facts the engine needs about a pair are asked of it, and found once:
-    :attr:`device`, :meth:`plan`, :meth:`primary_site` and :attr:`collapsed`.
+    :attr:`device`, :meth:`plan`, :meth:`primary_site` and :attr:`collapsed`. ``plans``
+    is the engine's one memo (trainer, estimators, evaluation and diagnostics ask
+    :meth:`plan`), and it goes when the pair does.
     """
 
     model: object
     guide: object
-    spec: dict | None = None
+    spec: PairSpec | None = None
     store: dict = field(default_factory=lambda: {"params": {}, "constraints": {}})
     called: list | None = field(default=None, repr=False)
+    plans: dict = field(default_factory=dict, init=False, repr=False)
     _in_scope: bool = field(default=False, init=False, repr=False)
 
     @contextmanager
@@ -111,8 +116,13 @@ class Pair:
         return named_buffers(self.reached_modules())
 
     def plan(self, x: torch.Tensor, inputs: dict | None = None) -> tuple[int, Plan]:
-        """``(plate nesting, Plan)``, found once per pattern of inputs (:func:`~ppl_vae.traces.plan_of`)."""
-        return plan_of(self.model, self.guide, x, inputs)
+        """``(plate nesting, Plan)`` (:func:`~ppl_vae.traces.prepare`), found once per pattern
+        of inputs: which are given, which ``None`` (M2's labelled and unlabelled parts)."""
+        inputs = inputs or {}
+        pattern = tuple((name, value is None) for name, value in sorted(inputs.items()))
+        if pattern not in self.plans:
+            self.plans[pattern] = prepare(self.model, self.guide, x, inputs)
+        return self.plans[pattern]
 
     def primary_site(self, x: torch.Tensor, inputs: dict | None = None) -> str:
         """The latent site figures and statistics describe (``model.latent_site`` or the guide's
@@ -179,7 +189,7 @@ def with_names(pair: Pair, names: Names) -> Pair:
     in its spec so a run folder rebuilds it; ``pair`` itself when nothing is renamed."""
     if names.is_contract:
         return pair
-    spec = None if pair.spec is None else {**pair.spec, "names": names.to_json()}
+    spec = None if pair.spec is None else replace(pair.spec, names=names.to_json())
     return Pair(renamed(pair.model, names), renamed(pair.guide, names), spec, pair.store)
 
 
@@ -261,15 +271,14 @@ def _import_program(path: str, owners: dict):
     return obj
 
 
-def objects_spec(model, guide, event_shape) -> dict:
+def objects_spec(model, guide, event_shape) -> PairSpec:
     """The spec of a pair handed to ``fit`` directly: importable paths, or why not."""
     (model_path, why_model), (guide_path, why_guide) = importable_path(model), \
         importable_path(guide)
     if model_path and guide_path:
-        return {"source": "objects", "model": model_path, "guide": guide_path,
-                "event_shape": list(event_shape), "options": {}}
-    return {"source": "unimportable", "model": "user-written", "guide": "user-written",
-            "why": "; ".join(w for w in (why_model, why_guide) if w), "options": {}}
+        return PairSpec("objects", model_path, guide_path, tuple(event_shape))
+    return PairSpec("unimportable", "user-written", "user-written",
+                    why="; ".join(w for w in (why_model, why_guide) if w))
 
 
 def _from_factory(path: str, data, options: dict) -> Pair:
@@ -298,8 +307,7 @@ def _from_factory(path: str, data, options: dict) -> Pair:
     else:
         raise PplVaeError(f"the factory '{path}' returned {type(built).__name__}; return a "
                           "ppl_vae.Pair or a (model, guide) tuple")
-    pair.spec = {"source": "factory", "model": path, "guide": f"from {path}",
-                 "event_shape": list(data.event_shape), "options": dict(options)}
+    pair.spec = PairSpec("factory", path, f"from {path}", tuple(data.event_shape), dict(options))
     _remember(pair)
     return pair
 
@@ -316,7 +324,7 @@ def _remember(pair: Pair) -> Pair:
     return pair
 
 
-def built_spec(model) -> dict | None:
+def built_spec(model) -> PairSpec | None:
     """The spec :func:`build` or a factory recorded for ``model``: how
     ``fit(pair.model, pair.guide, data)`` knows how a run folder rebuilds the pair."""
     try:
@@ -361,28 +369,25 @@ def build(model: str, guide: str | None = None, *, data=None, event_shape=None,
     built_guide = guide_factory(built_model, event_shape, **guide_options)
     effective = {**_defaults(model_factory, {"event_shape"}),
                  **_defaults(guide_factory, {"model", "event_shape"}), **options}
-    spec = {"source": "registry", "model": model, "guide": guide,
-            "event_shape": list(event_shape), "options": effective}
+    spec = PairSpec("registry", model, guide, tuple(event_shape), effective)
     return _remember(Pair(built_model, built_guide, spec))
 
 
-def rebuild(spec: dict | None, folder, data=None, trust_code: bool = False) -> Pair:
+def rebuild(spec: PairSpec | None, folder, data=None, trust_code: bool = False) -> Pair:
     """The pair a run's ``spec`` describes; recorded code is imported only if trusted."""
-    source = (spec or {}).get("source", "registry" if spec else "unimportable")
-    if source == "registry":
-        return build(spec["model"], spec["guide"], event_shape=tuple(spec["event_shape"]),
-                     **spec["options"])
-    if source == "unimportable":
-        why = (spec or {}).get("why", "it was not recorded")
+    if spec is not None and spec.source == "registry":
+        return build(spec.model, spec.guide, event_shape=spec.event_shape, **spec.options)
+    if spec is None or spec.source == "unimportable":
+        why = spec.why if spec is not None and spec.why else "it was not recorded"
         raise PplVaeError(f"{folder} was trained with a user-written pair that cannot be "
                           f"imported ({why}); pass model= and guide= to load_run")
-    paths = spec["model"] if source == "factory" else f"{spec['model']}, {spec['guide']}"
+    paths = spec.model if spec.source == "factory" else f"{spec.model}, {spec.guide}"
     if not trust_code:
         raise PplVaeError(f"{folder} names code to import ({paths}); a run folder is data, not "
                           "code: pass --trust-run-code (or trust_code=True) if you trust it, or "
                           "give the model again (--model / model= and guide=)")
-    if source == "factory":
-        return _from_factory(spec["model"], data, spec["options"])
+    if spec.source == "factory":
+        return _from_factory(spec.model, data, spec.options)
     owners: dict = {}
-    model, guide = (_import_program(path, owners) for path in (spec["model"], spec["guide"]))
+    model, guide = (_import_program(path, owners) for path in (spec.model, spec.guide))
     return Pair(model, guide, spec)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ppl_vae.config import EstimatorSpec, TrainConfig
+from ppl_vae.config import EstimatorSpec, PairSpec, TrainConfig
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import GUIDES, MODELS
 
@@ -52,7 +52,7 @@ class RunConfig:
     """What a run trained, and how: the record ``--resume`` is checked against.
 
     Attributes:
-        pair: how to rebuild the pair (:mod:`ppl_vae.pair` spec), or None.
+        pair: how to rebuild the pair (:class:`~ppl_vae.config.PairSpec`), or None.
         data: ``ppl_vae.data.load`` arguments that rebuild the data, or None.
         event_shape: shape of one example.
         inputs: dataset inputs passed as keywords, name -> ``[dtype, shape]``.
@@ -64,7 +64,7 @@ class RunConfig:
         version: the ppl-vae that wrote it.
     """
 
-    pair: dict | None
+    pair: PairSpec | None
     data: dict | None
     event_shape: list
     inputs: dict
@@ -77,7 +77,8 @@ class RunConfig:
     MAY_CHANGE_ON_RESUME = ("training.epochs", "environment.", "version", "format_version")
 
     def to_json(self) -> dict:
-        return {"pair": self.pair, "data": self.data, "event_shape": self.event_shape,
+        pair = None if self.pair is None else self.pair.to_json()
+        return {"pair": pair, "data": self.data, "event_shape": self.event_shape,
                 "inputs": self.inputs, "estimator": self.estimator.to_json(),
                 **self.training.to_json(), "environment": self.environment,
                 "version": self.version, "format_version": self.format_version}
@@ -89,7 +90,7 @@ class RunConfig:
         version = obj.get("format_version", 1)
         if version >= 2:
             sections = {k: obj.get(k, {}) for k in ("training", "optimizer", "schedule")}
-            return cls(pair=obj.get("pair"), data=obj.get("data"),
+            return cls(pair=PairSpec.from_json(obj.get("pair")), data=obj.get("data"),
                        event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
                        estimator=EstimatorSpec.from_json(obj["estimator"], version),
                        training=TrainConfig.from_json(sections),
@@ -98,7 +99,7 @@ class RunConfig:
         train = dict(obj.get("train", {}))  # format 1 had none of the training controls
         estimator = {"elbo": "trace", **{k: train.pop(k) for k in (
             "elbo", "particles", "alpha", "pyro_settings") if k in train}}
-        return cls(pair=obj.get("pair"), data=obj.get("data"),
+        return cls(pair=PairSpec.from_json(obj.get("pair")), data=obj.get("data"),
                    event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
                    estimator=EstimatorSpec.from_json(estimator, 1),
                    environment={k: train.pop(k) for k in ("device", "processes") if k in train},
@@ -119,13 +120,13 @@ class RunConfig:
                             for m in self.MAY_CHANGE_ON_RESUME)]
 
 
-def _option_defaults(pair: dict | None) -> dict:
+def _option_defaults(pair: PairSpec | None) -> dict:
     """``{"pair.options.<name>": default}`` for the stored registry pair's model and guide
     options (JSON-normalised): a run made before an option existed was made at its default."""
-    if not pair or pair.get("source") != "registry":
+    if pair is None or pair.source != "registry":
         return {}
     defaults = {}
-    for registry, name in ((MODELS, pair.get("model")), (GUIDES, pair.get("guide"))):
+    for registry, name in ((MODELS, pair.model), (GUIDES, pair.guide)):
         if name in registry:
             defaults.update({k: o.default for k, o in registry.options(name).items()})
     return _flatten({"pair": {"options": defaults}})

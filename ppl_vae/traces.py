@@ -327,28 +327,6 @@ def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[
     return nesting, plan
 
 
-_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def plan_of(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[int, Plan]:
-    """:func:`prepare`, once per pair and pattern of inputs (which are given, which ``None``).
-
-    The one memo of the engine: trainer, estimators, evaluation and diagnostics
-    all ask here (through :meth:`ppl_vae.Pair.plan` or an estimator's ``prepare``).
-    It is held weakly by the guide, so it goes when the pair does; a guide that
-    cannot be weakly referenced (a bound method made on the fly) is prepared anew.
-    """
-    inputs = inputs or {}
-    pattern = (id(model), tuple((k, v is None) for k, v in sorted(inputs.items())))
-    try:
-        known = _PLANS.setdefault(guide, {})
-    except TypeError:
-        return prepare(model, guide, x, inputs)
-    if pattern not in known or known[pattern][0] is not model:
-        known[pattern] = (model, *prepare(model, guide, x, inputs))
-    return known[pattern][1:]
-
-
 def primary_site(model, plan: Plan) -> str:
     """The latent site figures and statistics describe: ``model.latent_site``, else the
     guide's last site."""

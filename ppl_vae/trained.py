@@ -162,7 +162,7 @@ def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
     config = read_run_config(folder)
     spec = config.pair
     if model is None or guide is None:
-        if data is None and (spec or {}).get("source") == "factory" and trust_code:
+        if data is None and spec is not None and spec.source == "factory" and trust_code:
             from ppl_vae.data import load
             if config.data is None:
                 raise PplVaeError(f"{folder} was trained on user data; pass data= to load_run")
@@ -170,7 +170,7 @@ def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
         pair = rebuild(spec, folder, data, trust_code)
     else:
         pair = Pair(model, guide, spec)
-    pair = with_names(pair, Names(**(spec or {}).get("names", {})))
+    pair = with_names(pair, Names(**(spec.names or {}) if spec is not None else {}))
     device = resolve_device(device)
     for module in pair.reached_modules().values():
         module.to(device)

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
@@ -24,6 +25,19 @@ def tiny_binary(n: int = 120, side: int = 8, seed: int = 0) -> SimpleNamespace:
     split = n - 20
     return SimpleNamespace(train=x[:split], test=x[split:], event_shape=(1, side, side),
                            spec=None, dynamic_binarize=False)
+
+
+def global_latent_pair():
+    """A model with a latent ``w`` outside the data plate, and its (non-amortized) guide."""
+    def model(x):
+        w = pyro.sample("w", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(w, 1.0).expand(x.shape[1:]).to_event(3), obs=x)
+
+    def guide(x):
+        pyro.sample("w", dist.Normal(0.0, 1.0))
+
+    return model, guide
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ def test_meanfield_takes_the_gaussian_kl_analytically_and_the_mixture_by_monte_c
         binary_data, monkeypatch, z_prior):
     pair = build(binary_data, z_prior=z_prior)
     elbo, x = make_elbo("meanfield"), binary_data.train[:8]
-    assert elbo.prepare(pair.model, pair.guide, x)[1].analytic_kl == {"z"}
+    assert elbo.prepare(pair, x)[1].analytic_kl == {"z"}
     calls = _spy(monkeypatch)
     elbo(pair.model, pair.guide, x)
     # the z-site's KL is the λ-average in closed form; the precision site is log q - log p
@@ -196,7 +196,7 @@ def test_meanfield_and_trace_agree_in_expectation(binary_data):
 
 def test_build_picks_the_ngvae_guide_and_the_guide_refuses_other_models(binary_data):
     pair = ppl_vae.build("ngvae", data=binary_data, sharpness=20.0, prior_weight=0.3)
-    assert pair.spec["guide"] == "ngvae" and pair.guide.relaxation.sharpness == 20.0
+    assert pair.spec.guide == "ngvae" and pair.guide.relaxation.sharpness == 20.0
     assert pair.model.prior_weight().tolist() == pytest.approx([0.3] * 10)
     with pytest.raises(PplVaeError, match="needs the 'ngvae' model"):
         ppl_vae.build("vae", guide="ngvae", data=binary_data)

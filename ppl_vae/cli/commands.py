@@ -60,7 +60,7 @@ def cmd_evaluate(args) -> None:
     if args.elbo:
         estimator = create(args.elbo, **estimator_options(args))
         with run.pair.evaluation(), torch.no_grad():
-            losses = [estimator.loss(run.model, run.guide, Batch(
+            losses = [estimator.loss(run.pair, Batch(
                 x[i:i + 256].to(run.device), {k: v[i:i + 256] for k, v in inputs.items()},
                 dataset_size=x.shape[0])) * x[i:i + 256].shape[0]
                 for i in range(0, x.shape[0], 256)]

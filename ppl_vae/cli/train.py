@@ -14,7 +14,7 @@ from ppl_vae.cli.parser import (
     estimator_options,
     pair_options,
 )
-from ppl_vae.config import EstimatorSpec, RunOptions, TrainConfig
+from ppl_vae.config import EstimatorSpec, PairSpec, RunOptions, TrainConfig
 from ppl_vae.errors import PplVaeError
 
 
@@ -28,11 +28,11 @@ def cmd_train(args) -> None:
 
     spec, data, estimator, config, inputs = (_resume_request if args.resume
                                              else _new_request)(args)
-    pair = build(spec["model"], spec["guide"], data=data, seed=config.seed, **spec["options"])
+    pair = build(spec.model, spec.guide, data=data, seed=config.seed, **spec.options)
     if not args.quiet and distributed.is_main_process():
-        print(f"training {pair.spec['model']} / {pair.spec['guide']} on {data.describe()}",
+        print(f"training {pair.spec.model} / {pair.spec.guide} on {data.describe()}",
               file=sys.stderr)
-    names = spec.get("names") or {}  # a resumed run's own, unless given again
+    names = spec.names or {}  # a resumed run's own, unless given again
     run_options = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions)
                    if f.name not in RUN_TIME_HIDDEN}
     run = fit(pair.model, pair.guide, data, elbo=estimator, config=config, inputs=inputs,
@@ -56,9 +56,9 @@ def _input_names(text: str) -> list[str] | dict[str, str]:
             (part.partition("=") for part in parts)}
 
 
-def _stored_inputs(spec: dict, stored_inputs: dict) -> list[str] | dict[str, str]:
+def _stored_inputs(spec: PairSpec, stored_inputs: dict) -> list[str] | dict[str, str]:
     """The ``inputs`` a stored run was trained with, renamed keywords included."""
-    keywords = (spec.get("names") or {}).get("keywords")
+    keywords = (spec.names or {}).get("keywords")
     if not keywords:
         return list(stored_inputs)
     return {k: field + (f":{transform}" if transform else "")
@@ -70,11 +70,12 @@ def _training_given(args) -> dict:
     return _given(args, [f.name for f in dataclasses.fields(TrainConfig)])
 
 
-def _new_request(args) -> tuple[dict, object, EstimatorSpec, TrainConfig, list[str]]:
+def _new_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig, list[str]]:
     """Pair spec, data, estimator, training settings and inputs of a new run: flags, else
     defaults (:mod:`ppl_vae.config`)."""
-    spec = {"model": args.model or DEFAULT_RUN["model"], "guide": args.guide,
-            "options": _given(args, pair_options())}
+    model = args.model or DEFAULT_RUN["model"]
+    spec = PairSpec("factory" if ":" in model else "registry", model, args.guide,
+                    options=_given(args, pair_options()))
     config = TrainConfig.create(**_training_given(args))
     data = load_data({"name": args.data or DEFAULT_RUN["data"], "seed": config.seed,
                        **_given(args, DATA_OPTIONS)})
@@ -82,7 +83,7 @@ def _new_request(args) -> tuple[dict, object, EstimatorSpec, TrainConfig, list[s
     return spec, data, estimator, config, _input_names(args.inputs or "")
 
 
-def _resume_request(args) -> tuple[dict, object, EstimatorSpec, TrainConfig, list[str]]:
+def _resume_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig, list[str]]:
     """The stored run's settings, overridden by the flags given; any change refused.
 
     The flags given are laid over the stored :class:`~ppl_vae.runs.RunConfig`
@@ -95,13 +96,13 @@ def _resume_request(args) -> tuple[dict, object, EstimatorSpec, TrainConfig, lis
     from ppl_vae.runs import read_run_config
 
     stored = read_run_config(args.out)
-    spec = stored.pair or {}
-    if spec.get("source", "registry") not in ("registry", "factory") or stored.data is None:
+    spec = stored.pair
+    if spec is None or spec.source not in ("registry", "factory") or stored.data is None:
         raise PplVaeError(f"{args.out} holds a run of a user-written pair or data; resume it "
                           "from Python with ppl_vae.fit(..., resume=True)")
-    if spec.get("source") == "factory" and args.model is None:
-        raise PplVaeError(f"{args.out} was built by the factory '{spec['model']}'; give "
-                          f"--model {spec['model']} again to import it")
+    if spec.source == "factory" and args.model is None:
+        raise PplVaeError(f"{args.out} was built by the factory '{spec.model}'; give "
+                          f"--model {spec.model} again to import it")
     config = dataclasses.replace(stored.training, **_training_given(args))
     recorded = stored.estimator
     name = args.elbo or recorded.name
@@ -111,8 +112,8 @@ def _resume_request(args) -> tuple[dict, object, EstimatorSpec, TrainConfig, lis
     if estimator != recorded:  # what it would record: every option, defaults included
         estimator = EstimatorSpec.from_json(from_spec(estimator).describe())
     pair_given = {k: v for k, v in (("model", args.model), ("guide", args.guide)) if v}
-    requested_pair = {**spec, **pair_given, "options": {
-        **spec.get("options", {}), **_given(args, pair_options())}}
+    requested_pair = dataclasses.replace(spec, **pair_given, options={
+        **spec.options, **_given(args, pair_options())})
     data_given = {**_given(args, DATA_OPTIONS), **({"name": args.data} if args.data else {}),
                   **({"seed": args.seed} if args.seed is not None else {})}
     requested_data = {**stored.data, **data_given}

@@ -3,7 +3,7 @@
 Every estimator is called as ``estimator(model, guide, x, **inputs)`` and
 returns the **negative** objective in nats per example (a loss to minimise),
 differentiable with respect to the pair's parameters; the trainer calls
-``estimator.loss(model, guide, batch)`` with a :class:`Batch`
+``estimator.loss(pair, batch)`` with the :class:`~ppl_vae.Pair` and a :class:`Batch`
 (:mod:`ppl_vae.estimators.base`). Particles are vectorized.
 
 - :mod:`~ppl_vae.estimators.trace`: ``trace``, ``meanfield`` (Pyro's ELBOs, fast path)
@@ -15,7 +15,8 @@ differentiable with respect to the pair's parameters; the trainer calls
 - :mod:`~ppl_vae.estimators.user_loss`: a callable ``loss(model, guide, x, **inputs)``
   returning, as Pyro's ``differentiable_loss`` does, the loss summed over the batch
 
-A new estimator is one file here: a subclass of :class:`Estimator` and a factory
+A new estimator is one file here: a subclass of :class:`Estimator` (its
+``estimate(pair, batch)``, and ``check(plan)`` for its refusals) and a factory
 registered with ``@ESTIMATORS.register(name, description, option=help)``; its
 options become ``ppl-vae train`` flags by themselves.
 """

@@ -1,9 +1,10 @@
 """What every estimator shares: the :class:`Batch` it is called with and the :class:`Estimator` base.
 
-An estimator is called two ways. ``estimator(model, guide, x, **inputs)`` is the
-negative objective, nats per example, of a batch whose examples all have their
-inputs (or all ``None``), sites as the programs scale them. The trainer calls
-``estimator.loss(model, guide, batch)`` instead, with a :class:`Batch` that
+An estimator is called two ways. ``estimator(model, guide, x, **inputs)`` (Pyro's
+loss signature) is the negative objective, nats per example, of a batch whose
+examples all have their inputs (or all ``None``), sites as the programs scale
+them. The engine calls ``estimator.loss(pair, batch)`` instead, with the
+:class:`~ppl_vae.pair.Pair` (whose plan is found once) and a :class:`Batch` that
 also carries the known-input masks, the data set's size and the KL warm-up's
 scale. For a batch of ``B`` of the training set's ``N`` examples the loss
 estimates the whole set's negative objective per example: where some
@@ -19,7 +20,8 @@ al. 2014, M2). Sites outside the ``"data"`` plate are scaled by ``m / N``
 (:class:`ppl_vae.traces.ScaleGlobal`): once per data set, not once per batch.
 During a KL warm-up every latent site is scaled by ``latent_scale``
 (:class:`ppl_vae.traces.ScaleLatent`). An estimator that needs more of the
-batch than ``x`` and its inputs (β-TCVAE needs ``N``) overrides :meth:`Estimator.estimate`.
+batch than ``x`` and its inputs (β-TCVAE needs ``N``) reads it from the :class:`Batch`
+in :meth:`Estimator.estimate`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import torch
 
 from ppl_vae.config import EstimatorSpec
 from ppl_vae.errors import PplVaeError
-from ppl_vae.traces import Plan, ScaleGlobal, ScaleLatent, plan_of
+from ppl_vae.pair import Pair
+from ppl_vae.traces import Plan, ScaleGlobal, ScaleLatent
 
 # help of the options several estimators take
 PARTICLES = "samples of z per example"
@@ -87,22 +90,26 @@ class Batch:
 
 
 class Estimator:
-    """Base class: each call asks the pair's plan (found once) and checks it for this estimator."""
+    """Base class: each call asks the pair's plan (found once) and checks it for this estimator.
+
+    A subclass implements :meth:`estimate` (and :meth:`check` for its refusals).
+    """
 
     name = "?"
     spec: EstimatorSpec | None = None  # what it was built from (set by estimators.create)
     scales_latents = True  # a KL warm-up may scale its latent sites (``Batch.latent_scale``)
+    _last_pair: Pair | None = None
 
     def __init__(self, num_particles: int = 1):
         if num_particles < 1:
             raise PplVaeError(f"--particles must be at least 1, got {num_particles}")
         self.num_particles = num_particles
 
-    def prepare(self, model, guide, x: torch.Tensor, inputs: dict | None = None
+    def prepare(self, pair: Pair, x: torch.Tensor, inputs: dict | None = None
                 ) -> tuple[int, Plan]:
-        """``(nesting, plan)`` of the pair (:func:`ppl_vae.traces.plan_of`: found once),
-        checked against this estimator."""
-        nesting, plan = plan_of(model, guide, x, inputs)
+        """``(nesting, plan)`` of the pair (:meth:`ppl_vae.Pair.plan`: found once), checked
+        against this estimator."""
+        nesting, plan = pair.plan(x, inputs)
         self.check(plan)
         return nesting, plan
 
@@ -116,23 +123,37 @@ class Estimator:
                               "does not allow; use --elbo trace or meanfield for a warm-up")
 
     def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
-        raise NotImplementedError
+        """Pyro's loss signature (``SVI(model, guide, optim, loss=estimator)``)."""
+        return self.estimate(self.pair_of(model, guide), Batch(x, inputs))
 
-    def estimate(self, model, guide, batch: Batch) -> torch.Tensor:
-        """The negative objective of a batch whose inputs are all given or all ``None``."""
-        return self(model, guide, batch.x, **batch.inputs)
+    def pair_of(self, model, guide) -> Pair:
+        """The :class:`~ppl_vae.Pair` of a call with bare programs: the last one this estimator
+        made while the programs stay the same (a bound method compares equal to its twin), so
+        a loop of calls finds the plan once."""
+        last = self._last_pair
+        if last is None or last.model != model or last.guide != guide:
+            last = self._last_pair = Pair(model, guide)
+        return last
 
-    def loss(self, model, guide, batch: Batch) -> torch.Tensor:
+    def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:
+        """The negative objective of a batch whose inputs are all given or all ``None``;
+        a subclass that overrides only Pyro's call (``__call__``) is asked through it."""
+        if type(self).__call__ is Estimator.__call__:
+            raise NotImplementedError(f"{type(self).__name__} implements neither "
+                                      "estimate(pair, batch) nor __call__(model, guide, x)")
+        return self(pair.model, pair.guide, batch.x, **batch.inputs)
+
+    def loss(self, pair: Pair, batch: Batch) -> torch.Tensor:
         """The training loss of the module docstring: parts by known inputs, scales applied."""
         total = batch.x.new_zeros(())
         for weight, part in batch.parts():
-            _, plan = plan_of(model, guide, part.x, part.inputs)  # (checked by the call)
+            _, plan = pair.plan(part.x, part.inputs)  # (checked by the estimate)
             warmup = ScaleLatent(part.latent_scale) if part.latent_scale != 1.0 \
                 else contextlib.nullcontext()
             shared = ScaleGlobal(part.size / part.examples_total) if plan.global_sites \
                 else contextlib.nullcontext()
             with shared, warmup:
-                value = self.estimate(model, guide, part)
+                value = self.estimate(pair, part)
             total = value if weight == 1.0 else total + value * weight
         return total
 

@@ -71,8 +71,9 @@ from pyro import poutine
 
 from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
-from ppl_vae.estimators.base import ALPHA, PARTICLES
+from ppl_vae.estimators.base import ALPHA, PARTICLES, Batch
 from ppl_vae.estimators.renyi import RenyiBound
+from ppl_vae.pair import Pair
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, Plan, particle_traces, site_log_prob
 
@@ -180,11 +181,11 @@ class PathwiseBound(RenyiBound):
         self.name, self.alpha, self.doubly = name, float(alpha), doubly
         self._checked: set[tuple] = set()
 
-    def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
-        nesting, plan = self.prepare(model, guide, x, inputs)
-        key = (id(model), id(guide))
-        bound = bound_and_surrogate(model, guide, x, self.alpha, self.doubly, self.num_particles,
-                                    nesting, plan, inputs, check=key not in self._checked)
+    def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:
+        nesting, plan = self.prepare(pair, batch.x, batch.inputs)
+        key = id(pair)
+        bound = bound_and_surrogate(pair.model, pair.guide, batch.x, self.alpha, self.doubly, self.num_particles,
+                                    nesting, plan, batch.inputs, check=key not in self._checked)
         if torch.is_grad_enabled():
             self._checked.add(key)
         return -bound.mean()

@@ -10,7 +10,8 @@ from pyro.infer import TraceEnum_ELBO
 
 from ppl_vae.config import EstimatorSpec
 from ppl_vae.errors import PplVaeError
-from ppl_vae.estimators.base import Estimator
+from ppl_vae.estimators.base import Batch, Estimator
+from ppl_vae.pair import Pair
 from ppl_vae.traces import Plan
 
 PYRO_PREFIX = "pyro.infer."
@@ -52,12 +53,12 @@ class PyroELBO(Estimator):
                 f"{type(self.elbo).__name__} would silently sample; pass "
                 "pyro.infer.TraceEnum_ELBO(max_plate_nesting=...) or use elbo='trace'")
 
-    def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
-        self.prepare(model, guide, x, inputs)
+    def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:
+        self.prepare(pair, batch.x, batch.inputs)
         if type(self.elbo).__name__.startswith("Jit"):
             with pyro.settings.context(module_local_params=False):
-                return self._loss(model, guide, x, inputs)
-        return self._loss(model, guide, x, inputs)
+                return self._loss(pair.model, pair.guide, batch.x, batch.inputs)
+        return self._loss(pair.model, pair.guide, batch.x, batch.inputs)
 
     def _loss(self, model, guide, x: torch.Tensor, inputs: dict) -> torch.Tensor:
         if hasattr(self.elbo, "differentiable_loss"):

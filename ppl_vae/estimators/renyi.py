@@ -15,7 +15,8 @@ import torch
 
 from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
-from ppl_vae.estimators.base import ALPHA, NOT_VECTORIZED, PARTICLES, Estimator
+from ppl_vae.estimators.base import ALPHA, NOT_VECTORIZED, PARTICLES, Batch, Estimator
+from ppl_vae.pair import Pair
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import Plan, check_local, log_weights
 
@@ -56,9 +57,10 @@ class RenyiBound(Estimator):
                 f"the {self.name} estimator needs reparameterizable guide sites (rsample); "
                 "use --elbo trace, which adds score-function terms")
 
-    def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
-        nesting, plan = self.prepare(model, guide, x, inputs)
-        weights = log_weights(model, guide, x, self.num_particles, nesting, plan, inputs)
+    def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:
+        nesting, plan = self.prepare(pair, batch.x, batch.inputs)
+        weights = log_weights(pair.model, pair.guide, batch.x, self.num_particles, nesting, plan,
+                              batch.inputs)
         power = 1.0 - self.alpha
         bound = log_mean_exp(power * weights.total) / power
         return -bound.mean()

@@ -42,6 +42,7 @@ from torch.distributions import Independent
 
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators.base import NOT_VECTORIZED, PARTICLES, Batch, Estimator
+from ppl_vae.pair import Pair
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import Plan, check_local, particle_traces, site_log_prob, times_scale
 
@@ -121,12 +122,9 @@ class TotalCorrelationBound(Estimator):
         if not plan.vectorized and self.num_particles > 1:
             raise PplVaeError(NOT_VECTORIZED)
 
-    def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
-        return self.estimate(model, guide, Batch(x, inputs))
-
-    def estimate(self, model, guide, batch: Batch) -> torch.Tensor:
-        nesting, plan = self.prepare(model, guide, batch.x, batch.inputs)
-        parts = decompose(model, guide, batch, self.num_particles, nesting, plan)
+    def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:
+        nesting, plan = self.prepare(pair, batch.x, batch.inputs)
+        parts = decompose(pair.model, pair.guide, batch, self.num_particles, nesting, plan)
         elbo = parts.log_likelihood + parts.latent_term
         return -(elbo - (self.tc_weight - 1.0) * parts.total_correlation).mean()
 

@@ -17,7 +17,8 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch.distributions import kl_divergence
 
 from ppl_vae.errors import PplVaeError
-from ppl_vae.estimators.base import NOT_VECTORIZED, PARTICLES, Estimator
+from ppl_vae.estimators.base import NOT_VECTORIZED, PARTICLES, Batch, Estimator
+from ppl_vae.pair import Pair
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import Plan, particle_traces, per_example, site_log_prob, times_scale
 
@@ -51,8 +52,9 @@ class TraceBound(Estimator):
         if not plan.vectorized and self.num_particles > 1:
             raise PplVaeError(NOT_VECTORIZED)
 
-    def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
-        nesting, plan = self.prepare(model, guide, x, inputs)
+    def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:
+        model, guide, x, inputs = pair.model, pair.guide, batch.x, batch.inputs
+        nesting, plan = self.prepare(pair, x, inputs)
         if plan.enumerated or not plan.reparameterized:
             return self._pyro_loss(model, guide, x, nesting, plan, inputs)
         model_trace, guide_trace = particle_traces(model, guide, x, self.num_particles, nesting,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ppl_vae.estimators.base import Estimator
+from ppl_vae.estimators.base import Batch, Estimator
 from ppl_vae.naming import program_inputs
+from ppl_vae.pair import Pair
 
 CALLABLE_PREFIX = "callable:"
 
@@ -19,6 +20,7 @@ class CallableLoss(Estimator):
         self.function = loss
         self.name = CALLABLE_PREFIX + getattr(loss, "__qualname__", type(loss).__name__)
 
-    def __call__(self, model, guide, x: torch.Tensor, **inputs) -> torch.Tensor:
-        self.prepare(model, guide, x, inputs)
-        return self.function(model, guide, x, **program_inputs(model, inputs)) / x.shape[0]
+    def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:
+        self.prepare(pair, batch.x, batch.inputs)
+        inputs = program_inputs(pair.model, batch.inputs)
+        return self.function(pair.model, pair.guide, batch.x, **inputs) / batch.size

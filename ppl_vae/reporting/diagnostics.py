@@ -214,7 +214,7 @@ class _Progress:
 def _describe(pair: Pair) -> str:
     spec = pair.spec or built_spec(pair.model)
     if spec:
-        return f"{spec['model']} / {spec['guide']} {spec.get('options', {})}"
+        return f"{spec.model} / {spec.guide} {spec.options}"
     return f"user-written ({type(pair.model).__name__} / {type(pair.guide).__name__})"
 
 

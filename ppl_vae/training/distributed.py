@@ -80,12 +80,12 @@ class PairLoss(nn.Module):
 
     def __init__(self, pair, estimator, dataset_size: int):
         super().__init__()
-        self.model, self.guide = pair.model, pair.guide
-        self.estimator, self.dataset_size = estimator, dataset_size
+        self.model, self.guide = pair.model, pair.guide  # registered: DDP sees their parameters
+        self.pair, self.estimator, self.dataset_size = pair, estimator, dataset_size
 
     def forward(self, x: torch.Tensor, inputs: dict, known: dict,
                 latent_scale: float = 1.0) -> torch.Tensor:
-        return self.estimator.loss(self.model, self.guide,
+        return self.estimator.loss(self.pair,
                                    Batch(x, inputs, known, self.dataset_size, latent_scale))
 
 

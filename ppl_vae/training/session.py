@@ -4,7 +4,7 @@ A :class:`Session` holds the pair, the estimator's loss, the optimizer and
 schedule, the resident data and the :class:`~ppl_vae.training.state.TrainState`.
 :meth:`Session.epoch` runs the steps of one epoch: a batch gathered from the
 storage (made float32 on the device; dynamically binarized where the data asks),
-``loss = estimator.loss(model, guide, Batch(...))``, backward, optional
+``loss = estimator.loss(pair, Batch(...))``, backward, optional
 gradient clipping, fused Adam step, learning-rate schedule. The loss stays on
 the device; it is read (one host sync) only every ``sync_every`` steps — where
 the divergence guard looks at it — and at the end of an epoch, when

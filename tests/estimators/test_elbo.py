@@ -10,6 +10,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 import ppl_vae
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import make_elbo
+from tests.conftest import global_latent_pair
 
 
 def _loss_and_grads(loss_fn, pair, x, seed):
@@ -80,14 +81,7 @@ def test_meanfield_uses_the_analytic_kl(binary_data):
 
 
 def test_renyi_refuses_a_latent_outside_the_data_plate(binary_data):
-    def model(x):
-        w = pyro.sample("w", dist.Normal(0.0, 1.0))
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("x", dist.Normal(w, 1.0).expand(x.shape[1:]).to_event(3), obs=x)
-
-    def guide(x):
-        pyro.sample("w", dist.Normal(0.0, 1.0))
-
+    model, guide = global_latent_pair()
     with pytest.raises(PplVaeError, match="sit outside pyro.plate"):
         make_elbo("iwae", 3)(model, guide, binary_data.train[:4])
 

@@ -18,6 +18,7 @@ from torch import nn
 import ppl_vae
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import make_elbo
+from tests.conftest import global_latent_pair
 
 D, L, SIGMA, TAU = 6, 2, 0.5, 0.7
 F64 = torch.float64
@@ -197,16 +198,8 @@ def test_refusals(binary_data):
         ppl_vae.fit(vae.model, vae.guide, binary_data, elbo="trace-stl", warmup_steps=5,
                     epochs=1, device="cpu", quiet=True, report=False)
 
-    def global_model(x):
-        w = pyro.sample("w", dist.Normal(0.0, 1.0))
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("x", dist.Normal(w, 1.0).expand(x.shape[1:]).to_event(3), obs=x)
-
-    def global_guide(x):
-        pyro.sample("w", dist.Normal(0.0, 1.0))
-
     with pytest.raises(PplVaeError, match="sit outside pyro.plate"):
-        make_elbo("trace-stl")(global_model, global_guide, x)
+        make_elbo("trace-stl")(*global_latent_pair(), x)
 
     def discrete_model(x):
         with pyro.plate("data", x.shape[0]):

@@ -21,7 +21,7 @@ import torch
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import Batch, create
 from ppl_vae.estimators.tcvae import decompose
-from ppl_vae.traces import plan_of
+from ppl_vae.pair import Pair
 
 S = 0.5
 COV = torch.tensor([[1.0, 0.8], [0.8, 1.0]])
@@ -44,7 +44,7 @@ def full_covariance_guide(x):
 
 
 def _parts(means, dataset_size):
-    nesting, plan = plan_of(model, guide, means, {})
+    nesting, plan = Pair(model, guide).plan(means)
     return decompose(model, guide, Batch(means, dataset_size=dataset_size), 1, nesting, plan)
 
 
@@ -103,7 +103,7 @@ def test_the_data_set_size_comes_through_the_batch():
     values = []
     for n in (40, 4000):
         pyro.set_rng_seed(0)
-        values.append(float(estimator.loss(model, guide, Batch(x, dataset_size=n))))
+        values.append(float(estimator.loss(Pair(model, guide), Batch(x, dataset_size=n))))
     assert values[0] != pytest.approx(values[1])
 
 

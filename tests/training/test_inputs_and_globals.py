@@ -46,7 +46,7 @@ def test_a_global_latent_counts_once_per_data_set(elbo):
     x, n = data.train[:10], data.train.shape[0]
     with ppl_vae.engine_settings(model, guide):
         pyro.set_rng_seed(2)
-        loss = as_estimator(elbo).loss(model, guide, Batch(x, dataset_size=n))
+        loss = as_estimator(elbo).loss(ppl_vae.Pair(model, guide), Batch(x, dataset_size=n))
     pyro.set_rng_seed(2)
     q = dist.Normal(guide.loc, softplus(guide.raw))
     theta, prior = q.rsample(), dist.Normal(0.0, PRIOR_SD)
@@ -142,7 +142,7 @@ def test_partly_known_labels_split_the_batch_and_weight_each_part_by_its_size(bi
 
     with ppl_vae.engine_settings(model, guide):
         loss = as_estimator(per_example_loss).loss(
-            model, guide, Batch(x, {"y": y}, {"y": known}, dataset_size=100))
+            ppl_vae.Pair(model, guide), Batch(x, {"y": y}, {"y": known}, dataset_size=100))
     assert float(loss) == pytest.approx(float(torch.where(known, 1.0, 3.0).mean()))
     model.calls.clear()
     run = ppl_vae.fit(model, guide, data, inputs=["y"], epochs=4, batch_size=25, lr=1e-2,

@@ -41,7 +41,7 @@ def test_warmup_scales_the_kl_term_and_only_it(binary_data):
     x = binary_data.train[:20]
     with pair.scope():
         pyro.set_rng_seed(1)
-        loss = make_elbo("meanfield").loss(pair.model, pair.guide, Batch(x, dataset_size=100, latent_scale=0.25))
+        loss = make_elbo("meanfield").loss(pair, Batch(x, dataset_size=100, latent_scale=0.25))
         pyro.set_rng_seed(1)
         q = pair.guide.distribution(x)
         z = q.rsample()
