@@ -1,17 +1,11 @@
 """Building a model/guide pair, collecting its parameters, reloading a run.
 
 A pair is two callables keeping the contract (DESIGN.md). Its ``spec``, a
-:class:`~ppl_vae.config.PairSpec`, says how a run folder can rebuild it, from one
-of four sources:
-
-- ``registry``: registry names and options (``build("vae", latent_dim=10)``);
-- ``factory``: a user factory ``"package.module:make_pair"`` called as
-  ``make_pair(data, **options)``, returning a :class:`Pair` or ``(model, guide)``;
-- ``objects``: the importable paths of a model and guide handed to ``fit``
-  directly (module-level functions, or instances of classes built without
-  arguments);
-- ``unimportable``: a lambda or closure; ``why`` says so, and reloading needs
-  ``model=`` and ``guide=``.
+:class:`~ppl_vae.config.PairSpec`, says how a run folder can rebuild it: from the
+registry (:func:`build`), a user factory returning a :class:`Pair` or ``(model,
+guide)``, the importable paths of programs handed to ``fit`` directly (module-level
+functions, or instances of classes built without arguments), or not at all (a
+lambda or closure: reloading needs ``model=`` and ``guide=``).
 
 A run folder is data, not code: :func:`ppl_vae.trained.load_run` imports a recorded path only
 when asked to (``trust_code=True``, ``--trust-run-code``), the way checkpoints

@@ -170,7 +170,8 @@ def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
         pair = rebuild(spec, folder, data, trust_code)
     else:
         pair = Pair(model, guide, spec)
-    pair = with_names(pair, Names(**(spec.names or {}) if spec is not None else {}))
+    recorded_names = spec.names if spec is not None else None
+    pair = with_names(pair, Names(**(recorded_names or {})))
     device = resolve_device(device)
     for module in pair.reached_modules().values():
         module.to(device)

@@ -64,6 +64,7 @@ and ``renyi-dreg`` (α an option).
 from __future__ import annotations
 
 import functools
+import weakref
 
 import pyro
 import torch
@@ -179,15 +180,15 @@ class PathwiseBound(RenyiBound):
     def __init__(self, name: str, alpha: float, num_particles: int, doubly: bool):
         super().__init__(0.0 if alpha == 1 else alpha, num_particles)  # 1 allowed here
         self.name, self.alpha, self.doubly = name, float(alpha), doubly
-        self._checked: set[tuple] = set()
+        self._checked: weakref.WeakSet = weakref.WeakSet()  # pairs whose draws were checked
 
     def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:
         nesting, plan = self.prepare(pair, batch.x, batch.inputs)
-        key = id(pair)
-        bound = bound_and_surrogate(pair.model, pair.guide, batch.x, self.alpha, self.doubly, self.num_particles,
-                                    nesting, plan, batch.inputs, check=key not in self._checked)
+        bound = bound_and_surrogate(pair.model, pair.guide, batch.x, self.alpha, self.doubly,
+                                    self.num_particles, nesting, plan, batch.inputs,
+                                    check=pair not in self._checked)
         if torch.is_grad_enabled():
-            self._checked.add(key)
+            self._checked.add(pair)
         return -bound.mean()
 
 
