@@ -34,7 +34,7 @@ from ppl_vae.metrics.sampling import sample_codes
 def dimension_table(folder: Path) -> str:
     """The markdown table of the module docstring for one run folder."""
     run = ppl_vae.load_run(folder)
-    data = ppl_vae.data.load(**run.config.data)
+    data = run.config.data.load()
     with run.pair.scope(), torch.no_grad():
         summary = run.guide.summary(data.test, run.model)
 
@@ -45,7 +45,7 @@ def dimension_table(folder: Path) -> str:
     weight, variance = summary["weight"].mean(0), summary["variance"].mean(0)
     kl = summary["kl"].mean(0)
     names = data.factor_names
-    lines = [f"{folder}: {run.config.data}; {int((weight > 0.5).sum())} informative of "
+    lines = [f"{folder}: {run.config.data.to_json()}; {int((weight > 0.5).sum())} informative of "
              f"{len(weight)}", "",
              "| dim | mean p_k | E[λ⁻¹] | KL (nats) | " + " | ".join(f"I/H {n}" for n in names)
              + " |", "|---" * (4 + len(names)) + "|"]

@@ -8,6 +8,9 @@
 - :class:`EstimatorSpec`: an estimator's registry name and every option it was
   built with (defaults included), as recorded and rebuilt.
 - :class:`PairSpec`: how a run folder rebuilds its model and guide.
+- :class:`SplitOptions`: the options every dataset source takes (held-out share,
+  seed, binarization, storage), and :class:`DataSpec`: how a run folder
+  rebuilds its data.
 
 Each field's ``metadata`` holds its help line and, where the text form needs
 one, its parser; :func:`ppl_vae.cli.parser` makes the flags from these, so a
@@ -18,6 +21,7 @@ from its keywords and refuses an unknown one by name.
 from __future__ import annotations
 
 import dataclasses
+import numbers as abstract_numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +29,7 @@ from ppl_vae.errors import PplVaeError
 
 LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
 PRECISIONS = ("fp32", "bf16")
+BINARIZE = ("none", "static", "sampled", "dynamic")
 
 
 def numbers(text: str) -> tuple[float, ...]:
@@ -38,6 +43,14 @@ def numbers(text: str) -> tuple[float, ...]:
 def counts(text: str) -> tuple[int, ...]:
     """``"1,4,13"`` -> ``(1, 4, 13)``."""
     return tuple(int(value) for value in numbers(text))
+
+
+def fraction_or_count(text: str) -> int | float:
+    """``"0.1"`` (a fraction) or ``"500"`` (a count)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def setting(default, help: str, section: str | None = None, parse=None, choices=None,
@@ -268,6 +281,108 @@ class PairSpec:
     def __getitem__(self, key: str):
         """``spec["model"]``, ``spec["options"]``: the recorded JSON's keys."""
         return self.to_json()[key]
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """The options every dataset source takes (``ppl_vae.data.load(name, **options)``).
+
+    Which values of ``storage`` a source accepts is its own (``render`` and ``mmap``
+    belong to one source each), so the source checks it; the rest is checked here.
+    """
+
+    test_fraction: float = setting(0.1, "share of examples held out for test")
+    seed: int = setting(0, "seeds the subset draw, the split, a sampled binarization and "
+                        "the labelled mask")
+    binarize: str = setting("none", "none, static (threshold at 0.5 once), sampled (one "
+                            "bernoulli(x) draw per pixel with --seed, kept: fixed "
+                            "binarization) or dynamic (bernoulli(x) per batch)",
+                            choices=BINARIZE)
+    storage: str = setting("auto", "auto (0/1 packed in bits, 8-bit grey as uint8), float32, "
+                           "render (shapes: each batch drawn from its factors) or mmap "
+                           "(array: the file memory-mapped)")
+
+    def __post_init__(self):
+        fraction = self.test_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, abstract_numbers.Real) \
+                or not 0.0 < float(fraction) < 1.0:
+            raise PplVaeError(f"option test_fraction must be a number strictly between 0 and "
+                              f"1, got {fraction!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, abstract_numbers.Integral) \
+                or self.seed < 0:
+            raise PplVaeError(f"option seed must be an integer >= 0, got {self.seed!r}")
+        if self.binarize not in BINARIZE:
+            raise PplVaeError(f"option binarize must be one of {', '.join(BINARIZE)}, got "
+                              f"{self.binarize!r}")
+        object.__setattr__(self, "test_fraction", float(fraction))  # plain numbers: JSON
+        object.__setattr__(self, "seed", int(self.seed))
+
+    @classmethod
+    def create(cls, source: str, **options) -> SplitOptions:
+        """``SplitOptions(**options)``, an unknown name refused naming ``source``'s options."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise PplVaeError(f"dataset {source!r} has no option {', '.join(unknown)}; the "
+                              f"options every dataset takes are: {', '.join(known)}")
+        return cls(**options)
+
+    def to_json(self) -> dict:
+        """The spec entries: ``storage`` only when not ``auto``, so older specs still match."""
+        written = {"test_fraction": self.test_fraction, "seed": self.seed,
+                   "binarize": self.binarize}
+        return written if self.storage == "auto" else {**written, "storage": self.storage}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How a run folder rebuilds its data: ``ppl_vae.data.load(**spec.to_json())``.
+
+    ``options`` are the source's own keywords (``n``, ``size``, ``path``, ...),
+    ``split`` the ones every source takes, ``labelled`` and ``flatten`` those of
+    :func:`ppl_vae.data.load`. In ``config.json`` it is the ``data`` section: one
+    flat dict of ``load``'s keywords, as :attr:`ppl_vae.data.Dataset.spec` holds it.
+    """
+
+    name: str
+    options: dict = field(default_factory=dict)
+    split: SplitOptions = field(default_factory=SplitOptions)
+    labelled: int | float | None = setting(None, "keep only this many train labels known: a "
+                                           "fraction (0.1) or a count (500)",
+                                           parse=fraction_or_count, none="all known")
+    flatten: bool = setting(False, "examples as flat vectors (n, D), for networks written for "
+                            "flat inputs (Pyro's examples); figures still draw images")
+
+    def to_json(self) -> dict:
+        written = {"name": self.name, **self.options, **self.split.to_json()}
+        if self.labelled is not None:
+            written["labelled"] = self.labelled
+        return {**written, "flatten": True} if self.flatten else written
+
+    @classmethod
+    def from_json(cls, obj: dict | None) -> DataSpec | None:
+        """Read a ``data`` section (or a dataset's spec); None stays None."""
+        if obj is None:
+            return None
+        shared = {f.name for f in dataclasses.fields(SplitOptions)}
+        rest = {k: v for k, v in obj.items() if k not in ("name", "labelled", "flatten")}
+        return cls(obj["name"], {k: v for k, v in rest.items() if k not in shared},
+                   SplitOptions(**{k: v for k, v in rest.items() if k in shared}),
+                   obj.get("labelled"), bool(obj.get("flatten", False)))
+
+    def load(self):
+        """The :class:`ppl_vae.data.Dataset` this spec describes."""
+        from ppl_vae.data import load
+
+        return load(**self.to_json())
+
+    def __getitem__(self, key: str):
+        """``spec["name"]``, ``spec["seed"]``: the recorded JSON's keys."""
+        return self.to_json()[key]
+
+    def keys(self):
+        """The recorded JSON's keys, so ``load(**spec)`` still reads as it did for a dict."""
+        return self.to_json().keys()
 
 
 def _flag(name: str) -> str:

@@ -1,4 +1,4 @@
-"""Name -> factory tables for models, guides and ELBO estimators.
+"""Name -> factory tables for models, guides, ELBO estimators and dataset sources.
 
 Each family registers itself where it is defined, with a line for ``ppl-vae
 list`` and a help text for each option its factory takes::
@@ -11,9 +11,11 @@ An option is a keyword parameter of the factory with a default; its type is
 the default's (or the annotation's). :meth:`Registry.create` checks the options
 given against the signature, and :meth:`Registry.options` is what the CLI
 turns into flags (``--tc-weight``), so a new entry's options reach the command
-line without editing it. The tables are filled by the modules that define the
-entries (imported by :mod:`ppl_vae.pair` for models and guides, by
-:mod:`ppl_vae.estimators` for estimators); this module imports none of them.
+line without editing it; a dataset source's option registered without a help text
+is Python-only (``sha256=`` of mnist: no text form). The tables are filled by the
+modules that define the entries (imported by :mod:`ppl_vae.pair` for models and
+guides, by :mod:`ppl_vae.estimators` for estimators, by :mod:`ppl_vae.data` for
+sources); this module imports none of them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ SHARED_HELP = {
     "activation": "encoder and decoder MLP nonlinearity: relu, elu or tanh",
     "hidden": "the MLP encoder's hidden widths, comma-separated (the decoder mirrors them), "
               "e.g. 200,200",
+    "n": "examples before the train/test split, or all (default: the dataset's; shapes "
+         "20000, dsprites 20000, the others all)",
+    "path": "the data's file or folder (default: none)",
 }
 
 
@@ -138,3 +143,4 @@ class Registry:
 MODELS = Registry("model")
 GUIDES = Registry("guide")
 ESTIMATORS = Registry("estimator")
+DATA_SOURCES = Registry("dataset")

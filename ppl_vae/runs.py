@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ppl_vae.config import EstimatorSpec, PairSpec, TrainConfig
+from ppl_vae.config import DataSpec, EstimatorSpec, PairSpec, TrainConfig
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import GUIDES, MODELS
 
@@ -53,7 +53,8 @@ class RunConfig:
 
     Attributes:
         pair: how to rebuild the pair (:class:`~ppl_vae.config.PairSpec`), or None.
-        data: ``ppl_vae.data.load`` arguments that rebuild the data, or None.
+        data: how to rebuild the data (:class:`~ppl_vae.config.DataSpec`), or None
+            (data handed in from memory).
         event_shape: shape of one example.
         inputs: dataset inputs passed as keywords, name -> ``[dtype, shape]``.
         estimator: the :class:`~ppl_vae.config.EstimatorSpec` (name and every option).
@@ -65,7 +66,7 @@ class RunConfig:
     """
 
     pair: PairSpec | None
-    data: dict | None
+    data: DataSpec | None
     event_shape: list
     inputs: dict
     estimator: EstimatorSpec
@@ -78,7 +79,8 @@ class RunConfig:
 
     def to_json(self) -> dict:
         pair = None if self.pair is None else self.pair.to_json()
-        return {"pair": pair, "data": self.data, "event_shape": self.event_shape,
+        data = None if self.data is None else self.data.to_json()
+        return {"pair": pair, "data": data, "event_shape": self.event_shape,
                 "inputs": self.inputs, "estimator": self.estimator.to_json(),
                 **self.training.to_json(), "environment": self.environment,
                 "version": self.version, "format_version": self.format_version}
@@ -90,8 +92,8 @@ class RunConfig:
         version = obj.get("format_version", 1)
         if version >= 2:
             sections = {k: obj.get(k, {}) for k in ("training", "optimizer", "schedule")}
-            return cls(pair=PairSpec.from_json(obj.get("pair")), data=obj.get("data"),
-                       event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
+            return cls(pair=PairSpec.from_json(obj.get("pair")),
+                       data=DataSpec.from_json(obj.get("data")), event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
                        estimator=EstimatorSpec.from_json(obj["estimator"], version),
                        training=TrainConfig.from_json(sections),
                        environment=obj.get("environment", {}),
@@ -99,8 +101,8 @@ class RunConfig:
         train = dict(obj.get("train", {}))  # format 1 had none of the training controls
         estimator = {"elbo": "trace", **{k: train.pop(k) for k in (
             "elbo", "particles", "alpha", "pyro_settings") if k in train}}
-        return cls(pair=PairSpec.from_json(obj.get("pair")), data=obj.get("data"),
-                   event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
+        return cls(pair=PairSpec.from_json(obj.get("pair")),
+                   data=DataSpec.from_json(obj.get("data")), event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
                    estimator=EstimatorSpec.from_json(estimator, 1),
                    environment={k: train.pop(k) for k in ("device", "processes") if k in train},
                    training=TrainConfig.from_json({"train": train}),

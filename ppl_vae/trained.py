@@ -163,10 +163,9 @@ def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
     spec = config.pair
     if model is None or guide is None:
         if data is None and spec is not None and spec.source == "factory" and trust_code:
-            from ppl_vae.data import load
             if config.data is None:
                 raise PplVaeError(f"{folder} was trained on user data; pass data= to load_run")
-            data = load(**config.data)
+            data = config.data.load()
         pair = rebuild(spec, folder, data, trust_code)
     else:
         pair = Pair(model, guide, spec)

@@ -76,8 +76,37 @@ def test_train_help_states_the_default_run(capsys):
                    "--lr 0.001", "(default: beta_vae)", "(default: shapes)",
                    "--lr-schedule {constant,cosine,step,multistep}", "--warmup-steps", "--clip-norm",
                    "--patience", "--log-every", "--divergence-factor", "--key", "--labels",
-                   "--factors", "--channels-last"):
+                   "--factors", "--channels-last", "--test-fraction TEST_FRACTION share of "
+                   "examples held out for test (default: 0.1)",
+                   "--binarize {none,static,sampled,dynamic}", "--storage STORAGE auto"):
         assert phrase in text, phrase
+
+
+def test_a_new_dataset_source_and_its_options_reach_the_cli_by_themselves(capsys):
+    """Registering a source is the whole change: its options become flags (those registered
+    without help stay Python-only), load() finds it, and it takes the shared options."""
+    from ppl_vae.cli.parser import data_flags
+    from ppl_vae.data import load
+    from ppl_vae.registry import DATA_SOURCES
+
+    @DATA_SOURCES.register("toy", "eight-pixel toys", width="image width in pixels")
+    def load_toy(*, width: int = 5, token: str | None = None, **shared):
+        return load("digits", n=40 + width, **shared)
+
+    try:
+        with pytest.raises(SystemExit):
+            main(["train", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--width WIDTH toy: image width in pixels (default: 5)" in text
+        assert "the dataset: array, digits, dsprites, mnist, mnist5k, shapes, toy" in text
+        assert "--token" not in text and "token" not in data_flags()
+        args = build_parser().parse_args(["train", "--out", "r", "--data", "toy", "--width",
+                                          "10", "--test-fraction", "0.5"])
+        assert (args.width, args.test_fraction) == (10, 0.5) and "width" in data_flags()
+        ds = load("toy", width=10, test_fraction=0.5)
+        assert (len(ds.train), len(ds.test)) == (25, 25)
+    finally:
+        DATA_SOURCES._entries.pop("toy")
 
 
 # --- --debug ----------------------------------------------------------------------------

@@ -8,14 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+from ppl_vae.config import DataSpec, EstimatorSpec, SplitOptions, TrainConfig
 from ppl_vae.data import DATASETS, Dataset, load
+from ppl_vae.data.digits import load_digits
 from ppl_vae.errors import PplVaeError
+from ppl_vae.runs import RunConfig
 
 
 def test_known_names_and_unknown_ones():
     assert set(DATASETS) == {"shapes", "dsprites", "mnist", "mnist5k", "digits", "array"}
     assert all(isinstance(text, str) and "\n" not in text for text in DATASETS.values())
-    with pytest.raises(PplVaeError, match="unknown dataset 'cifar'; known datasets: shapes, "):
+    with pytest.raises(PplVaeError, match="unknown dataset 'cifar'; known datasets: array, "
+                       "digits, dsprites, mnist, mnist5k, shapes"):
         load("cifar")
     with pytest.raises(PplVaeError, match="has no option colour; its options are: n, "):
         load("shapes", colour=1)
@@ -70,6 +74,61 @@ def test_numpy_numbers_in_options_give_a_json_spec():
         load("shapes", n=40, size=64.0)
     with pytest.raises(PplVaeError, match="unknown dataset"):
         load(None)
+
+
+def test_the_options_every_source_takes_have_one_home():
+    """No loader repeats test_fraction/seed/binarize/storage: they come from SplitOptions."""
+    import dataclasses
+    import inspect
+
+    from ppl_vae.registry import DATA_SOURCES
+
+    shared = {f.name for f in dataclasses.fields(SplitOptions)}
+    assert shared == {"test_fraction", "seed", "binarize", "storage"}
+    for entry in DATA_SOURCES.entries():
+        assert not shared & set(inspect.signature(entry.factory).parameters), entry.name
+    ds = load("digits")
+    assert (len(ds.train), len(ds.test)) == (1617, 180)  # round(1797 * 0.1) held out
+    assert {k: ds.spec[k] for k in ("test_fraction", "seed", "binarize")} == \
+        {"test_fraction": 0.1, "seed": 0, "binarize": "none"} and "storage" not in ds.spec
+    with pytest.raises(PplVaeError, match="dataset 'digits' has no option sead; the options "
+                       "every dataset takes are: test_fraction, seed, binarize, storage"):
+        load_digits(sead=1)
+    with pytest.raises(PplVaeError, match="test_fraction must be a number strictly between 0 "
+                       "and 1, got 1.5"):
+        load("digits", test_fraction=1.5)
+    with pytest.raises(PplVaeError, match="storage must be one of auto, float32, got 'render'"):
+        load("digits", storage="render")
+    with pytest.raises(PplVaeError, match="seed must be an integer >= 0, got -1"):
+        load("digits", seed=-1)
+
+
+def test_data_spec_reads_a_dataset_spec_and_rebuilds_the_same_data():
+    ds = load("digits", n=200, seed=3, binarize="static", storage="float32", labelled=40,
+              flatten=True)
+    spec = DataSpec.from_json(ds.spec)
+    assert (spec.name, spec.options, spec.labelled, spec.flatten) == ("digits", {"n": 200}, 40,
+                                                                      True)
+    assert spec.split == SplitOptions(seed=3, binarize="static", storage="float32")
+    assert spec.to_json() == ds.spec == json.loads(json.dumps(spec.to_json()))
+    again = spec.load()
+    assert torch.equal(again.train, ds.train) and torch.equal(again.known["y"], ds.known["y"])
+    assert load(**spec).spec == ds.spec and spec["seed"] == 3  # still reads as the dict did
+    assert DataSpec.from_json(None) is None
+
+
+def test_resume_compares_data_specs_not_their_spelling():
+    """A record without the shared options (or with them at their defaults) is the same data."""
+    def run_config(data: dict) -> RunConfig:
+        return RunConfig(pair=None, data=DataSpec.from_json(data), event_shape=[1, 8, 8],
+                         inputs={}, estimator=EstimatorSpec("trace"), training=TrainConfig())
+
+    stored = run_config({"name": "digits", "n": 200})
+    same = run_config({"name": "digits", "n": 200, "test_fraction": 0.1, "seed": 0,
+                       "binarize": "none", "storage": "auto"})
+    assert stored.differences(same) == []
+    assert stored.differences(run_config({"name": "digits", "n": 200, "test_fraction": 0.2})) \
+        == ["data.test_fraction: 0.1 → 0.2"]
 
 
 def test_examples_decode_only_the_rows_asked_for():

@@ -42,11 +42,11 @@ from beta_vae import EPOCHS, train_on_grid
 from ppl_vae.diagnostics.disentanglement import PRESETS, disentanglement_scores
 from ppl_vae.latents import latent_statistics, mean_representation
 
-CONFIGS = {  # name -> (model, options, run folder under runs/reproduce)
+CONFIGS = {  # name -> (model, options, row 4's 64×64 run folder where row 4 trains it)
     "vae": ("beta_vae", {"beta": 1.0}, "beta_vae/beta1_seed{seed}"),
     "beta_vae": ("beta_vae", {"beta": 4.0}, "beta_vae/beta4_seed{seed}"),
-    "ngvae": ("ngvae", {}, "ngvae/ngvae_{size}_seed{seed}"),
-    "ngvae_learned": ("ngvae", {"learn_rate1": True}, "ngvae/ngvae_learned_{size}_seed{seed}"),
+    "ngvae": ("ngvae", {}, None),
+    "ngvae_learned": ("ngvae", {"learn_rate1": True}, None),
 }
 RESULTS = Path("benchmarks/results/reproduce/ngvae")
 STATISTICS_EXAMPLES = 10_000
@@ -54,11 +54,10 @@ STATISTICS_EXAMPLES = 10_000
 
 def train_and_measure(config: str, size: int, seed: int, args) -> dict:
     """Train (or resume) one run to the budget, then the seed table's statistics."""
-    model, options, folder = CONFIGS[config]
-    if size != 64 and folder.startswith("beta_vae/"):  # row 4 trained 64×64 only
-        folder = f"ngvae/{config}_{{size}}_seed{{seed}}"
-    data, pair, run = train_on_grid(model, options, size, seed,
-                                    Path("runs/reproduce") / folder.format(size=size, seed=seed),
+    model, options, row4_folder = CONFIGS[config]
+    folder = row4_folder.format(seed=seed) if row4_folder and size == 64 \
+        else f"ngvae/{config}_{size}_seed{seed}"
+    data, pair, run = train_on_grid(model, options, size, seed, Path("runs/reproduce") / folder,
                                     args)
     seconds_train = sum(m["seconds"] for m in run.metrics)  # over every session it took
     start = time.perf_counter()

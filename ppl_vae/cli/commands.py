@@ -10,35 +10,29 @@ import pyro
 import torch
 
 from ppl_vae.errors import PplVaeError
+from ppl_vae.runs import RunConfig, read_run_config
 
 
-def load_data(spec: dict):
-    from ppl_vae.data import load
-
-    return load(**spec)
-
-
-def trusts_code(args, config: dict) -> bool:
+def trusts_code(args, config: RunConfig) -> bool:
     """Whether the user allowed importing the code ``config.json`` names (flag, or path given)."""
-    spec = config.get("pair") or {}
+    recorded = None if config.pair is None else config.pair.model
     given = getattr(args, "user_model", None)
-    if given is not None and given != spec.get("model"):
-        raise PplVaeError(f"--model {given} differs from the run's '{spec.get('model')}'; give the "
+    if given is not None and given != recorded:
+        raise PplVaeError(f"--model {given} differs from the run's '{recorded}'; give the "
                           "factory the run was trained with")
     return bool(getattr(args, "trust_run_code", False) or given)
 
 
 def _load(args, device: str = "cpu"):
-    from ppl_vae.runs import read_config
     from ppl_vae.trained import load_run
 
-    config = read_config(args.run)
-    if config.get("data") is None:
+    config = read_run_config(args.run)
+    if config.data is None:
         raise PplVaeError(f"{args.run} was trained on data held in memory (from_tensors), which "
                           "the CLI cannot load again; evaluate it from Python "
                           "(ppl_vae.load_run(RUN).evaluate(x)), or save the arrays as .npz and "
                           "train with --data array --data-path FILE to use the CLI")
-    data = load_data(config["data"])
+    data = config.data.load()
     run = load_run(args.run, device=device, data=data, trust_code=trusts_code(args, config))
     return run, data
 
@@ -165,28 +159,28 @@ def _image_path(text: str) -> Path:
 def cmd_diagnose(args) -> None:
     from ppl_vae.diagnostics import diagnose
     from ppl_vae.diagnostics.disentanglement import with_beta_vae_factors
-    from ppl_vae.runs import read_config
 
     metrics = args.metrics if args.metrics == "none" else with_beta_vae_factors(args.metrics,
                                                                                 args.factors)
     report = diagnose(args.run, n_examples=args.n_examples, draws=args.draws, device=args.device,
                       quiet=args.quiet, metrics=metrics, seed=args.seed,
-                      trust_code=trusts_code(args, read_config(args.run)))
+                      trust_code=trusts_code(args, read_run_config(args.run)))
     psis = {k: v for k, v in report["psis"].items() if not isinstance(v, list)}
     print(json.dumps({"diagnostics": str(Path(args.run) / "diagnostics"), "psis": psis,
                       "disentanglement": report.get("disentanglement")}, default=str))
 
 
 def cmd_list(args) -> None:
-    from ppl_vae.data import DATASETS
+    import ppl_vae.data  # noqa: F401 (its modules register the sources)
     from ppl_vae.estimators import ESTIMATORS
-    from ppl_vae.registry import GUIDES, MODELS
+    from ppl_vae.registry import DATA_SOURCES, GUIDES, MODELS
 
     for title, entries in (("models", [(e.name, e.description) for e in MODELS.entries()]),
                            ("guides", [(e.name, e.description) for e in GUIDES.entries()]),
                            ("estimators", [(e.name, e.description)
                                            for e in ESTIMATORS.entries()]),
-                           ("datasets", sorted(DATASETS.items()))):
+                           ("datasets", [(e.name, e.description)
+                                         for e in DATA_SOURCES.entries()])):
         print(f"{title}:")
         for name, description in entries:
             print(f"  {name:22s} {description}")

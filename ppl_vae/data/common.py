@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ppl_vae.data.compact import compact, finish, storage_spec
+from ppl_vae.config import SplitOptions
+from ppl_vae.data.compact import check_storage, compact, finish
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.storage import Storage
 from ppl_vae.errors import PplVaeError
-
-BINARIZE = ("none", "static", "sampled", "dynamic")
 
 
 def check_int(option: str, value: object, low: int) -> int:
@@ -24,30 +23,17 @@ def check_int(option: str, value: object, low: int) -> int:
     return int(value)
 
 
-def check_common(
-    n: object, test_fraction: object, seed: object, binarize: object
-) -> tuple[int | None, float, int]:
-    """Validate the options every source shares; return ``(n, test_fraction, seed)``.
+def split_options(source: str, options: dict, storage_forms: tuple = ()) -> SplitOptions:
+    """The shared options a source was given, checked: :class:`~ppl_vae.config.SplitOptions`
+    (defaults and checks) and ``storage`` against the common forms plus ``storage_forms``."""
+    split = SplitOptions.create(source, **options)
+    check_storage(split.storage, storage_forms)
+    return split
 
-    Values come back as plain Python numbers (so specs stay JSON); ``n`` may be
-    None (the source's default) or ``"all"`` (every example; see :func:`resolve_n`).
-    """
-    if n is not None and n != "all":
-        n = check_int("n", n, 2)
-    if (
-        isinstance(test_fraction, bool)
-        or not isinstance(test_fraction, (int, float))
-        or not 0.0 < float(test_fraction) < 1.0
-    ):
-        raise PplVaeError(
-            f"option test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}"
-        )
-    seed = check_int("seed", seed, 0)
-    if binarize not in BINARIZE:
-        raise PplVaeError(
-            f"option binarize must be one of {', '.join(BINARIZE)}, got {binarize!r}"
-        )
-    return n, float(test_fraction), seed
+
+def check_count(n: object) -> int | str | None:
+    """A source's ``n``: None (the source's default), ``"all"`` or an integer >= 2."""
+    return n if n is None or n == "all" else check_int("n", n, 2)
 
 
 def resolve_n(n: int | str | None, default: int, available: int) -> int:
@@ -142,10 +128,10 @@ def is_binary(*arrays: np.ndarray) -> bool:
 
 def assemble(
     spec: dict,
+    split: SplitOptions,
     train: np.ndarray | Storage,
     test: np.ndarray | Storage,
     *,
-    storage: str = "auto",
     train_factors: np.ndarray | None = None,
     test_factors: np.ndarray | None = None,
     factor_names: list[str] | None = None,
@@ -158,16 +144,18 @@ def assemble(
 
     A split is a :class:`~ppl_vae.data.storage.Storage` or an array of its
     values (:func:`~ppl_vae.data.compact.compact` picks the form); its final
-    form follows ``storage`` (:func:`~ppl_vae.data.compact.finish`). The
+    form follows ``split.storage`` (:func:`~ppl_vae.data.compact.finish`). ``spec``
+    holds the source's own options (name, n, ...); the dataset's spec adds the split's. The
     renderer, if any, is wrapped so that its images get the same
     binarization as the stored examples.
     """
-    name, mode = spec["name"], spec["binarize"]
+    name, mode = spec["name"], split.binarize
     stores, binary = [], True
-    draws = torch.Generator().manual_seed(int(spec.get("seed", 0)))  # binarize="sampled"
+    draws = torch.Generator().manual_seed(split.seed)  # binarize="sampled"
     for part, x in (("train", train), ("test", test)):
         store = x if isinstance(x, Storage) else compact(x)
-        store, part_binary = finish(store, mode, storage, f"the {name} {part} set", draws)
+        store, part_binary = finish(store, mode, split.storage, f"the {name} {part} set",
+                                    draws)
         stores.append(store)
         binary = binary and part_binary
 
@@ -178,7 +166,7 @@ def assemble(
 
     return Dataset(
         name=name,
-        spec={**spec, **storage_spec(storage)},
+        spec={**spec, **split.to_json()},
         train=stores[0],
         test=stores[1],
         train_factors=_long(train_factors),

@@ -33,11 +33,6 @@ def check_storage(storage: object, extra: tuple = ()) -> str:
     return storage
 
 
-def storage_spec(storage: str) -> dict:
-    """The spec entry for ``storage``: none for the default, so older specs still match."""
-    return {} if storage == "auto" else {"storage": storage}
-
-
 def compact(raw: np.ndarray, multiplier: float = 1.0, divisor: float = 1.0) -> Storage:
     """An in-memory array whose float32 value is ``(raw * multiplier) / divisor``.
 

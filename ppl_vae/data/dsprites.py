@@ -30,18 +30,19 @@ import torch
 
 from ppl_vae.data.common import (
     assemble,
-    check_common,
+    check_count,
     check_n,
     resolve_n,
     resolve_path,
+    split_options,
     subset_split,
 )
-from ppl_vae.data.compact import check_storage
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.npz_member import NpzMember
 from ppl_vae.data.shapes import FACTOR_NAMES, FACTOR_SIZES
 from ppl_vae.data.storage import BitStorage, MappedStorage, Storage
 from ppl_vae.errors import PplVaeError
+from ppl_vae.registry import DATA_SOURCES
 
 LAYOUT_SIZES = [1, 3, 6, 40, 32, 32]
 STRIDES = np.array([737280, 245760, 40960, 1024, 32, 1], dtype=np.int64)
@@ -152,14 +153,9 @@ class DspritesFile:
         return np.concatenate(blocks)
 
 
+@DATA_SOURCES.register("dsprites", "DeepMind dSprites from its .npz file (path=)")
 def load_dsprites(
-    *,
-    path: str | None = None,
-    n: int | str | None = None,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    binarize: str = "none",
-    storage: str = "auto",
+    *, path: str | None = None, n: int | str | None = None, **shared: object
 ) -> Dataset:
     """Load a random subset of dSprites, with factors and ``images_for_factors``.
 
@@ -167,26 +163,25 @@ def load_dsprites(
         path: The dSprites ``.npz`` (keys ``imgs``, ``latents_classes``).
         n: Total images (train + test); default ``min(20000, rows in file)``;
             ``"all"``: every row (737,280 in the real file: 377 MB packed).
-        test_fraction: Share held out for test, in (0, 1).
-        seed: Seed of the subset draw and split (``numpy.random.default_rng``).
-        binarize: ``"none"``, ``"static"`` or ``"dynamic"``.
-        storage: ``"auto"`` (packed bits, or the memory map of an uncompressed
-            file; see the module docstring) or ``"float32"`` (4 bytes a pixel:
-            12 GB for the whole real file).
+        **shared: The options every source takes (:class:`~ppl_vae.config.SplitOptions`);
+            ``seed`` draws the subset and split with ``numpy.random.default_rng``;
+            ``storage="auto"``: packed bits, or the memory map of an uncompressed
+            file (see the module docstring); ``"float32"``: 4 bytes a pixel, 12 GB
+            for the whole real file.
     """
-    n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
-    storage = check_storage(storage)
+    split = split_options("dsprites", shared)
+    n = check_count(n)
     file = DspritesFile(resolve_path(path, "dsprites", _HINT))
     n = check_n(resolve_n(n, min(DEFAULT_N, file.rows), file.rows), file.rows, str(file.path))
-    train, test = subset_split(file.rows, n, test_fraction, np.random.default_rng(seed))
+    train, test = subset_split(file.rows, n, split.test_fraction,
+                               np.random.default_rng(split.seed))
 
     def renderer(codes: np.ndarray) -> np.ndarray:
         return file.read(file.rows_for(codes))[:, None]
 
-    spec = {"name": "dsprites", "path": str(file.path), "n": n, "test_fraction": test_fraction,
-            "seed": seed, "binarize": binarize}
     data = assemble(
-        spec, file.storage(train), file.storage(test), storage=storage,
+        {"name": "dsprites", "path": str(file.path), "n": n}, split, file.storage(train),
+        file.storage(test),
         train_factors=file.classes[train, 1:], test_factors=file.classes[test, 1:],
         factor_names=FACTOR_NAMES, factor_sizes=FACTOR_SIZES, renderer=renderer,
     )

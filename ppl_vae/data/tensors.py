@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ppl_vae.data.common import apply_labelled, check_common, check_values, is_binary, subset_split
+from ppl_vae.config import SplitOptions
+from ppl_vae.data.common import apply_labelled, check_values, is_binary, subset_split
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.errors import PplVaeError
 
@@ -26,8 +27,8 @@ def from_tensors(
     test_labels: Array | None = None,
     fields: dict[str, Array] | None = None,
     test_fields: dict[str, Array] | None = None,
-    test_fraction: float = 0.1,
-    seed: int = 0,
+    test_fraction: float = SplitOptions.test_fraction,
+    seed: int = SplitOptions.seed,
     name: str = "tensors",
     labelled: int | float | None = None,
 ) -> Dataset:
@@ -64,7 +65,7 @@ def from_tensors(
         PplVaeError: Malformed, empty or non-finite examples, labels or fields
             whose length does not match, or test examples of another shape.
     """
-    _, test_fraction, seed = check_common(None, test_fraction, seed, "none")
+    split = SplitOptions(test_fraction, seed)
     if not isinstance(name, str) or not name:
         raise PplVaeError(f"name must be a non-empty string, got {name!r}")
     x, labels = _unpack(x, labels, "x", "labels")
@@ -76,7 +77,7 @@ def from_tensors(
             raise PplVaeError("test_labels/test_fields need test=; without test= the split "
                               "of x gives them")
         train_index, test_index = subset_split(
-            len(x), len(x), test_fraction, np.random.default_rng(seed))
+            len(x), len(x), split.test_fraction, np.random.default_rng(split.seed))
         x, test = x[train_index], x[test_index]
         if labels is not None:
             labels, test_labels = labels[train_index], labels[test_index]
@@ -97,7 +98,7 @@ def from_tensors(
     data = Dataset(name=name, spec=None, train=x, test=test, train_labels=labels,
                    test_labels=test_labels, binary=is_binary(x.numpy(), test.numpy()),
                    fields=fields, test_fields=test_fields)
-    return apply_labelled(data, labelled, seed)
+    return apply_labelled(data, labelled, split.seed)
 
 
 def _unpack(data: object, labels: object, what: str, label_name: str) -> tuple[object, object]:

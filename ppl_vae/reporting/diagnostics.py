@@ -87,16 +87,15 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
     Returns:
         The dict written to ``report.json``.
     """
-    from ppl_vae.data import load
-    from ppl_vae.runs import read_config
+    from ppl_vae.runs import read_run_config
     from ppl_vae.trained import load_run
 
-    config = read_config(run_folder)
+    recorded = read_run_config(run_folder).data
     if data is None:
-        if config.get("data") is None:
+        if recorded is None:
             raise PplVaeError(f"{run_folder} was trained on user data; pass data= to "
                               "ppl_vae.diagnose (or use diagnose_pair)")
-        data = load(**config["data"])
+        data = recorded.load()
     _check(n_examples, draws, metrics, data)
     run = load_run(run_folder, model=model, guide=guide, device=device, data=data,
                    trust_code=trust_code)

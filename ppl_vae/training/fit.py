@@ -26,7 +26,7 @@ import pyro
 import torch
 
 from ppl_vae import runs
-from ppl_vae.config import EstimatorSpec, RunOptions, TrainConfig
+from ppl_vae.config import DataSpec, EstimatorSpec, RunOptions, TrainConfig
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import ESTIMATORS, as_estimator
@@ -87,7 +87,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     world.barrier()
     resident = _resident(pair, data, names, device, config, options)
     run_config = RunConfig(
-        pair=pair.spec, data=getattr(data, "spec", None), event_shape=list(data.event_shape),
+        pair=pair.spec, data=DataSpec.from_json(data.spec), event_shape=list(data.event_shape),
         inputs={k: [str(v.dtype).removeprefix("torch."), list(v.shape[1:])]
                 for k, v in resident["train_in"].items()},
         estimator=EstimatorSpec.from_json(estimator.describe()), training=config,
