@@ -28,13 +28,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import torch
 
 from ppl_vae.config import EstimatorSpec
 from ppl_vae.errors import PplVaeError
-from ppl_vae.pair import Pair
 from ppl_vae.traces import Plan, ScaleGlobal, ScaleLatent
+
+if TYPE_CHECKING:  # annotations only: estimators see a pair through its interface
+    from ppl_vae.pair import Pair
 
 # help of the options several estimators take
 PARTICLES = "samples of z per example"
@@ -130,6 +133,8 @@ class Estimator:
         """The :class:`~ppl_vae.Pair` of a call with bare programs: the last one this estimator
         made while the programs stay the same (a bound method compares equal to its twin), so
         a loop of calls finds the plan once."""
+        from ppl_vae.pair import Pair  # the one place an estimator makes a pair
+
         last = self._last_pair
         if last is None or last.model != model or last.guide != guide:
             last = self._last_pair = Pair(model, guide)

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import functools
 import weakref
+from typing import TYPE_CHECKING
 
 import pyro
 import torch
@@ -74,9 +75,11 @@ from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators.base import ALPHA, PARTICLES, Batch
 from ppl_vae.estimators.renyi import RenyiBound
-from ppl_vae.pair import Pair
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, Plan, particle_traces, site_log_prob
+
+if TYPE_CHECKING:  # annotations only: estimators see a pair through its interface
+    from ppl_vae.pair import Pair
 
 
 def _per_example(trace, sites: tuple) -> torch.Tensor:

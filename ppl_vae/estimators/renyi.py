@@ -11,14 +11,18 @@ enumerated site and any non-reparameterized guide site with an error instead.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ppl_vae.chunks import log_mean_exp
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators.base import ALPHA, NOT_VECTORIZED, PARTICLES, Batch, Estimator
-from ppl_vae.pair import Pair
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import Plan, check_local, log_weights
+
+if TYPE_CHECKING:  # annotations only: estimators see a pair through its interface
+    from ppl_vae.pair import Pair
 
 
 class RenyiBound(Estimator):

@@ -36,15 +36,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch.distributions import Independent
 
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators.base import NOT_VECTORIZED, PARTICLES, Batch, Estimator
-from ppl_vae.pair import Pair
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import Plan, check_local, particle_traces, site_log_prob, times_scale
+
+if TYPE_CHECKING:  # annotations only: estimators see a pair through its interface
+    from ppl_vae.pair import Pair
 
 WHAT = "the tcvae objective"
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
@@ -18,9 +19,11 @@ from torch.distributions import kl_divergence
 
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators.base import NOT_VECTORIZED, PARTICLES, Batch, Estimator
-from ppl_vae.pair import Pair
 from ppl_vae.registry import ESTIMATORS
 from ppl_vae.traces import Plan, particle_traces, per_example, site_log_prob, times_scale
+
+if TYPE_CHECKING:  # annotations only: estimators see a pair through its interface
+    from ppl_vae.pair import Pair
 
 
 class TraceBound(Estimator):
