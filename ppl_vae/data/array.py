@@ -22,15 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ppl_vae.data.common import (
-    assemble,
-    check_count,
-    check_n,
-    resolve_n,
-    resolve_path,
-    split_options,
-    subset_split,
-)
+from ppl_vae.data.common import assemble, check_count, draw_subset, resolve_path, split_options
 from ppl_vae.data.compact import compact
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.npz_member import NpzMember
@@ -97,9 +89,7 @@ def load_array(
     if lab is not None and lab.ndim != 1:
         raise PplVaeError(f"labels must have shape ({len(data)},), got {lab.shape}")
     names = _names(factor_names, fac)
-    n = check_n(resolve_n(n, len(data), len(data)), len(data), str(file))
-    train, test = subset_split(len(data), n, split.test_fraction,
-                               np.random.default_rng(split.seed))
+    n, train, test = draw_subset(n, len(data), len(data), str(file), split)
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
         raise PplVaeError(f"option scale must be a number (e.g. 1/255), got {scale!r}")
     factor = float(np.float32(1.0 if scale is None else scale))

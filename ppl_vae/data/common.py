@@ -50,6 +50,17 @@ def check_n(n: int, available: int, source: str) -> int:
     return n
 
 
+def draw_subset(n: object, default: int, available: int, source: str,
+                split: SplitOptions) -> tuple[int, np.ndarray, np.ndarray]:
+    """``n`` of ``available`` examples (None: the source's ``default``, ``"all"``: every one),
+    checked, drawn with ``numpy.random.default_rng(split.seed)`` and split by
+    :func:`subset_split`: ``(n, train_index, test_index)``."""
+    n = check_n(resolve_n(check_count(n), default, available), available, source)
+    train, test = subset_split(available, n, split.test_fraction,
+                               np.random.default_rng(split.seed))
+    return n, train, test
+
+
 def split_sizes(n: int, test_fraction: float) -> tuple[int, int]:
     """Split ``n`` into ``(n_train, n_test)`` with ``n_test = round(n * test_fraction)``."""
     n_test = round(n * test_fraction)

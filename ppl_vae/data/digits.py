@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ppl_vae.data.common import (
-    assemble,
-    check_count,
-    check_n,
-    resolve_n,
-    split_options,
-    subset_split,
-)
+from ppl_vae.data.common import assemble, draw_subset, split_options
 from ppl_vae.data.compact import compact
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.registry import DATA_SOURCES
@@ -37,9 +30,7 @@ def load_digits(*, n: int | str | None = None, **shared: object) -> Dataset:
     bunch = sklearn_digits()
     images = bunch.images.astype(np.uint8)[:, None]  # counts 0..16, exact
     labels = bunch.target.astype(np.int64)
-    n = check_n(resolve_n(check_count(n), len(images), len(images)), len(images), "digits")
-    train, test = subset_split(len(images), n, split.test_fraction,
-                               np.random.default_rng(split.seed))
+    n, train, test = draw_subset(n, len(images), len(images), "digits", split)
     return assemble(
         {"name": "digits", "n": n}, split, compact(images[train], divisor=16.0),
         compact(images[test], divisor=16.0), train_labels=labels[train], test_labels=labels[test]

@@ -28,15 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ppl_vae.data.common import (
-    assemble,
-    check_count,
-    check_n,
-    resolve_n,
-    resolve_path,
-    split_options,
-    subset_split,
-)
+from ppl_vae.data.common import assemble, check_count, draw_subset, resolve_path, split_options
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.npz_member import NpzMember
 from ppl_vae.data.shapes import FACTOR_NAMES, FACTOR_SIZES
@@ -172,9 +164,7 @@ def load_dsprites(
     split = split_options("dsprites", shared)
     n = check_count(n)
     file = DspritesFile(resolve_path(path, "dsprites", _HINT))
-    n = check_n(resolve_n(n, min(DEFAULT_N, file.rows), file.rows), file.rows, str(file.path))
-    train, test = subset_split(file.rows, n, split.test_fraction,
-                               np.random.default_rng(split.seed))
+    n, train, test = draw_subset(n, min(DEFAULT_N, file.rows), file.rows, str(file.path), split)
 
     def renderer(codes: np.ndarray) -> np.ndarray:
         return file.read(file.rows_for(codes))[:, None]

