@@ -47,6 +47,25 @@ def _version() -> str:
         return "unknown"
 
 
+@dataclass(frozen=True)
+class Environment:
+    """Where a run trained: free to change between resumes, so recorded but not compared."""
+
+    device: str | None = None
+    processes: int = 1
+
+    def to_json(self) -> dict:
+        return {"device": self.device, "processes": self.processes}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Environment:
+        return cls(obj.get("device"), obj.get("processes", 1))
+
+    def __getitem__(self, key: str):
+        """``environment["device"]``: the recorded JSON's keys."""
+        return self.to_json()[key]
+
+
 @dataclass
 class RunConfig:
     """What a run trained, and how: the record ``--resume`` is checked against.
@@ -60,8 +79,8 @@ class RunConfig:
         estimator: the :class:`~ppl_vae.config.EstimatorSpec` (name and every option).
         training: the :class:`~ppl_vae.config.TrainConfig` (written as config.json's
             ``training``, ``optimizer`` and ``schedule`` sections).
-        environment: ``device`` and ``processes``: where it ran, which may
-            change on resume (everything else but ``training.epochs`` may not).
+        environment: where it ran (:class:`Environment`: device and processes), which
+            may change on resume (everything else but ``training.epochs`` may not).
         version: the ppl-vae that wrote it.
     """
 
@@ -71,7 +90,7 @@ class RunConfig:
     inputs: dict
     estimator: EstimatorSpec
     training: TrainConfig
-    environment: dict = field(default_factory=dict)
+    environment: Environment = field(default_factory=Environment)
     version: str = field(default_factory=_version)
     format_version: int = FORMAT_VERSION
 
@@ -82,7 +101,7 @@ class RunConfig:
         data = None if self.data is None else self.data.to_json()
         return {"pair": pair, "data": data, "event_shape": self.event_shape,
                 "inputs": self.inputs, "estimator": self.estimator.to_json(),
-                **self.training.to_json(), "environment": self.environment,
+                **self.training.to_json(), "environment": self.environment.to_json(),
                 "version": self.version, "format_version": self.format_version}
 
     @classmethod
@@ -90,21 +109,21 @@ class RunConfig:
         """Read a ``config.json``: format 3; format 2 (the same sections, fewer settings:
         the rest at their defaults); format 1 (everything in one ``train`` dict)."""
         version = obj.get("format_version", 1)
+        built = {"pair": PairSpec.from_json(obj.get("pair")),
+                 "data": DataSpec.from_json(obj.get("data")),
+                 "event_shape": obj.get("event_shape", []), "inputs": obj.get("inputs", {})}
         if version >= 2:
             sections = {k: obj.get(k, {}) for k in ("training", "optimizer", "schedule")}
-            return cls(pair=PairSpec.from_json(obj.get("pair")),
-                       data=DataSpec.from_json(obj.get("data")), event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
-                       estimator=EstimatorSpec.from_json(obj["estimator"], version),
+            return cls(**built, estimator=EstimatorSpec.from_json(obj["estimator"], version),
                        training=TrainConfig.from_json(sections),
-                       environment=obj.get("environment", {}),
+                       environment=Environment.from_json(obj.get("environment", {})),
                        version=obj.get("version", "unknown"), format_version=version)
         train = dict(obj.get("train", {}))  # format 1 had none of the training controls
         estimator = {"elbo": "trace", **{k: train.pop(k) for k in (
             "elbo", "particles", "alpha", "pyro_settings") if k in train}}
-        return cls(pair=PairSpec.from_json(obj.get("pair")),
-                   data=DataSpec.from_json(obj.get("data")), event_shape=obj.get("event_shape", []), inputs=obj.get("inputs", {}),
-                   estimator=EstimatorSpec.from_json(estimator, 1),
-                   environment={k: train.pop(k) for k in ("device", "processes") if k in train},
+        return cls(**built, estimator=EstimatorSpec.from_json(estimator, 1),
+                   environment=Environment.from_json(
+                       {k: train.pop(k) for k in ("device", "processes") if k in train}),
                    training=TrainConfig.from_json({"train": train}),
                    version="before 0.2", format_version=1)
 

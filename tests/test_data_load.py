@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from ppl_vae.config import DataSpec, EstimatorSpec, SplitOptions, TrainConfig
 from ppl_vae.data import DATASETS, Dataset, load
 from ppl_vae.data.digits import load_digits
 from ppl_vae.errors import PplVaeError
-from ppl_vae.runs import RunConfig
+from ppl_vae.runs import Environment, RunConfig
 
 
 def test_known_names_and_unknown_ones():
@@ -78,7 +79,6 @@ def test_numpy_numbers_in_options_give_a_json_spec():
 
 def test_the_options_every_source_takes_have_one_home():
     """No loader repeats test_fraction/seed/binarize/storage: they come from SplitOptions."""
-    import dataclasses
     import inspect
 
     from ppl_vae.registry import DATA_SOURCES
@@ -127,6 +127,9 @@ def test_resume_compares_data_specs_not_their_spelling():
     same = run_config({"name": "digits", "n": 200, "test_fraction": 0.1, "seed": 0,
                        "binarize": "none", "storage": "auto"})
     assert stored.differences(same) == []
+    moved = dataclasses.replace(same, environment=Environment("cuda", 2))  # may change
+    assert stored.differences(moved) == [] and moved.environment["device"] == "cuda"
+    assert RunConfig.from_json(moved.to_json()) == moved
     assert stored.differences(run_config({"name": "digits", "n": 200, "test_fraction": 0.2})) \
         == ["data.test_fraction: 0.1 → 0.2"]
 

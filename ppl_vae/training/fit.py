@@ -32,7 +32,7 @@ from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import ESTIMATORS, as_estimator
 from ppl_vae.naming import parse_inputs
 from ppl_vae.pair import Pair, built_spec, objects_spec, with_names
-from ppl_vae.runs import RunConfig
+from ppl_vae.runs import Environment, RunConfig
 from ppl_vae.traces import take
 from ppl_vae.trained import Run, load_parameters
 from ppl_vae.training import checks, distributed, speedups
@@ -91,7 +91,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         inputs={k: [str(v.dtype).removeprefix("torch."), list(v.shape[1:])]
                 for k, v in resident["train_in"].items()},
         estimator=EstimatorSpec.from_json(estimator.describe()), training=config,
-        environment={"device": str(device), "processes": world.size})
+        environment=Environment(str(device), world.size))
     if resume:
         checks.check_resume(folder, run_config)
     generator = torch.Generator().manual_seed(config.seed)
