@@ -41,21 +41,23 @@ LOAD_FIELDS = [f for f in dataclasses.fields(DataSpec) if f.name in ("labelled",
     + [f for f in dataclasses.fields(SplitOptions) if f.name != "seed"]
 
 
-def source_names() -> list[str]:
-    """Every registered dataset source."""
+def _sources():
+    """The registry of dataset sources, the stock ones registered."""
     import ppl_vae.data  # noqa: F401 (its modules register the sources)
     from ppl_vae.registry import DATA_SOURCES
 
-    return [entry.name for entry in DATA_SOURCES.entries()]
+    return DATA_SOURCES
+
+
+def source_names() -> list[str]:
+    """Every registered dataset source."""
+    return [entry.name for entry in _sources().entries()]
 
 
 def source_options() -> dict:
     """Option name -> [(source name, Option), ...] over every registered dataset source, the
     Python-only ones (registered without help: no text form) left out."""
-    from ppl_vae.registry import DATA_SOURCES
-
-    source_names()  # the sources registered
-    return {name: owners for name, owners in DATA_SOURCES.all_options().items()
+    return {name: owners for name, owners in _sources().all_options().items()
             if owners[0][1].help}
 
 
