@@ -53,6 +53,14 @@ def fraction_or_count(text: str) -> int | float:
         return float(text)
 
 
+def check_int(option: str, value: object, low: int) -> int:
+    """``value`` as a plain int ``>= low`` (numpy integers too), or a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, abstract_numbers.Integral) \
+            or value < low:
+        raise PplVaeError(f"option {option} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
 def setting(default, help: str, section: str | None = None, parse=None, choices=None,
             none: str | None = None) -> Any:
     """A dataclass field with its help line, JSON section, text parser, choices and the words
@@ -308,14 +316,11 @@ class SplitOptions:
                 or not 0.0 < float(fraction) < 1.0:
             raise PplVaeError(f"option test_fraction must be a number strictly between 0 and "
                               f"1, got {fraction!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, abstract_numbers.Integral) \
-                or self.seed < 0:
-            raise PplVaeError(f"option seed must be an integer >= 0, got {self.seed!r}")
+        object.__setattr__(self, "test_fraction", float(fraction))  # plain numbers: JSON
+        object.__setattr__(self, "seed", check_int("seed", self.seed, 0))
         if self.binarize not in BINARIZE:
             raise PplVaeError(f"option binarize must be one of {', '.join(BINARIZE)}, got "
                               f"{self.binarize!r}")
-        object.__setattr__(self, "test_fraction", float(fraction))  # plain numbers: JSON
-        object.__setattr__(self, "seed", int(self.seed))
 
     @classmethod
     def create(cls, source: str, **options) -> SplitOptions:

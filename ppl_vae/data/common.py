@@ -9,18 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ppl_vae.config import SplitOptions
+from ppl_vae.config import SplitOptions, check_int
 from ppl_vae.data.compact import check_storage, compact, finish
 from ppl_vae.data.dataset import Dataset
 from ppl_vae.data.storage import Storage
 from ppl_vae.errors import PplVaeError
-
-
-def check_int(option: str, value: object, low: int) -> int:
-    """Return ``value`` as an int ``>= low`` or raise a one-line error."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise PplVaeError(f"option {option} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def split_options(source: str, options: dict, storage_forms: tuple = ()) -> SplitOptions:
