@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import pyro.infer
 import torch
@@ -11,8 +12,10 @@ from pyro.infer import TraceEnum_ELBO
 from ppl_vae.config import EstimatorSpec
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators.base import Batch, Estimator
-from ppl_vae.pair import Pair
 from ppl_vae.traces import Plan
+
+if TYPE_CHECKING:  # annotations only: estimators see a pair through its interface
+    from ppl_vae.pair import Pair
 
 PYRO_PREFIX = "pyro.infer."
 # ELBO constructor arguments Pyro keeps as attributes of the same name.

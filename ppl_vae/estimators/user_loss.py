@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ppl_vae.estimators.base import Batch, Estimator
 from ppl_vae.naming import program_inputs
-from ppl_vae.pair import Pair
+
+if TYPE_CHECKING:  # annotations only: estimators see a pair through its interface
+    from ppl_vae.pair import Pair
 
 CALLABLE_PREFIX = "callable:"
 
