@@ -69,6 +69,17 @@ def setting(default, help: str, section: str | None = None, parse=None, choices=
                                             "choices": choices, "none": none})
 
 
+class Recorded:
+    """A record written to ``config.json`` by its ``to_json``; ``record["key"]`` reads that
+    JSON's keys, as code written when records were plain dicts does."""
+
+    def to_json(self) -> dict:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str):
+        return self.to_json()[key]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The recorded training settings; see each field's help (``ppl-vae train --help``)."""
@@ -206,7 +217,7 @@ class RunOptions:
 
 
 @dataclass(frozen=True)
-class EstimatorSpec:
+class EstimatorSpec(Recorded):
     """An estimator as recorded: its name (a registry name, ``pyro.infer.<Class>`` or
     ``callable:<name>``), every option it was built with, and a Pyro ELBO's constructor
     settings. In ``config.json``: ``{"elbo": name, **options, "pyro_settings": ...}``."""
@@ -227,16 +238,12 @@ class EstimatorSpec:
             options.pop("alpha", None)
         return cls(obj["elbo"], options, obj.get("pyro_settings"))
 
-    def __getitem__(self, key: str):
-        """``spec["elbo"]``, ``spec["particles"]``: the recorded JSON's keys."""
-        return self.to_json()[key]
-
 
 PAIR_SOURCES = ("registry", "factory", "objects", "unimportable")
 
 
 @dataclass(frozen=True)
-class PairSpec:
+class PairSpec(Recorded):
     """How a run folder rebuilds a pair (:func:`ppl_vae.pair.rebuild`), from one of four sources.
 
     - ``registry``: ``model`` and ``guide`` are registry names, ``options`` every keyword
@@ -285,10 +292,6 @@ class PairSpec:
         return cls(obj.get("source", "registry"), obj["model"], obj.get("guide"),
                    None if shape is None else tuple(shape), dict(obj.get("options", {})),
                    obj.get("names"), obj.get("why", ""))
-
-    def __getitem__(self, key: str):
-        """``spec["model"]``, ``spec["options"]``: the recorded JSON's keys."""
-        return self.to_json()[key]
 
 
 @dataclass(frozen=True)
@@ -340,7 +343,7 @@ class SplitOptions:
 
 
 @dataclass(frozen=True)
-class DataSpec:
+class DataSpec(Recorded):
     """How a run folder rebuilds its data: ``ppl_vae.data.load(**spec.to_json())``.
 
     ``options`` are the source's own keywords (``n``, ``size``, ``path``, ...),
@@ -380,10 +383,6 @@ class DataSpec:
         from ppl_vae.data import load
 
         return load(**self.to_json())
-
-    def __getitem__(self, key: str):
-        """``spec["name"]``, ``spec["seed"]``: the recorded JSON's keys."""
-        return self.to_json()[key]
 
     def keys(self):
         """The recorded JSON's keys, so ``load(**spec)`` still reads as it did for a dict."""

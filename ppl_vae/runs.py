@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ppl_vae.config import DataSpec, EstimatorSpec, PairSpec, TrainConfig
+from ppl_vae.config import DataSpec, EstimatorSpec, PairSpec, Recorded, TrainConfig
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import GUIDES, MODELS
 
@@ -48,7 +48,7 @@ def _version() -> str:
 
 
 @dataclass(frozen=True)
-class Environment:
+class Environment(Recorded):
     """Where a run trained: free to change between resumes, so recorded but not compared."""
 
     device: str | None = None
@@ -60,10 +60,6 @@ class Environment:
     @classmethod
     def from_json(cls, obj: dict) -> Environment:
         return cls(obj.get("device"), obj.get("processes", 1))
-
-    def __getitem__(self, key: str):
-        """``environment["device"]``: the recorded JSON's keys."""
-        return self.to_json()[key]
 
 
 @dataclass
