@@ -27,8 +27,8 @@ from typing import Any
 
 from ppl_vae.errors import PplVaeError
 
-# Help of the options several model and guide factories take (an entry's own help wins).
-SHARED_HELP = {
+# Help of the options several entries of one registry take (an entry's own help wins).
+PAIR_HELP = {  # model and guide factories
     "latent_dim": "latent dimensions K",
     "likelihood": "p(x | z): bernoulli, continuous_bernoulli or gaussian",
     "net": "encoder and decoder: auto (conv for square 28/32/64 images, else mlp), mlp or conv",
@@ -36,6 +36,8 @@ SHARED_HELP = {
     "activation": "encoder and decoder MLP nonlinearity: relu, elu or tanh",
     "hidden": "the MLP encoder's hidden widths, comma-separated (the decoder mirrors them), "
               "e.g. 200,200",
+}
+SOURCE_HELP = {  # dataset sources
     "n": "examples before the train/test split, or all (default: the dataset's; shapes "
          "20000, dsprites 20000, the others all)",
     "path": "the data's file or folder (default: none)",
@@ -77,7 +79,7 @@ class Entry:
         """The factory's keyword parameters that have defaults, in signature order."""
         parameters = inspect.signature(self.factory).parameters.values()
         return {p.name: Option(p.name, p.default,
-                               self.help.get(p.name, SHARED_HELP.get(p.name, "")), _kind(p))
+                               self.help.get(p.name, ""), _kind(p))
                 for p in parameters if p.default is not inspect.Parameter.empty
                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
@@ -85,15 +87,17 @@ class Entry:
 class Registry:
     """A small name -> factory table with helpful errors for unknown names and options."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, shared_help: dict[str, str] | None = None):
         self.kind = kind
+        self.shared_help = shared_help or {}  # help of options several entries take
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, description: str, **help: str) -> Callable:
-        """Decorator adding ``factory`` under ``name``; ``help``: option -> one line."""
+        """Decorator adding ``factory`` under ``name``; ``help``: option -> one line (over the
+        registry's shared help)."""
 
         def add(factory: Callable) -> Callable:
-            self._entries[name] = Entry(name, factory, description, help)
+            self._entries[name] = Entry(name, factory, description, {**self.shared_help, **help})
             return factory
 
         return add
@@ -140,7 +144,7 @@ class Registry:
         return table
 
 
-MODELS = Registry("model")
-GUIDES = Registry("guide")
+MODELS = Registry("model", PAIR_HELP)
+GUIDES = Registry("guide", PAIR_HELP)
 ESTIMATORS = Registry("estimator")
-DATA_SOURCES = Registry("dataset")
+DATA_SOURCES = Registry("dataset", SOURCE_HELP)
