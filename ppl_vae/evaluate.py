@@ -201,6 +201,7 @@ def _global_particle(model, guide, x, inputs, nesting, plan) -> tuple:
     its per-example ``-log p(x | z)``."""
     model_trace, guide_trace = particle_traces(model, guide, x, 1, nesting, plate_one=False,
                                                inputs=inputs)
+    plan = plan.for_traces(model_trace, guide_trace)
     local, shared = x.new_zeros(x.shape[0]), x.new_zeros(())
     for trace, sites, sign in ((model_trace, plan.observed + plan.latent, 1.0),
                                (guide_trace, plan.guide, -1.0)):

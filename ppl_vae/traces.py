@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyro
 import torch
@@ -58,18 +58,48 @@ def enumerates(site: dict) -> bool:
 
 
 def max_plate_nesting(model, guide, x: torch.Tensor, inputs: dict | None = None) -> int:
-    """The deepest plate nesting in either program, found by tracing one example.
+    """The deepest plate nesting in either program, found by tracing the batch ``x`` itself.
 
-    Runs with a forked RNG, so finding the nesting never changes later draws.
+    Never a smaller probe: a parameter a program sizes by ``x.size(0)`` is created
+    from the batch it will train on. Runs with a forked RNG, so finding the nesting
+    never changes later draws.
     """
-    inputs = take(inputs or {}, slice(0, 1))
+    inputs = inputs or {}
     with poutine.block(), torch.random.fork_rng(devices=[]):
-        guide_trace = poutine.trace(guide).get_trace(x[:1], **inputs)
+        guide_trace = poutine.trace(guide).get_trace(x, **inputs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            x[:1], **inputs)
+            x, **inputs)
     dims = [-frame.dim for trace in (guide_trace, model_trace) for site in sample_sites(trace)
             for frame in site["cond_indep_stack"] if frame.dim is not None]
     return max(dims, default=0)
+
+
+def batch_sized_params(model, guide, x: torch.Tensor, inputs: dict | None = None
+                       ) -> dict[str, tuple[tuple, tuple]]:
+    """Param-store parameters whose shape follows the batch: ``{name: (shape at 1 example,
+    shape at 2)}``.
+
+    Each program is run afresh on one and on two examples, each time in an empty
+    param store (nothing is kept, the RNG is forked): a parameter created as
+    ``pyro.param(name, init of shape (x.size(0), K))`` differs, one declared for
+    every example (``(N, K)`` with ``event_dim`` in a subsampled plate) does not.
+    A program that cannot run on so few examples is not judged (empty result).
+    """
+    if x.shape[0] < 2:
+        return {}
+    store, shapes = pyro.get_param_store(), []
+    for n in (1, 2):
+        with store.scope(), poutine.block(), torch.random.fork_rng(devices=[]), \
+                torch.no_grad():
+            part = take(inputs or {}, slice(0, n))
+            try:
+                guide_trace = poutine.trace(guide).get_trace(x[:n], **part)
+                poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x[:n], **part)
+            except Exception:  # noqa: BLE001 (a program free to refuse tiny batches)
+                return {}
+            shapes.append({name: tuple(p.shape) for name, p in store.named_parameters()})
+    return {name: (shape, shapes[1][name]) for name, shape in shapes[0].items()
+            if shapes[1].get(name, shape) != shape}
 
 
 @functools.cache
@@ -243,6 +273,10 @@ class Plan:
             model latent sites the guide does not sample (marked too).
         vectorized: whether the pair runs with several particles at once
             (a model written with ``reshape(x.shape)`` runs only with one).
+        batch_params: param-store parameters sized by the batch
+            (:func:`batch_sized_params`): one value per example of *this* batch.
+        key: the node names of the traces the plan was made from.
+        variants: plans of the same pair for other site sets (:meth:`for_traces`).
     """
 
     observed: tuple
@@ -254,6 +288,21 @@ class Plan:
     global_sites: frozenset = frozenset()
     enumerated: frozenset = frozenset()
     vectorized: bool = True
+    batch_params: dict = field(default_factory=dict, compare=False)
+    key: tuple = ()
+    variants: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def for_traces(self, model_trace, guide_trace) -> Plan:
+        """The plan of the sites these traces hold: this one, or the (checked) plan of another
+        site set — a program whose sites follow the batch (one per step of the batch's
+        longest sequence) gets one plan per site set, made once."""
+        key = trace_key(model_trace, guide_trace)
+        if key == self.key:
+            return self
+        if key not in self.variants:
+            self.variants[key] = make_plan(model_trace, guide_trace, self.vectorized,
+                                           self.batch_params)
+        return self.variants[key]
 
     @property
     def model_enumerated(self) -> frozenset:
@@ -261,7 +310,13 @@ class Plan:
         return self.enumerated - {name for name, _ in self.guide}
 
 
-def make_plan(model_trace, guide_trace, vectorized: bool = True) -> Plan:
+def trace_key(model_trace, guide_trace) -> tuple:
+    """What identifies a pair's site set: the node names of its two traces, in order."""
+    return tuple(model_trace.nodes), tuple(guide_trace.nodes)
+
+
+def make_plan(model_trace, guide_trace, vectorized: bool = True,
+              batch_params: dict | None = None) -> Plan:
     """Check the traces against the contract and summarise them."""
     _check_observation(model_trace)
     model_sites = sample_sites(model_trace)
@@ -292,7 +347,8 @@ def make_plan(model_trace, guide_trace, vectorized: bool = True) -> Plan:
         reparameterized=all(s["fn"].has_rsample for s in guide_sites if not enumerates(s)),
         global_sites=frozenset(s["name"] for s in model_sites + guide_sites if is_global(s)),
         enumerated=frozenset(s["name"] for s in enumerated),
-        vectorized=vectorized)
+        vectorized=vectorized, batch_params=batch_params or {},
+        key=trace_key(model_trace, guide_trace))
 
 
 def _check_amortized(guide) -> None:
@@ -305,9 +361,11 @@ def _check_amortized(guide) -> None:
 
 
 def _runs_vectorized(model, guide, x, nesting: int, inputs: dict) -> bool:
-    """Whether two particles run at once (the pair broadcasts over a leading dim)."""
+    """Whether two particles run at once (the pair broadcasts over a leading dim), on the
+    batch itself (parameters sized by it must fit)."""
     try:
-        particle_traces(model, guide, x[:2], 2, nesting, inputs=take(inputs, slice(0, 2)))
+        with torch.no_grad():
+            particle_traces(model, guide, x, 2, nesting, inputs=inputs)
     except (RuntimeError, ValueError, IndexError):
         return False
     return True
@@ -320,10 +378,12 @@ def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[
     """
     _check_amortized(guide)
     inputs = inputs or {}
+    batch_params = batch_sized_params(model, guide, x, inputs)
     nesting = max_plate_nesting(model, guide, x, inputs)
     with torch.random.fork_rng(devices=[]):
         traces = particle_traces(model, guide, x, 1, nesting, plate_one=False, inputs=inputs)
-        plan = make_plan(*traces, vectorized=_runs_vectorized(model, guide, x, nesting, inputs))
+        plan = make_plan(*traces, vectorized=_runs_vectorized(model, guide, x, nesting, inputs),
+                         batch_params=batch_params)
     return nesting, plan
 
 
@@ -423,6 +483,7 @@ def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
                             for k in ("log_likelihood", "log_prior", "log_guide")))
     model_trace, guide_trace = particle_traces(model, guide, x, num_particles, nesting,
                                                plate_one=False, inputs=inputs)
+    plan = plan.for_traces(model_trace, guide_trace)
     shape = (num_particles, x.shape[0])
 
     def total(trace, sites):

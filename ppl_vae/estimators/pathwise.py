@@ -76,7 +76,14 @@ from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators.base import ALPHA, PARTICLES, Batch
 from ppl_vae.estimators.renyi import RenyiBound
 from ppl_vae.registry import ESTIMATORS
-from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, Plan, particle_traces, site_log_prob
+from ppl_vae.traces import (
+    DATA_PLATE,
+    PARTICLE_PLATE,
+    Plan,
+    particle_traces,
+    sample_sites,
+    site_log_prob,
+)
 
 if TYPE_CHECKING:  # annotations only: estimators see a pair through its interface
     from ppl_vae.pair import Pair
@@ -96,14 +103,14 @@ class GradientScale:
     forward pass, before the backward pass reads it.
     """
 
-    def __init__(self, plan: Plan, nesting: int):
-        self.plan, self.nesting, self.factor = plan, nesting, None
+    def __init__(self, nesting: int):
+        self.nesting, self.factor = nesting, None
 
     def __call__(self, guide_trace):
         trace = guide_trace.copy()
-        for name, _ in self.plan.guide:
-            site = guide_trace.nodes[name]
-            if site["value"].requires_grad:
+        for site in sample_sites(guide_trace):  # the sites present (they may follow the batch)
+            name = site["name"]
+            if not site["is_observed"] and site["value"].requires_grad:
                 value = site["value"].view_as(site["value"])
                 value.register_hook(functools.partial(self._scale, site))
                 trace.nodes[name] = {**site, "value": value}
@@ -151,9 +158,10 @@ def bound_and_surrogate(model, guide, x: torch.Tensor, alpha: float, doubly: boo
     ``check``: compare the guide's re-run with its trace (:func:`check_rescoring`).
     """
     reweigh = doubly and alpha < 1 and torch.is_grad_enabled()
-    scale = GradientScale(plan, nesting) if reweigh else None
+    scale = GradientScale(nesting) if reweigh else None
     model_trace, guide_trace = particle_traces(model, guide, x, num_particles, nesting,
                                                inputs=inputs, through=scale)
+    plan = plan.for_traces(model_trace, guide_trace)
     log_p = _per_example(model_trace, plan.observed + plan.latent)
     log_q = _per_example(guide_trace, plan.guide)
     log_w = log_p - log_q

@@ -62,6 +62,7 @@ class TraceBound(Estimator):
             return self._pyro_loss(model, guide, x, nesting, plan, inputs)
         model_trace, guide_trace = particle_traces(model, guide, x, self.num_particles, nesting,
                                                    plate_one=False, inputs=inputs)
+        plan = plan.for_traces(model_trace, guide_trace)
         local, shared = [], []  # per-example terms; sums of global sites' terms
         for name, dims in plan.observed:
             site = model_trace.nodes[name]
