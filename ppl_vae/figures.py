@@ -51,6 +51,8 @@ def attempt(name: str, make, errors: list[dict], what: str = "figure"):
     """
     try:
         return make()
+    except NoImage:
+        return None
     except Exception as error:  # any failure of a figure is recorded, not raised
         text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
         line = f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -64,6 +66,10 @@ def as_images(examples: torch.Tensor, image_shape: tuple | None) -> torch.Tensor
     if image_shape and examples[0].numel() == math.prod(image_shape):
         return examples.reshape(len(examples), *image_shape)
     return examples
+
+
+class NoImage(Exception):
+    """The model has no single observation ``"x"`` to draw (several observed sites)."""
 
 
 def observation_site(model, guide, x: torch.Tensor, condition: dict | None = None,
@@ -83,7 +89,10 @@ def observation_site(model, guide, x: torch.Tensor, condition: dict | None = Non
     else:
         guide_trace = poutine.trace(guide).get_trace(x, **inputs)
         program = poutine.replay(model, trace=guide_trace)
-    return poutine.trace(program).get_trace(x, **inputs).nodes[OBS_SITE]["fn"]
+    node = poutine.trace(program).get_trace(x, **inputs).nodes.get(OBS_SITE)
+    if node is None:
+        raise NoImage(f"the model observes no single site '{OBS_SITE}'")
+    return node["fn"]
 
 
 def observation_mean(model, guide, x: torch.Tensor, condition: dict | None = None,

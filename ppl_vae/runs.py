@@ -78,6 +78,9 @@ class RunConfig:
         environment: where it ran (:class:`Environment`: device and processes), which
             may change on resume (everything else but ``training.epochs`` may not).
         version: the ppl-vae that wrote it.
+        local_rows: how many training rows have parameters of their own (a pair with
+            the ``index`` input, or with parameters sized by its full batch); None for an
+            amortized pair. Evaluation refuses other rows.
     """
 
     pair: PairSpec | None
@@ -89,8 +92,10 @@ class RunConfig:
     environment: Environment = field(default_factory=Environment)
     version: str = field(default_factory=_version)
     format_version: int = FORMAT_VERSION
+    local_rows: int | None = None
 
-    MAY_CHANGE_ON_RESUME = ("training.epochs", "environment.", "version", "format_version")
+    MAY_CHANGE_ON_RESUME = ("training.epochs", "environment.", "version", "format_version",
+                            "local_rows")
 
     def to_json(self) -> dict:
         pair = None if self.pair is None else self.pair.to_json()
@@ -98,7 +103,8 @@ class RunConfig:
         return {"pair": pair, "data": data, "event_shape": self.event_shape,
                 "inputs": self.inputs, "estimator": self.estimator.to_json(),
                 **self.training.to_json(), "environment": self.environment.to_json(),
-                "version": self.version, "format_version": self.format_version}
+                "version": self.version, "format_version": self.format_version,
+                **({"local_rows": self.local_rows} if self.local_rows is not None else {})}
 
     @classmethod
     def from_json(cls, obj: dict) -> RunConfig:
@@ -113,7 +119,8 @@ class RunConfig:
             return cls(**built, estimator=EstimatorSpec.from_json(obj["estimator"], version),
                        training=TrainConfig.from_json(sections),
                        environment=Environment.from_json(obj.get("environment", {})),
-                       version=obj.get("version", "unknown"), format_version=version)
+                       version=obj.get("version", "unknown"), format_version=version,
+                       local_rows=obj.get("local_rows"))
         train = dict(obj.get("train", {}))  # format 1 had none of the training controls
         estimator = {"elbo": "trace", **{k: train.pop(k) for k in (
             "elbo", "particles", "alpha", "pyro_settings") if k in train}}

@@ -191,6 +191,29 @@ class ScaleGlobal(Messenger):
             msg["scale"] = msg["scale"] * self.factor
 
 
+class PerExample(Messenger):
+    """Undo Pyro's subsampling scale ``N / B`` on sites of a subsampled ``"data"`` plate.
+
+    ``pyro.plate("data", N, subsample=index)`` scales its sites by ``N / B`` so Pyro's
+    loss estimates the whole set's sum. The engine's objective is per example (global
+    sites scaled by :class:`ScaleGlobal`), so local sites must count once each:
+    multiplying by ``B / N`` gives, for Pyro's own estimators as for ours,
+    ``(1/B) [(B/N) G + Σ_batch L_n]``, the same value as the unsubsampled program.
+    """
+
+    def _process_message(self, msg) -> None:
+        if msg["type"] == "sample" and not site_is_subsample(msg):
+            for frame in msg["cond_indep_stack"]:
+                if frame.name == DATA_PLATE and frame.full_size not in (None, frame.size):
+                    msg["scale"] = msg["scale"] * (frame.size / frame.full_size)
+
+
+def subsampled(trace) -> bool:
+    """Whether a trace's ``"data"`` plate is subsampled (``subsample=`` fewer than its size)."""
+    return any(f.name == DATA_PLATE and f.full_size not in (None, f.size)
+               for site in sample_sites(trace) for f in site["cond_indep_stack"])
+
+
 class ScaleLatent(Messenger):
     """Multiply the scale of every latent (unobserved) sample site by ``factor``.
 
@@ -209,14 +232,26 @@ class ScaleLatent(Messenger):
             msg["scale"] = msg["scale"] * self.factor
 
 
+def data_sites(model_trace) -> list[str]:
+    """The observed sites that are the data: ``"x"`` when the model observes it, else every
+    observed site inside the ``"data"`` plate (a sequence model's one per step)."""
+    site = model_trace.nodes.get(OBS_SITE)
+    if site is not None and site["type"] == "sample" and site["is_observed"]:
+        return [OBS_SITE]
+    return [s["name"] for s in sample_sites(model_trace) if s["is_observed"] and not is_global(s)]
+
+
 def _check_observation(model_trace) -> None:
-    """The observation site exists, inside the ``"data"`` plate; one-line errors otherwise."""
+    """The observation site(s) exist, inside the ``"data"`` plate; one-line errors otherwise."""
+    if data_sites(model_trace):
+        return
     site = model_trace.nodes.get(OBS_SITE)
     observed = [s["name"] for s in sample_sites(model_trace) if s["is_observed"]]
     if site is None or site["type"] != "sample" or not site["is_observed"]:
         raise PplVaeError(
-            f"the model has no observed site named '{OBS_SITE}' (observed: "
-            f"{observed or 'none'}); write pyro.sample('{OBS_SITE}', ..., obs=x) in the model")
+            f"the model has no observed site named '{OBS_SITE}' nor any inside "
+            f"pyro.plate('{DATA_PLATE}') (observed: {observed or 'none'}); write "
+            f"pyro.sample('{OBS_SITE}', ..., obs=x) in the model")
     if is_global(site):
         plates = [f.name for f in site["cond_indep_stack"] if f.name != PARTICLE_PLATE]
         if plates:
@@ -277,6 +312,8 @@ class Plan:
             (:func:`batch_sized_params`): one value per example of *this* batch.
         key: the node names of the traces the plan was made from.
         variants: plans of the same pair for other site sets (:meth:`for_traces`).
+        subsampled: the ``"data"`` plate was subsampled (``pyro.plate("data", N,
+            subsample=index)``): estimators enter :class:`PerExample`.
     """
 
     observed: tuple
@@ -291,6 +328,7 @@ class Plan:
     batch_params: dict = field(default_factory=dict, compare=False)
     key: tuple = ()
     variants: dict = field(default_factory=dict, compare=False, repr=False)
+    subsampled: bool = False
 
     def for_traces(self, model_trace, guide_trace) -> Plan:
         """The plan of the sites these traces hold: this one, or the (checked) plan of another
@@ -348,7 +386,8 @@ def make_plan(model_trace, guide_trace, vectorized: bool = True,
         global_sites=frozenset(s["name"] for s in model_sites + guide_sites if is_global(s)),
         enumerated=frozenset(s["name"] for s in enumerated),
         vectorized=vectorized, batch_params=batch_params or {},
-        key=trace_key(model_trace, guide_trace))
+        key=trace_key(model_trace, guide_trace),
+        subsampled=subsampled(model_trace) or subsampled(guide_trace))
 
 
 def _check_amortized(guide) -> None:

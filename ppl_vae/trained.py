@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pyro
 import torch
+from pyro import poutine
 
+from ppl_vae import store
+from ppl_vae.data.dataset import split_examples, split_inputs, split_size
 from ppl_vae.devices import resolve_device
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
@@ -26,6 +29,7 @@ from ppl_vae.runs import (
     read_metrics,
     read_run_config,
 )
+from ppl_vae.traces import OBS_SITE, data_sites
 
 
 @dataclass
@@ -56,10 +60,30 @@ class Run:
         """Where the pair's parameters live (CPU for a pair without parameters)."""
         return self.pair.device
 
+    @property
+    def evaluation_split(self) -> str:
+        """The split this run is evaluated on: ``"test"``, or ``"train"`` for a pair with
+        parameters of its own (``config.local_rows``), which exist for those rows only."""
+        return "test" if self.config.local_rows is None else "train"
+
     def test_inputs(self, data, n: int | None = None) -> dict:
         """The run's inputs of the first ``n`` test examples, on the pair's device."""
-        given = data.inputs("test") if self.input_names else {}
-        return {k: given[k][:n].to(self.device) for k in self.input_names}
+        if self.config.local_rows is not None:
+            raise PplVaeError(
+                f"{self.path or 'this run'} has parameters for its {self.config.local_rows} "
+                "training rows only (per-example parameters: the 'index' input or a full-batch "
+                "guide), so test rows have none; evaluate the training rows "
+                "(run.evaluation_examples(data); the CLI does so)")
+        return self._inputs(data, "test", n)
+
+    def evaluation_examples(self, data, n: int | None = None) -> tuple[torch.Tensor, dict]:
+        """The first ``n`` examples of :attr:`evaluation_split` and the run's inputs for them."""
+        split = self.evaluation_split
+        return split_examples(data, split, n), self._inputs(data, split, n)
+
+    def _inputs(self, data, split: str, n: int | None) -> dict:
+        given = split_inputs(data, split, self.input_names, split_size(data, split))
+        return {k: v[:n].to(self.device) for k, v in given.items()}
 
     def params(self) -> dict[str, torch.Tensor]:
         """Learned values by name, detached: every ``pyro.param`` as Pyro reads it (constrained,
@@ -76,9 +100,12 @@ class Run:
         return values
 
     def sample(self, n: int, inputs: dict | None = None, x: torch.Tensor | None = None,
-               mean: bool = True) -> torch.Tensor:
+               mean: bool = True) -> torch.Tensor | dict[str, torch.Tensor]:
         """``n`` draws from the model: ``z ~ p(z)``, then the mean of ``p(x | z)`` (or, with
         ``mean=False``, a draw of ``x``), in eval mode, shaped like the data's examples.
+
+        A model with several observed sites (a sequence model's one per step) returns
+        ``{site: values}`` for every one of them, in the order the model draws them.
 
         Args:
             n: how many.
@@ -88,15 +115,28 @@ class Run:
                 e.g. the visible part of an image); default zeros, which a model that
                 only observes ``x`` never reads.
         """
-        from ppl_vae.figures import observation_site
-
         if x is None:
             x = torch.zeros(n, *self.config.event_shape)
         x = x.to(self.device)
         inputs = {k: None if v is None else v.to(self.device) for k, v in (inputs or {}).items()}
         with self.pair.evaluation(), torch.no_grad():
-            site = observation_site(self.model, self.guide, x, from_prior=True, inputs=inputs)
-            values = site.mean if mean else site.sample()
+            try:
+                trace = poutine.trace(self.model).get_trace(x, **inputs)
+            except (AttributeError, TypeError, IndexError) as error:
+                missing = [k for k in self.input_names if inputs.get(k) is None]
+                if not missing:
+                    raise
+                raise PplVaeError(
+                    f"the model needs input(s) {missing} to sample ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0][:80]}); pass them, n rows each: "
+                    f"run.sample({n}, inputs={{{missing[0]!r}: ...}})") from None
+        draws = {}
+        for name in data_sites(trace):
+            fn = trace.nodes[name]["fn"]
+            draws[name] = fn.mean if mean else fn.sample()
+        if list(draws) != [OBS_SITE]:
+            return draws
+        values = draws[OBS_SITE]
         return values.reshape(x.shape) if values.numel() == x.numel() else values
 
     def evaluate(self, x: torch.Tensor, inputs: dict | None = None, **options) -> dict:
@@ -106,21 +146,32 @@ class Run:
             return evaluate_pair(self.pair, x.to(self.device), inputs=inputs, **options)
 
 
-def load_parameters(pair: Pair, params: dict, device, example=None,
-                    example_inputs: dict | None = None, buffers: dict | None = None) -> None:
+def load_parameters(pair: Pair, params: dict, device, probe=None,
+                    buffers: dict | None = None, constraints: dict | None = None) -> None:
     """Copy checkpointed tensors into the pair; names must match exactly.
 
-    With ``example`` the pair is traced once first, so lazy parameters exist.
+    The pair's own ``pyro.param`` entries are first created from the checkpoint
+    (:func:`ppl_vae.store.restore`, with their ``constraints``). Only when the pair
+    still lacks some (lazy modules, ``pyro.module`` entries) is it traced once on
+    ``probe()``'s ``(x, inputs)``, which should be rows of the run's own data.
     ``buffers``: the modules' buffers (BatchNorm statistics, ...) as
     :meth:`ppl_vae.Pair.named_buffers` names them; None for a checkpoint written
     before buffers were kept (the modules keep their own).
     """
+    if constraints is not None:  # written into the pair's store before its scope is entered
+        store.restore(pair.store, params, constraints, device)
     with pair.scope():
-        if example is not None:
-            pair.check(example, example_inputs)
+        if probe is not None and not _matches(pair.named_parameters(), params):
+            pair.check(*probe())
         _copy_into(pair.named_parameters(), params, device, "parameter")
         if buffers is not None:
             _copy_into(pair.named_buffers(), buffers, device, "buffer")
+
+
+def _matches(named: dict, saved: dict) -> bool:
+    """Whether the pair already has every checkpointed tensor, by name and shape."""
+    return set(named) == set(saved) and all(
+        tuple(t.shape) == tuple(saved[k].shape) for k, t in named.items())
 
 
 def _copy_into(named: dict, saved: dict, device, what: str) -> None:
@@ -138,10 +189,25 @@ def _copy_into(named: dict, saved: dict, device, what: str) -> None:
             tensor.copy_(saved[name].to(device))
 
 
-def example_inputs(config: RunConfig, device) -> dict:
-    """One example's worth of the run's inputs (zeros of the recorded dtype and shape)."""
-    return {name: torch.zeros(1, *shape, dtype=getattr(torch, dtype), device=device)
-            for name, (dtype, shape) in config.inputs.items()}
+def probe_rows(config: RunConfig, data, device):
+    """What a pair that needs one call before loading (lazy modules, ``pyro.module``) is
+    called on: the first training rows of the run's own data (``data``, or the data
+    ``config.json`` names) — all of them for a pair with parameters of its own — else,
+    for data handed in from memory, one example of zeros (a program that refuses zeros
+    then asks for ``data=``)."""
+    def probe():
+        source = data
+        if source is None and config.data is not None:
+            source = config.data.load()
+        if source is None:
+            return (torch.zeros(1, *config.event_shape, device=device),
+                    {name: torch.zeros(1, *shape, dtype=getattr(torch, dtype), device=device)
+                     for name, (dtype, shape) in config.inputs.items()})
+        n = config.local_rows or min(config.training.batch_size, split_size(source, "train"))
+        given = split_inputs(source, "train", list(config.inputs), split_size(source, "train"))
+        return (split_examples(source, "train", n).to(device),
+                {k: v[:n].to(device) for k, v in given.items()})
+    return probe
 
 
 def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
@@ -175,8 +241,7 @@ def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
     for module in pair.reached_modules().values():
         module.to(device)
     state = load_checkpoint(folder, map_location=device, name=BEST if best else CHECKPOINT)
-    example = torch.zeros(1, *config.event_shape, device=device)  # creates lazy parameters
     with engine_settings(pair.model, pair.guide):
-        load_parameters(pair, state["params"], device, example, example_inputs(config, device),
-                        state.get("buffers"))
+        load_parameters(pair, state["params"], device, probe_rows(config, data, device),
+                        state.get("buffers"), state.get("constraints", {}))
     return Run(pair, folder, config, read_metrics(folder))

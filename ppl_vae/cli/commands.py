@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pyro
 import torch
 
@@ -47,10 +48,10 @@ def cmd_evaluate(args) -> None:
     from ppl_vae.runs import write_json
 
     run, data = _load(args, args.device)
-    x = data.examples("test", args.n_examples or None)
-    inputs = run.test_inputs(data, args.n_examples)
+    x, inputs = run.evaluation_examples(data, args.n_examples or None)
     pyro.set_rng_seed(args.seed)
     result = run.evaluate(x, inputs=inputs, iw_samples=args.iw_samples, quiet=args.quiet)
+    result["split"] = run.evaluation_split
     if args.elbo:
         estimator = create(args.elbo, **estimator_options(args))
         with run.pair.evaluation(), torch.no_grad():
@@ -90,7 +91,7 @@ def _sample_inputs(run, data, n: int) -> tuple[dict, int, list[str] | None, str]
 
     Returns ``(inputs, rows, row labels, title)``.
     """
-    inputs = run.test_inputs(data)
+    inputs = run.evaluation_examples(data)[1]
     labels = inputs.get("y")
     if labels is not None and labels.dim() == 1 and not labels.is_floating_point():
         classes = torch.cat([data.inputs("train")["y"].to(labels), labels]).unique()
@@ -108,7 +109,7 @@ def _sample_inputs(run, data, n: int) -> tuple[dict, int, list[str] | None, str]
 
 
 def cmd_sample(args) -> None:
-    from ppl_vae.figures import as_images, observation_mean
+    from ppl_vae.figures import NoImage, as_images, observation_mean
     from ppl_vae.plots import image_grid
 
     out = _image_path(args.out)
@@ -120,10 +121,18 @@ def cmd_sample(args) -> None:
     count = next(iter(inputs.values())).shape[0] if inputs else args.n
     test = data.examples("test", count)  # as x: a model conditioning on part of x reads it
     given = test[torch.arange(count) % test.shape[0]].to(run.device)
-    with run.pair.evaluation():
-        images = observation_mean(run.model, run.guide, given, from_prior=True, inputs=inputs)
-    if not image_grid(as_images(images, data.image_shape), out, rows, title, row_labels):
-        raise PplVaeError("this run's examples are not images; nothing to draw")
+    try:
+        with run.pair.evaluation():
+            images = observation_mean(run.model, run.guide, given, from_prior=True,
+                                      inputs=inputs)
+        drawn = image_grid(as_images(images, data.image_shape), out, rows, title, row_labels)
+    except NoImage:
+        drawn = False
+    if not drawn:  # not images (sequences, several observed sites): the draws as arrays
+        out = out.with_suffix(".npz")
+        draws = run.sample(count, inputs=inputs, x=given)
+        draws = draws if isinstance(draws, dict) else {"x": draws}
+        np.savez(out, **{name: value.cpu().numpy() for name, value in draws.items()})
     print(out)
 
 

@@ -310,3 +310,15 @@ def _check_inputs(ds: Dataset) -> None:
                 f"known[{name!r}] must be a bool tensor of shape ({len(ds.train_store)},), one per "
                 "train example"
             )
+
+
+ROW_INDEX = "index"
+
+
+def split_inputs(data, split: str, names: list[str], rows: int) -> dict[str, torch.Tensor]:
+    """The inputs ``names`` of a split of ``rows`` examples: the dataset's fields, and the
+    built-in ``"index"`` — each example's row in the split, ``0 .. rows-1`` — unless the data
+    has a field of that name. ``index`` is Pyro's idiom for parameters of one's own
+    (``pyro.plate("data", N, subsample=index)`` with ``param[index]``)."""
+    given = data.inputs(split) if names else {}
+    return {k: given[k] if k in given else torch.arange(rows) for k in names}

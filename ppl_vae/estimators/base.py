@@ -17,7 +17,10 @@ which inputs are known, each part of ``m`` examples run as
 so labelled and unlabelled examples count once each, as in the ELBO of the
 whole data set ``Σ_labelled log p(x, y) + Σ_unlabelled log p(x)`` (Kingma et
 al. 2014, M2). Sites outside the ``"data"`` plate are scaled by ``m / N``
-(:class:`ppl_vae.traces.ScaleGlobal`): once per data set, not once per batch.
+(:class:`ppl_vae.traces.ScaleGlobal`): once per data set, not once per batch; a
+program that subsamples its own plate (``pyro.plate("data", N, subsample=index)``,
+Pyro's idiom for per-example parameters) has Pyro's ``N / m`` undone
+(:class:`ppl_vae.traces.PerExample`), so its examples count once each too.
 During a KL warm-up every latent site is scaled by ``latent_scale``
 (:class:`ppl_vae.traces.ScaleLatent`). An estimator that needs more of the
 batch than ``x`` and its inputs (β-TCVAE needs ``N``) reads it from the :class:`Batch`
@@ -34,7 +37,7 @@ import torch
 
 from ppl_vae.config import EstimatorSpec
 from ppl_vae.errors import PplVaeError
-from ppl_vae.traces import Plan, ScaleGlobal, ScaleLatent
+from ppl_vae.traces import PerExample, Plan, ScaleGlobal, ScaleLatent
 
 if TYPE_CHECKING:  # annotations only: estimators see a pair through its interface
     from ppl_vae.pair import Pair
@@ -157,7 +160,8 @@ class Estimator:
                 else contextlib.nullcontext()
             shared = ScaleGlobal(part.size / part.examples_total) if plan.global_sites \
                 else contextlib.nullcontext()
-            with shared, warmup:
+            per_example = PerExample() if plan.subsampled else contextlib.nullcontext()
+            with shared, warmup, per_example:
                 value = self.estimate(pair, part)
             total = value if weight == 1.0 else total + value * weight
         return total

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ppl_vae.chunks import log_mean_exp
-from ppl_vae.data.dataset import split_examples, split_size
+from ppl_vae.data.dataset import ROW_INDEX, split_examples, split_size
 from ppl_vae.diagnostics.disentanglement import check_preset, disentanglement_scores
 from ppl_vae.diagnostics.draws import enumeration_note, pair_draws, prepare_draws
 from ppl_vae.diagnostics.inference_data import (
@@ -100,7 +100,7 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
     run = load_run(run_folder, model=model, guide=guide, device=device, data=data,
                    trust_code=trust_code)
     if run.input_names:
-        missing = sorted(set(run.input_names) - set(data.inputs("test")))
+        missing = sorted(set(run.input_names) - set(data.inputs("test")) - {ROW_INDEX})
         if missing:
             raise PplVaeError(f"{run_folder} was trained with input(s) {run.input_names} but the "
                               f"dataset's test split lacks {missing}; pass the dataset it was "

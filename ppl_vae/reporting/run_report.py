@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 from ppl_vae import runs
-from ppl_vae.data.dataset import split_examples
 from ppl_vae.figures import attempt, run_figures
 from ppl_vae.reporting.builder import Report, write_report
 from ppl_vae.reporting.markdown import run_markdown
@@ -48,8 +47,9 @@ def _measure(run, data, iw_samples: int, examples: int | None, quiet: bool,
              report: dict) -> Report:
     """The evaluation and the shared stages, each result placed in ``report`` as it comes."""
     folder = Path(run.path)
-    test, inputs = split_examples(data, "test", examples), run.test_inputs(data, examples)
+    test, inputs = run.evaluation_examples(data, examples)
     report["evaluation"] = run.evaluate(test, inputs=inputs, iw_samples=iw_samples, quiet=quiet)
+    report["evaluation"]["split"] = run.evaluation_split
     built = Report(run.pair)
     with run.pair.evaluation():
         x = test.to(run.device)

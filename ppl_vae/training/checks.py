@@ -8,6 +8,7 @@ import torch
 
 from ppl_vae import runs
 from ppl_vae.contract import ModelHooks, hook
+from ppl_vae.data.dataset import ROW_INDEX
 from ppl_vae.data.storage import Storage, split_storage
 from ppl_vae.errors import PplVaeError
 from ppl_vae.pair import Pair
@@ -38,14 +39,17 @@ def check_dataset(data) -> None:
 
 
 def check_input_names(inputs, data) -> list[str]:
-    """The requested input names, each one the dataset has."""
+    """The requested input names, each one the dataset has (or the built-in ``"index"``)."""
     names = [inputs] if isinstance(inputs, str) else list(inputs or ())
     available = data.input_names() if hasattr(data, "input_names") else []
-    missing = [name for name in names if name not in available]
+    missing = [name for name in names if name not in available and name != ROW_INDEX]
     if missing:
-        raise PplVaeError(f"the dataset has no input(s) {missing} (it has: {available or 'none'}); "
-                          "labels are 'y', other arrays come as from_tensors(..., fields=)")
+        raise PplVaeError(f"the dataset has no input(s) {missing} (it has: {available or 'none'}, "
+                          f"and the built-in '{ROW_INDEX}'); labels are 'y', other arrays come "
+                          "as from_tensors(..., fields=)")
     return names
+
+
 
 
 def resident_data(pair: Pair, data, device) -> tuple[Storage, Storage, bool]:

@@ -27,6 +27,7 @@ import torch
 
 from ppl_vae import runs
 from ppl_vae.config import DataSpec, EstimatorSpec, RunOptions, TrainConfig
+from ppl_vae.data.dataset import ROW_INDEX, split_inputs
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import ESTIMATORS, as_estimator
@@ -100,7 +101,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         else contextlib.nullcontext()
     with pair.scope(), _deferred_interrupt() as interrupted, anomaly, \
             pyro.validation_enabled(False):
-        _check_pair(pair, resident, config.batch_size)
+        run_config.local_rows = _check_pair(pair, resident, config.batch_size)
         session = _session(pair, estimator, config, options, world, resident, generator, folder,
                            resume)
         if folder is not None and world.is_main:
@@ -167,18 +168,39 @@ def _resident(pair, data, names, device, config, options) -> dict:
     """The data the loop reads, on the device: storages, inputs, known masks, precision."""
     train_x, test_x, dynamic = checks.resident_data(pair, data, device)
     return {"train_x": train_x, "test_x": test_x, "dynamic": dynamic, "device": device,
-            "train_in": {k: data.inputs("train")[k].to(device) for k in names},
-            "test_in": {k: data.inputs("test")[k].to(device) for k in names},
+            "train_in": {k: v.to(device) for k, v in split_inputs(
+                data, "train", names, train_x.shape[0]).items()},
+            "test_in": {k: v.to(device) for k, v in split_inputs(
+                data, "test", names, test_x.shape[0]).items()},
             "known": {k: data.known[k].to(device) for k in names if k in data.known},
             "precision": MixedPrecision(pair, config.precision, device)}
 
 
-def _check_pair(pair: Pair, resident: dict, batch_size: int) -> None:
-    """The contract on a first batch; the unlabelled form too where inputs are partly known."""
+def _check_pair(pair: Pair, resident: dict, batch_size: int) -> int | None:
+    """The contract on a first batch; the unlabelled form too where inputs are partly known.
+
+    Returns how many training rows have parameters of their own (None: amortized):
+    with the ``index`` input, or parameters sized by a full batch (Pyro's sparse-gamma
+    guide). Those rows are the only ones it can evaluate, so the per-epoch ELBO is
+    taken on them. Batch-sized parameters under minibatches are refused.
+    """
+    n = resident["train_x"].shape[0]
     x, inputs = resident["train_x"][:batch_size], take(resident["train_in"], slice(0, batch_size))
     pair.check(x, inputs)
     if resident["known"]:
         pair.check(x, {k: None if k in resident["known"] else v for k, v in inputs.items()})
+    sized = pair.plan(x, inputs)[1].batch_params
+    if sized and x.shape[0] < n:
+        raise PplVaeError(
+            f"parameter(s) {sorted(sized)[:3]} are sized by the batch (x.size(0)), so every "
+            f"batch of {x.shape[0]} would share them: train full-batch (--batch-size {n}), or "
+            f"give each example its own row: fit(..., inputs=['{ROW_INDEX}']) with "
+            f"pyro.plate('data', {n}, subsample=index) and pyro.param(name, init of shape "
+            f"({n}, K), event_dim=1) inside it")
+    if not sized and ROW_INDEX not in inputs:
+        return None
+    resident["test_x"], resident["test_in"] = resident["train_x"], resident["train_in"]
+    return n
 
 
 def _session(pair, estimator, config, options, world, resident, generator, folder,

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyro
 import torch
 from tqdm.auto import tqdm
 
@@ -26,6 +27,7 @@ from ppl_vae import runs
 from ppl_vae.config import RunOptions, TrainConfig
 from ppl_vae.evaluate import evaluate_pair
 from ppl_vae.pair import Pair
+from ppl_vae.store import store_constraints
 from ppl_vae.traces import take
 from ppl_vae.training.schedules import DivergenceGuard, warmup_scale
 from ppl_vae.training.state import TrainState, rng_state
@@ -173,6 +175,7 @@ class Session:
                 **self.state.to_checkpoint(),
                 "params": {k: v.detach().cpu() for k, v in self.params.items()},
                 "buffers": {k: v.detach().cpu() for k, v in self.pair.named_buffers().items()},
+                "constraints": store_constraints(pyro.get_param_store().get_state()),
                 "optimizer": self.optimizer.state_dict(), "rng": rng,
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict()},
                 name)
