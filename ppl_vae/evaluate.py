@@ -28,9 +28,7 @@ from __future__ import annotations
 import math
 import warnings
 
-import pyro.distributions as dist
 import torch
-from pyro import poutine
 
 from ppl_vae.chunks import chunks, log_mean_exp
 from ppl_vae.engine import engine_settings
@@ -38,15 +36,7 @@ from ppl_vae.enumeration import enumerated_log_weights
 from ppl_vae.errors import PplVaeError, PplVaeWarning
 from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair
-from ppl_vae.traces import log_weights, particle_traces, per_example, sample_sites, take
-
-
-def _has_point_mass(guide, x: torch.Tensor, inputs: dict) -> bool:
-    """Whether the guide samples any site from a ``Delta`` (no density to weight by)."""
-    with poutine.block():
-        trace = poutine.trace(guide).get_trace(x[:1], **take(inputs, slice(0, 1)))
-    fns = [site["fn"] for site in sample_sites(trace)]
-    return any(isinstance(getattr(fn, "base_dist", fn), dist.Delta) for fn in fns)
+from ppl_vae.traces import log_weights, particle_traces, per_example, take
 
 
 def check_inputs(inputs: dict | None, n: int) -> dict:
@@ -109,7 +99,7 @@ def evaluate_pair(pair, x: torch.Tensor, iw_samples: int = 1000, budget: int = 8
 
 def _evaluate(pair, x, iw_samples, budget, quiet, inputs) -> dict:
     """:func:`evaluate` of one pair, inside the engine's settings and eval mode."""
-    nesting, plan = pair.plan(x[:1], take(inputs, slice(0, 1)))
+    nesting, plan = pair.plan(x, inputs)
     if not plan.vectorized and iw_samples > 1:
         warnings.warn(f"the pair does not run several particles at once; drawing the "
                       f"{iw_samples} importance samples one at a time ({iw_samples}x the "
@@ -117,7 +107,7 @@ def _evaluate(pair, x, iw_samples, budget, quiet, inputs) -> dict:
                       PplVaeWarning, stacklevel=3)
     terms = _per_example_terms(pair.model, pair.guide, x, inputs, iw_samples, budget, nesting,
                                plan, quiet)
-    note = _no_likelihood(pair.guide, x, inputs, plan)
+    note = _no_likelihood(plan)
     n, ll = x.shape[0], terms["log_likelihood"]
     ll = None if note else ll
     return {
@@ -142,12 +132,12 @@ def likelihood_of(plan, inputs: dict) -> str:
     return f"log p({', '.join(observed)}{' | ' + ', '.join(given) if given else ''})"
 
 
-def _no_likelihood(guide, x, inputs, plan) -> str | None:
+def _no_likelihood(plan) -> str | None:
     """Why there is no IS log-likelihood for this pair, or None."""
     if plan.global_sites:
         return (f"not estimated: site(s) {sorted(plan.global_sites)} are global, so the "
                 "examples share latents and there is no per-example importance weight")
-    if _has_point_mass(guide, x, inputs):
+    if plan.point_mass:
         return "not estimated: the guide is a point mass (Delta), which has no density"
     return None
 

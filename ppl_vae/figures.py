@@ -106,10 +106,22 @@ def observation_mean(model, guide, x: torch.Tensor, condition: dict | None = Non
 
 
 def reconstructions(model, guide, x: torch.Tensor, folder: Path,
-                    inputs: dict | None = None, image_shape: tuple | None = None) -> str | None:
-    """Inputs (top) over the means of ``p(x | z)`` at ``z ~ q(z | x)`` (bottom)."""
+                    inputs: dict | None = None, image_shape: tuple | None = None,
+                    rows: torch.Tensor | None = None, rows_inputs: dict | None = None
+                    ) -> str | None:
+    """Inputs (top) over the means of ``p(x | z)`` at ``z ~ q(z | x)`` (bottom).
+
+    ``rows``/``rows_inputs``: the whole batch ``x`` was cut from, for a guide with
+    parameters sized by its batch (Pyro's full-batch programs), which runs on all of
+    it or not at all.
+    """
     path = folder / "reconstructions.png"
-    recon = observation_mean(model, guide, x, inputs=inputs)
+    try:
+        recon = observation_mean(model, guide, x, inputs=inputs)
+    except (RuntimeError, ValueError):
+        if rows is None or rows.shape[0] == x.shape[0]:
+            raise
+        recon = observation_mean(model, guide, rows, inputs=rows_inputs)[:x.shape[0]]
     if recon.shape != x.shape:  # the model observes a part of x (a mask): no image to pair
         return None
     ok = image_grid(as_images(torch.cat([x, recon]), image_shape), path, 2,
@@ -294,7 +306,7 @@ def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path
     shown = take(inputs, slice(0, n))
     figures = [
         ("reconstructions", lambda: reconstructions(model, guide, x[:n], folder, shown,
-                                                    image_shape)),
+                                                    image_shape, x, inputs)),
         ("prior_samples", lambda: prior_samples(model, guide, x, folder, inputs=inputs,
                                                 image_shape=image_shape)),
         ("traversals", lambda: traversals(model, guide, x[:n], site, means[:n], means.var(0),

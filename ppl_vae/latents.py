@@ -62,7 +62,7 @@ def _pair(model, guide) -> Pair:
 
 def _primary_site(pair: Pair, x: torch.Tensor, inputs: dict) -> str:
     """The pair's primary latent site, asked with the first example of ``x``."""
-    return pair.primary_site(x[:1], take(inputs, slice(0, 1)))
+    return pair.primary_site(x, inputs)
 
 
 def _primary_site_by_chunk(pair: Pair, x: torch.Tensor, batch: int, inputs: dict):
@@ -142,7 +142,9 @@ def site_covariance(fn, draws: int = MOMENT_DRAWS) -> torch.Tensor:
     """``Cov_q(z | x)`` per example, ``batch + (K, K)``: ``diag Var`` for a factorised site
     (``Normal(...).to_event(1)``, a Student-t marginal), the distribution's own
     ``covariance_matrix`` (chain, grid, full), else the sample covariance of ``draws``
-    draws (a flow)."""
+    draws (a flow); ``(1, 1)`` per example for a scalar site (one per step of a sequence)."""
+    if fn.event_shape == ():
+        return site_moments(fn, draws)[1][..., None, None]
     if isinstance(fn, Independent) and fn.reinterpreted_batch_ndims == 1 \
             and fn.base_dist.event_shape == ():
         return torch.diag_embed(fn.variance)

@@ -34,7 +34,9 @@ from ppl_vae.errors import PplVaeError
 from ppl_vae.modules import frozen, named_buffers, roots
 from ppl_vae.naming import Names, renamed
 from ppl_vae.registry import GUIDES, MODELS
-from ppl_vae.traces import Plan, collapsed_pair, particle_traces, prepare, primary_site
+from ppl_vae.traces import Plan, collapsed_pair, particle_traces, prepare, primary_site, take
+
+PROBE_ROWS = 256  # examples a plan is found on, outside training (memoized: found once)
 
 
 @dataclass(eq=False)
@@ -93,7 +95,7 @@ class Pair:
         found: list = []
         with torch.no_grad(), pyro.validation_enabled(True), \
                 frozen(self.model, self.guide, found=found), _user_errors(x, inputs):
-            nesting, _ = self.plan(x, inputs)
+            nesting, _ = self.plan(x, inputs, probe_rows=None)
             if self.called is None:
                 with pyro.poutine.block(), torch.random.fork_rng(devices=[]):
                     particle_traces(self.model, self.guide, x, 1, nesting, plate_one=False,
@@ -109,13 +111,26 @@ class Pair:
         """The buffers of :meth:`reached_modules` (BatchNorm statistics, ...), by name."""
         return named_buffers(self.reached_modules())
 
-    def plan(self, x: torch.Tensor, inputs: dict | None = None) -> tuple[int, Plan]:
+    def plan(self, x: torch.Tensor, inputs: dict | None = None,
+             probe_rows: int | None = PROBE_ROWS) -> tuple[int, Plan]:
         """``(plate nesting, Plan)`` (:func:`~ppl_vae.traces.prepare`), found once per pattern
-        of inputs: which are given, which ``None`` (M2's labelled and unlabelled parts)."""
+        of inputs: which are given, which ``None`` (M2's labelled and unlabelled parts).
+
+        Found on the first ``probe_rows`` of ``x`` (all of them when None, as
+        :meth:`check` does on a training batch, so parameters sized by the batch are
+        created from it); a pair whose parameters exist for exactly ``x``'s rows (per-example
+        parameters of a full-batch program) fails on fewer and is prepared on all of them.
+        """
         inputs = inputs or {}
         pattern = tuple((name, value is None) for name, value in sorted(inputs.items()))
         if pattern not in self.plans:
-            self.plans[pattern] = prepare(self.model, self.guide, x, inputs)
+            rows = slice(0, probe_rows)
+            try:
+                self.plans[pattern] = prepare(self.model, self.guide, x[rows], take(inputs, rows))
+            except (RuntimeError, ValueError, IndexError):
+                if probe_rows is None or x.shape[0] <= probe_rows:
+                    raise
+                self.plans[pattern] = prepare(self.model, self.guide, x, inputs)
         return self.plans[pattern]
 
     def primary_site(self, x: torch.Tensor, inputs: dict | None = None) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions import Delta
 from pyro.infer.autoguide import AutoGuide
 from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
@@ -312,6 +313,7 @@ class Plan:
             (:func:`batch_sized_params`): one value per example of *this* batch.
         key: the node names of the traces the plan was made from.
         variants: plans of the same pair for other site sets (:meth:`for_traces`).
+        point_mass: a guide site is a ``Delta`` (no density to weight by: no IS estimate).
         subsampled: the ``"data"`` plate was subsampled (``pyro.plate("data", N,
             subsample=index)``): estimators enter :class:`PerExample`.
     """
@@ -329,6 +331,7 @@ class Plan:
     key: tuple = ()
     variants: dict = field(default_factory=dict, compare=False, repr=False)
     subsampled: bool = False
+    point_mass: bool = False
 
     def for_traces(self, model_trace, guide_trace) -> Plan:
         """The plan of the sites these traces hold: this one, or the (checked) plan of another
@@ -387,7 +390,9 @@ def make_plan(model_trace, guide_trace, vectorized: bool = True,
         enumerated=frozenset(s["name"] for s in enumerated),
         vectorized=vectorized, batch_params=batch_params or {},
         key=trace_key(model_trace, guide_trace),
-        subsampled=subsampled(model_trace) or subsampled(guide_trace))
+        subsampled=subsampled(model_trace) or subsampled(guide_trace),
+        point_mass=any(isinstance(getattr(s["fn"], "base_dist", s["fn"]), Delta)
+                       for s in guide_sites))
 
 
 def _check_amortized(guide) -> None:

@@ -139,7 +139,7 @@ def prepare_draws(pair: Pair, x: torch.Tensor, inputs: dict | None = None
                   ) -> tuple[int, Plan]:
     """Plate nesting and plan of the pair (:meth:`ppl_vae.Pair.plan`), refusing global sites
     (no per-example weight)."""
-    nesting, plan = pair.plan(x[:2], take(inputs or {}, slice(0, 2)))
+    nesting, plan = pair.plan(x, inputs or {})
     if plan.global_sites:
         raise PplVaeError(
             f"PSIS and importance sampling need one weight per example, which a pair with "

@@ -39,7 +39,7 @@ def epoch_particles(pair: Pair, x, inputs: dict) -> int:
     """Particles of the per-epoch test ELBO: one per example averages out over the test set,
     but a global latent's single draw is shared by every example (its noise does not
     average), so such a pair gets :data:`GLOBAL_EPOCH_PARTICLES`."""
-    _, plan = pair.plan(x[:1], take(inputs, slice(0, 1)))
+    _, plan = pair.plan(x, inputs)
     return GLOBAL_EPOCH_PARTICLES if plan.global_sites else 1
 
 
@@ -83,6 +83,8 @@ class Session:
             state.start_epoch(data["train_x"].shape[0], self.generator, data["device"])
             self.guard.start_epoch()
         perm = state.perm.to(data["train_x"].index_device)
+        if self.batch_size == data["train_x"].shape[0]:  # full batch: rows in their order, as
+            perm = perm.sort().values  # Pyro's full-batch programs (params sized by x) expect
         start, first_step = time.perf_counter(), state.step
         for step in range(first_step, self.steps_per_epoch):
             global_step = state.epoch * self.steps_per_epoch + step
