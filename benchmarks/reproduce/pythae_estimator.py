@@ -5,7 +5,7 @@ taken as 2 batches of 100; the Bernoulli log-likelihood computed from sigmoid
 probabilities by ``binary_cross_entropy``, whose logs are clamped at -100; a logsumexp
 over the 200 weights minus log 200; the mean over images; 5 rounds averaged). Ours uses
 K = 5,000 and logits. This script trains pythae's net (:class:`PythaeVAE`) with pythae's
-loss (closed-form KL, batch 100, Adam 1e-4) for a few epochs on our seed-0 data and, on
+loss (closed-form KL, batch 100, Adam 1e-4) for ``--epochs`` epochs on our seed-0 data and, on
 the first ``--examples`` test images, draws one pool of 5,000 ``z ~ q(z | x)`` per image,
 with the log weights ``log w = log p(x | z) + log p(z) - log q(z | x)`` both ways. Then::
 
@@ -19,7 +19,8 @@ the same net on 5 binarizations of the test images (data seeds 0-4; the spread i
 one fixed draw of the test set is worth), and the Bernoulli entropy of the test images,
 ``sum_pixels h(p)``, the NLL floor no model can beat, for grey levels read as k/255 and
 as k/256 (how much a binarization convention alone moves every NLL). Raw JSON in
-``benchmarks/results/reproduce/pythae_gap/``; about 8 minutes on one thread::
+``benchmarks/results/reproduce/pythae_gap/``; 11 minutes' wall time on one thread of a
+loaded 2-core machine (10 epochs, 300 images)::
 
     OMP_NUM_THREADS=1 nice python benchmarks/reproduce/pythae_estimator.py
 """
