@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from pyro import poutine
+from pyro.distributions import constraints
 
 from ppl_vae.contract import Figure, Panel, pair_hooks
 from ppl_vae.plots import canvas, draw, image_grid, save
@@ -147,25 +148,45 @@ def traversals(model, guide, x: torch.Tensor, site: str, means: np.ndarray, scor
                image_shape: tuple | None = None) -> str | None:
     """Sweep each dimension of ``means[0]`` over [-2.5, 2.5], a row each, highest ``score`` first.
 
-    The model decodes at the first example's inputs (``means[0]`` is that example's).
+    A latent whose prior lives on part of the line (Gamma, a simplex) is swept inside
+    its support instead: from the 2nd to the 98th percentile of the posterior means
+    ``means`` over the examples, per dimension. The model decodes at the first
+    example's inputs (``means[0]`` is that example's).
     """
-    means, score = torch.as_tensor(means), torch.as_tensor(score)
+    means, score = torch.as_tensor(means).to(x), torch.as_tensor(score)
     order = score.argsort(descending=True)[:max_rows]
-    values = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, steps, dtype=x.dtype,
-                            device=x.device)
-    z = means[:1].to(x).repeat(len(order) * steps, 1)
-    for row, dim in enumerate(order):
-        z[row * steps:(row + 1) * steps, dim] = values
-    repeated = {k: None if v is None else v[:1].expand(z.shape[0], *v.shape[1:])
+    repeated = {k: None if v is None else v[:1].expand(len(order) * steps, *v.shape[1:])
                 for k, v in (inputs or {}).items()}
+    low, high = _traversal_range(model, x[:1], site, means, take(repeated, slice(0, 1)))
+    fraction = torch.linspace(0, 1, steps, dtype=x.dtype, device=x.device)
+    z = means[:1].repeat(len(order) * steps, 1)
+    for row, dim in enumerate(order):
+        z[row * steps:(row + 1) * steps, dim] = low[dim] + fraction * (high[dim] - low[dim])
     images = observation_mean(model, guide, x[:1].expand(z.shape[0], *x.shape[1:]),
                               condition={site: z}, inputs=repeated)
     labels = [f"z{int(d)} ({what} {float(score[d]):.2f})" for d in order]
     path = folder / f"{name}.png"
+    span = f"-{TRAVERSAL_RANGE} to {TRAVERSAL_RANGE}" if bool((low == -TRAVERSAL_RANGE).all()) \
+        else "2nd to 98th percentile of the posterior means"
     ok = image_grid(as_images(images, image_shape), path, len(order),
-                    f"traversals of '{site}' by {what}, "
-                    f"-{TRAVERSAL_RANGE} to {TRAVERSAL_RANGE}", labels)
+                    f"traversals of '{site}' by {what}, {span}", labels)
     return path.name if ok else None
+
+
+def _traversal_range(model, x, site: str, means: torch.Tensor, inputs: dict) -> tuple:
+    """``(low, high)`` per dimension: ±2.5 on the real line, else inside the support."""
+    trace = poutine.trace(poutine.condition(model, data={site: means[:1]})).get_trace(
+        x, **inputs)
+    if site not in trace.nodes:  # a site the first example does not reach (a short sequence)
+        raise NoImage(f"the first example has no site '{site}' to traverse")
+    support = trace.nodes[site]["fn"].support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if support is constraints.real:
+        full = torch.full_like(means[0], TRAVERSAL_RANGE)
+        return -full, full
+    quantiles = torch.quantile(means, torch.tensor([0.02, 0.98]).to(means), dim=0)
+    return quantiles[0], quantiles[1]
 
 
 def loss_curve(metrics: list[dict], folder: Path, steps: list[dict] | None = None) -> str:

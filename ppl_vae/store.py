@@ -52,16 +52,45 @@ def store_constraints(store: dict) -> dict[str, str | list]:
     return {name: value for name, value in spelled.items() if value is not None}
 
 
-def restore(store: dict, saved: dict[str, torch.Tensor], spelled: dict, device) -> None:
+def restore(store: dict, saved: dict[str, torch.Tensor], spelled: dict, device,
+            modules: dict[str, torch.nn.Module] | None = None) -> None:
     """Create the store's entries from a checkpoint's ``store.<name>`` tensors and constraints.
 
-    Entries of ``pyro.module`` (named ``module$$$param``) are left out: Pyro keeps the
-    module's own tensor there, which only calling the program registers.
+    Entries of ``pyro.module(prefix, module)`` (named ``prefix$$$param``) hold the
+    module's own tensors: they are registered as Pyro would, from the one module of
+    ``modules`` (those the pair reaches) whose parameters have exactly those names and
+    shapes, its values loaded; a prefix no module matches is left to a call.
     """
+    registered: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in saved.items():
         name = key.removeprefix("store.")
-        constraint = constraint_from_json(spelled.get(name))
-        if key == name or MODULE_SEPARATOR in name or constraint is None:
+        if key == name:
             continue
-        store["params"][name] = tensor.to(device).clone().requires_grad_(True)
-        store["constraints"][name] = constraint
+        if MODULE_SEPARATOR in name:
+            prefix, _, param = name.partition(MODULE_SEPARATOR)
+            registered.setdefault(prefix, {})[param] = tensor
+            continue
+        constraint = constraint_from_json(spelled.get(name))
+        if constraint is not None:
+            store["params"][name] = tensor.to(device).clone().requires_grad_(True)
+            store["constraints"][name] = constraint
+    for prefix, tensors in registered.items():
+        module = _module_with(tensors, modules or {})
+        if module is None:
+            continue
+        with torch.no_grad():
+            for param, value in module.named_parameters():
+                value.copy_(tensors[param].to(value.device))
+                store["params"][f"{prefix}{MODULE_SEPARATOR}{param}"] = value
+                store["constraints"][f"{prefix}{MODULE_SEPARATOR}{param}"] = constraints.real
+
+
+def _module_with(tensors: dict[str, torch.Tensor], modules: dict[str, torch.nn.Module]):
+    """The module (or submodule) whose parameters are exactly ``tensors`` by name and shape."""
+    for root in modules.values():
+        for module in root.modules():
+            own = dict(module.named_parameters())
+            if own.keys() == tensors.keys() and all(
+                    own[k].shape == tensors[k].shape for k in own):
+                return module
+    return None

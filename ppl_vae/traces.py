@@ -244,9 +244,9 @@ def data_sites(model_trace) -> list[str]:
 
 def _check_observation(model_trace) -> None:
     """The observation site(s) exist, inside the ``"data"`` plate; one-line errors otherwise."""
-    if data_sites(model_trace):
-        return
     site = model_trace.nodes.get(OBS_SITE)
+    if (site is None or not site["is_observed"]) and data_sites(model_trace):
+        return
     observed = [s["name"] for s in sample_sites(model_trace) if s["is_observed"]]
     if site is None or site["type"] != "sample" or not site["is_observed"]:
         raise PplVaeError(

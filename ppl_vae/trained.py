@@ -159,7 +159,7 @@ def load_parameters(pair: Pair, params: dict, device, probe=None,
     before buffers were kept (the modules keep their own).
     """
     if constraints is not None:  # written into the pair's store before its scope is entered
-        store.restore(pair.store, params, constraints, device)
+        store.restore(pair.store, params, constraints, device, pair.reached_modules())
     with pair.scope():
         if probe is not None and not _matches(pair.named_parameters(), params):
             pair.check(*probe())

@@ -196,3 +196,48 @@ def test_the_estimators_follow_the_site_set_against_a_hand_computation():
                 - dist.Normal(w * x[:, 1], 0.5).log_prob(z1)) * (longer > 1)
              - dist.Normal(w * x[:, 0], 0.5).log_prob(z0))
     assert torch.allclose(loss.detach(), -log_p.mean(), rtol=1e-5)
+
+
+class GammaVAE(torch.nn.Module):
+    """Gamma latents (support: the positive half line) under an image decoder."""
+
+    def __init__(self):
+        super().__init__()
+        self.decoder = torch.nn.Linear(3, 64)
+        self.encoder = torch.nn.Linear(64, 6)
+
+    def model(self, x):
+        pyro.module("gamma_vae", self)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Gamma(x.new_full((3,), 2.0), 2.0).to_event(1))
+            logits = self.decoder(z).reshape(*z.shape[:-1], *x.shape[1:])
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(3), obs=x)
+
+    def guide(self, x):
+        pyro.module("gamma_vae", self)
+        shape, rate = torch.nn.functional.softplus(self.encoder(x.flatten(-3))).chunk(2, -1)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Gamma(shape + 0.5, rate + 0.5).to_event(1))
+
+
+def test_gamma_latents_are_traversed_inside_their_support(tmp_path):
+    from tests.conftest import tiny_binary
+
+    vae = GammaVAE()
+    run = ppl_vae.fit(vae.model, vae.guide, tiny_binary(), epochs=1, batch_size=20,
+                      out=tmp_path, quiet=True, iw_samples=2)
+    assert run.report["figure_errors"] == []
+    assert (tmp_path / "figures" / "traversals.png").exists()
+
+
+def test_trace_stl_with_a_global_latent_says_what_it_needs():
+    from tests.conftest import global_latent_pair, tiny_binary
+
+    model_, _ = global_latent_pair()
+
+    def guide(x):
+        pyro.sample("w", dist.Normal(pyro.param("w_loc", torch.tensor(0.0)), 1.0))
+
+    with pytest.raises(PplVaeError, match=r"needs every latent inside pyro.plate\('data'\)"):
+        ppl_vae.fit(model_, guide, tiny_binary(), elbo="trace-stl", epochs=1, quiet=True,
+                    report=False)

@@ -193,6 +193,16 @@ class PathwiseBound(RenyiBound):
         self.name, self.alpha, self.doubly = name, float(alpha), doubly
         self._checked: weakref.WeakSet = weakref.WeakSet()  # pairs whose draws were checked
 
+    def check(self, plan: Plan) -> None:
+        """:class:`RenyiBound`'s refusals; for the ELBO (α = 1) global sites say what STL needs."""
+        if self.alpha == 1 and plan.global_sites:
+            raise PplVaeError(
+                f"{self.name} weighs each example's own log q(z | x) with its draws, so it needs "
+                f"every latent inside pyro.plate('data'); site(s) {sorted(plan.global_sites)} are "
+                "global (outside it): use elbo='trace' or 'meanfield', which count them once "
+                "per data set")
+        super().check(plan)
+
     def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:
         nesting, plan = self.prepare(pair, batch.x, batch.inputs)
         bound = bound_and_surrogate(pair.model, pair.guide, batch.x, self.alpha, self.doubly,
