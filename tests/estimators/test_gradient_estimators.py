@@ -198,7 +198,7 @@ def test_refusals(binary_data):
         ppl_vae.fit(vae.model, vae.guide, binary_data, elbo="trace-stl", warmup_steps=5,
                     epochs=1, device="cpu", quiet=True, report=False)
 
-    with pytest.raises(PplVaeError, match="sit outside pyro.plate"):
+    with pytest.raises(PplVaeError, match=r"needs every latent inside pyro.plate\('data'\)"):
         make_elbo("trace-stl")(*global_latent_pair(), x)
 
     def discrete_model(x):
