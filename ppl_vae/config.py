@@ -4,7 +4,7 @@
   (but ``epochs``): optimizer, learning-rate schedule, KL warm-up, batch,
   seed, early stopping, divergence guard. Recorded in ``config.json``.
 - :class:`RunOptions`: where and how it runs, free to change between resumes
-  (device, checkpoint cadence, report size, progress bar).
+  (device, checkpoint cadence, evaluation cadence and size, progress bar, TensorBoard).
 - :class:`EstimatorSpec`: an estimator's registry name and every option it was
   built with (defaults included), as recorded and rebuilt.
 - :class:`PairSpec`: how a run folder rebuilds its model and guide.
@@ -53,6 +53,42 @@ def fraction_or_count(text: str) -> int | float:
         return float(text)
 
 
+def keywords(text: str) -> dict:
+    """``"lrd=0.999,clip_norm=10,amsgrad=true"`` -> ``{"lrd": 0.999, "clip_norm": 10,
+    "amsgrad": True}``: numbers, true/false, none, else the text."""
+    out = {}
+    for part in (part for part in text.split(",") if part):
+        key, equals, value = part.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"not a comma-separated list of name=value: {text!r}")
+        out[key.strip()] = _scalar(value.strip())
+    return out
+
+
+def _scalar(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "false", "none"):
+        return {"true": True, "false": False, "none": None}[lowered]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+DEFAULT_OPTIM = "adam"
+FILLED_OPTIM_ARGS = ("lr", "betas", "eps")  # the optimizer's own settings, not optim_args
+
+
+def optim_key(name: str) -> str:
+    """An optimizer's recorded name: ``clipped_adam``, ``ClippedAdam``,
+    ``pyro.optim.ClippedAdam`` -> ``clippedadam``; ``package.module:Class`` as given."""
+    if ":" in name:
+        return name
+    return name.rsplit(".", 1)[-1].replace("_", "").replace("-", "").lower()
+
+
 def check_int(option: str, value: object, low: int) -> int:
     """``value`` as a plain int ``>= low`` (numpy integers too), or a one-line error."""
     if isinstance(value, bool) or not isinstance(value, abstract_numbers.Integral) \
@@ -99,7 +135,15 @@ class TrainConfig:
     divergence_factor: float = setting(10.0, "stop, keeping the last good checkpoint, when the "
                                        "loss gets this many times its magnitude worse than its "
                                        "best", "training")
-    lr: float = setting(1e-3, "Adam learning rate", "optimizer")
+    optim: str = setting(DEFAULT_OPTIM, "the optimizer: adam (torch's, fused, on the "
+                         "per-example loss) or any torch.optim or pyro.optim one by name (sgd, "
+                         "adamw, clipped_adam, adagrad_rmsprop, ...) or package.module:Class, "
+                         "stepping as Pyro's SVI does on the batch's summed loss", "optimizer")
+    optim_args: dict | None = setting(None, "the optimizer's options besides --lr, --betas "
+                                      "and --eps, e.g. lrd=0.999,clip_norm=10 for "
+                                      "clipped_adam or eta=1,t=0.1 for adagrad_rmsprop",
+                                      "optimizer", parse=keywords, none="none")
+    lr: float = setting(1e-3, "learning rate (of any optimizer that takes lr)", "optimizer")
     betas: tuple = setting((0.9, 0.999), "Adam's β1,β2 (decay of the gradient's first and "
                            "second moments)", "optimizer", parse=numbers)
     eps: float = setting(1e-8, "Adam's ε (added to the root of the second moment)",
@@ -128,6 +172,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
+        if isinstance(self.optim, str):
+            object.__setattr__(self, "optim", optim_key(self.optim))
+        if self.optim_args == {}:
+            object.__setattr__(self, "optim_args", None)
         self.check()
 
     def check(self) -> None:
@@ -160,6 +208,14 @@ class TrainConfig:
             raise PplVaeError(f"--warmup-steps must be ≥ 0 and --warmup-start in (0, 1] (a zero "
                               f"scale drops the KL entirely), got {self.warmup_steps} and "
                               f"{self.warmup_start}")
+        if not isinstance(self.optim, str):
+            raise PplVaeError(f"optim must be a name here, got {type(self.optim).__name__}; hand "
+                              "optimizer objects to fit(optim=...)")
+        own = sorted(set(self.optim_args or {}) & set(FILLED_OPTIM_ARGS))
+        if not isinstance(self.optim_args, (dict, type(None))) or own:
+            raise PplVaeError(f"--optim-args must be name=value options besides "
+                              f"{', '.join(FILLED_OPTIM_ARGS)} (give those as --lr, --betas, "
+                              f"--eps), got {self.optim_args!r}")
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise PplVaeError(f"--clip-norm must be positive, got {self.clip_norm}")
         if self.patience < 0 or not self.divergence_factor > 0:
@@ -194,22 +250,34 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Where and how a run trains; may change on ``--resume`` and is not recorded."""
+    """Where and how a run trains; may change on ``--resume``. The evaluation settings
+    (:attr:`RECORDED`) are recorded in ``config.json``'s ``evaluation`` section."""
 
     device: str = setting("auto", "auto, cpu or cuda")
     checkpoint_every: int = setting(0, "also checkpoint every this many steps (0: once per "
                                     "epoch)")
     sync_every: int = setting(50, "steps between host reads of the loss (divergence guard, "
                               "progress bar)")
+    eval_every: int = setting(1, "the test ELBO every this many epochs, and after the last "
+                              "(0: after the last only); early stopping counts these")
+    eval_particles: int | None = setting(None, "particles per test example of that ELBO",
+                                         none="1; 16 with a global latent")
     iw_samples: int = setting(100, "importance samples per example for the final report")
     eval_examples: int | None = setting(None, "test examples in the final report",
                                         none="all")
     detect_anomaly: bool = setting(False, "name the operation that first produces NaN (slow)")
     quiet: bool = setting(False, "no progress bar")
+    tensorboard: bool = setting(False, "also write TensorBoard events into RUN/tensorboard/ "
+                                "(needs the tensorboard extra: pip install ppl-vae[tensorboard])")
     report: bool = setting(True, "with a run folder, evaluate the run and write report.md, "
                            "report.json and figures/")
 
+    RECORDED = ("eval_every", "eval_particles", "iw_samples", "eval_examples")
+
     def __post_init__(self):
+        check_int("eval_every", self.eval_every, 0)
+        if self.eval_particles is not None:
+            check_int("eval_particles", self.eval_particles, 1)
         if self.checkpoint_every < 0 or self.sync_every < 1 or self.iw_samples < 1:
             raise PplVaeError(f"--checkpoint-every must be ≥ 0, --sync-every and --iw-samples "
                               f"≥ 1; got {self.checkpoint_every}, {self.sync_every} and "

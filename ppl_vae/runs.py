@@ -8,6 +8,7 @@ A run folder holds everything needed to resume, evaluate, diagnose and sample::
     RUN/checkpoint.pt    parameters, optimizer, RNG states, position in the epoch
     RUN/best.pt          parameters of the epoch with the best test ELBO (early stopping)
     RUN/figures/*.png    reconstructions, prior samples, traversals, loss curve
+    RUN/tensorboard/     TensorBoard events (when asked)
     RUN/report.json      evaluation after training
 
 Checkpoints hold tensors and plain containers only and are read with
@@ -37,7 +38,7 @@ from ppl_vae.registry import GUIDES, MODELS
 
 FORMAT_VERSION = 3
 CONFIG, METRICS, CHECKPOINT, REPORT = "config.json", "metrics.jsonl", "checkpoint.pt", "report.json"
-STEPS, BEST = "steps.jsonl", "best.pt"
+STEPS, BEST, TENSORBOARD = "steps.jsonl", "best.pt", "tensorboard"
 
 
 def _version() -> str:
@@ -77,6 +78,9 @@ class RunConfig:
             ``training``, ``optimizer`` and ``schedule`` sections).
         environment: where it ran (:class:`Environment`: device and processes), which
             may change on resume (everything else but ``training.epochs`` may not).
+        evaluation: how it is evaluated (the :attr:`~ppl_vae.config.RunOptions.RECORDED`
+            run options: cadence and particles of the test ELBO, the final report's size),
+            which may change on resume too.
         version: the ppl-vae that wrote it.
         local_rows: how many training rows have parameters of their own (a pair with
             the ``index`` input, or with parameters sized by its full batch); None for an
@@ -90,12 +94,13 @@ class RunConfig:
     estimator: EstimatorSpec
     training: TrainConfig
     environment: Environment = field(default_factory=Environment)
+    evaluation: dict = field(default_factory=dict)
     version: str = field(default_factory=_version)
     format_version: int = FORMAT_VERSION
     local_rows: int | None = None
 
-    MAY_CHANGE_ON_RESUME = ("training.epochs", "environment.", "version", "format_version",
-                            "local_rows")
+    MAY_CHANGE_ON_RESUME = ("training.epochs", "environment.", "evaluation", "evaluation.",
+                            "version", "format_version", "local_rows")
 
     def to_json(self) -> dict:
         pair = None if self.pair is None else self.pair.to_json()
@@ -103,7 +108,8 @@ class RunConfig:
         return {"pair": pair, "data": data, "event_shape": self.event_shape,
                 "inputs": self.inputs, "estimator": self.estimator.to_json(),
                 **self.training.to_json(), "environment": self.environment.to_json(),
-                "version": self.version, "format_version": self.format_version,
+                "evaluation": self.evaluation, "version": self.version,
+                "format_version": self.format_version,
                 **({"local_rows": self.local_rows} if self.local_rows is not None else {})}
 
     @classmethod
@@ -119,6 +125,7 @@ class RunConfig:
             return cls(**built, estimator=EstimatorSpec.from_json(obj["estimator"], version),
                        training=TrainConfig.from_json(sections),
                        environment=Environment.from_json(obj.get("environment", {})),
+                       evaluation=obj.get("evaluation", {}),
                        version=obj.get("version", "unknown"), format_version=version,
                        local_rows=obj.get("local_rows"))
         train = dict(obj.get("train", {}))  # format 1 had none of the training controls
@@ -238,6 +245,8 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> Path:
     if overwrite and not resume:
         for name in (CHECKPOINT, METRICS, REPORT, STEPS, BEST, "evaluation.json"):
             (folder / name).unlink(missing_ok=True)
+        for events in (folder / TENSORBOARD).glob("events.out.tfevents.*"):
+            events.unlink()
     for stale in folder.glob(".*.tmp"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
     try:

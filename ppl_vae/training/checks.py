@@ -1,4 +1,5 @@
-"""What ``fit`` checks before the first step: the data, the input names, a resume's settings."""
+"""What ``fit`` checks before the first step: the data, the input names, a resume's settings,
+TensorBoard's presence."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ppl_vae import runs
+from ppl_vae.config import RunOptions
 from ppl_vae.contract import ModelHooks, hook
 from ppl_vae.data.dataset import ROW_INDEX
 from ppl_vae.data.storage import Storage, split_storage
@@ -62,3 +64,18 @@ def resident_data(pair: Pair, data, device) -> tuple[Storage, Storage, bool]:
             for chunk in store.support_chunks():
                 check(torch.bernoulli(chunk) if dynamic else chunk, name)
     return train_x, test_x, dynamic
+
+
+def tensorboard(options: RunOptions, folder: Path | None):
+    """:class:`~ppl_vae.training.board.Board` when ``--tensorboard`` is asked (None else);
+    a missing ``tensorboard`` package or run folder refused in one line before training."""
+    if not options.tensorboard:
+        return None
+    if folder is None:
+        raise PplVaeError("--tensorboard writes into the run folder; give out= (--out)")
+    try:
+        from ppl_vae.training.board import Board
+    except ImportError:
+        raise PplVaeError("--tensorboard needs the tensorboard package: pip install "
+                          "'ppl-vae[tensorboard]' (or pip install tensorboard)") from None
+    return Board

@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pyro
@@ -36,7 +38,7 @@ from ppl_vae.pair import Pair, built_spec, objects_spec, with_names
 from ppl_vae.runs import Environment, RunConfig
 from ppl_vae.traces import take
 from ppl_vae.trained import Run, load_parameters
-from ppl_vae.training import checks, distributed, speedups
+from ppl_vae.training import checks, distributed, optimizers, speedups
 from ppl_vae.training.mixed_precision import MixedPrecision
 from ppl_vae.training.schedules import TrainingDiverged, lr_scheduler
 from ppl_vae.training.session import Session
@@ -45,7 +47,8 @@ from ppl_vae.training.state import TrainState, set_rng_state
 
 def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         plate: str = "data", out=None, resume: bool = False, overwrite: bool = False,
-        pair: Pair | None = None, config: TrainConfig | None = None, **settings) -> Run:
+        pair: Pair | None = None, config: TrainConfig | None = None, optim=None,
+        on_step: Callable[[], object] | None = None, **settings) -> Run:
     """Train ``model``/``guide`` on ``data``'s training split with SVI; see the module docstring.
 
     Args:
@@ -66,11 +69,19 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         pair: the :class:`Pair` holding ``model``/``guide`` (keeps its store and spec).
         config: a :class:`~ppl_vae.config.TrainConfig`, or its fields as keywords
             (``epochs=10, lr=1e-3, betas=(0.9, 0.999), lr_schedule="multistep", ...``).
+        optim: the optimizer (:mod:`~ppl_vae.training.optimizers`): a name (``"adam"``, the
+            default, ``"clipped_adam"``, ``"sgd"``, ...), a ``pyro.optim`` optimizer
+            (``pyro.optim.ClippedAdam({"lr": 0.01, "lrd": 0.999})``) or a
+            ``torch.optim.Optimizer`` class; ``optim_args={...}`` gives a name's or a
+            class's options.
+        on_step: called with no arguments after every optimizer step, without gradients
+            and with the pair's parameters as Pyro's param store (Pyro's ``clip_params()``).
         settings: also :class:`~ppl_vae.config.RunOptions` fields (``device``, ``quiet``,
-            ``iw_samples``, ...) and the estimator's options (``particles=5``,
-            ``alpha=0.5``, ``tc_weight=6``).
+            ``eval_every``, ``tensorboard``, ...) and the estimator's options
+            (``particles=5``, ``alpha=0.5``, ``tc_weight=6``).
     """
     config, options, estimator_options = _split_settings(config, settings)
+    config, choice = optimizers.resolve(config, optim, settings.get("optim_args"), settings)
     checks.check_dataset(data)
     pair = pair or Pair(model, guide, built_spec(model)
                         or objects_spec(model, guide, data.event_shape))
@@ -83,6 +94,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     if device.type == "cpu":
         speedups.keep_freed_memory()
     folder = None if out is None else Path(out)
+    board = checks.tensorboard(options, folder)  # (before training: a missing extra is refused)
     if folder is not None and world.is_main:
         runs.prepare_folder(folder, resume, overwrite)
     world.barrier()
@@ -92,7 +104,8 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         inputs={k: [str(v.dtype).removeprefix("torch."), list(v.shape[1:])]
                 for k, v in resident["train_in"].items()},
         estimator=EstimatorSpec.from_json(estimator.describe()), training=config,
-        environment=Environment(str(device), world.size))
+        environment=Environment(str(device), world.size),
+        evaluation={k: getattr(options, k) for k in RunOptions.RECORDED})
     if resume:
         checks.check_resume(folder, run_config)
     generator = torch.Generator().manual_seed(config.seed)
@@ -103,7 +116,11 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
             pyro.validation_enabled(False):
         run_config.local_rows = _check_pair(pair, resident, config.batch_size)
         session = _session(pair, estimator, config, options, world, resident, generator, folder,
-                           resume)
+                           resume, choice)
+        session.on_step = on_step
+        if board is not None and world.is_main:
+            session.board = board(folder, pair, resident, getattr(data, "image_shape", None),
+                                  session.state.epoch)
         if folder is not None and world.is_main:
             runs.write_json(folder / runs.CONFIG, run_config.to_json())
             runs.write_metrics(folder, session.state.metrics)
@@ -112,6 +129,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     if options.report and folder is not None and world.is_main:
         from ppl_vae.report import finish_run
 
+        _say(options, _final_cost(run.metrics, options, data))
         run.report = finish_run(run, data, iw_samples=options.iw_samples,
                                 examples=options.eval_examples, quiet=options.quiet)
     return run
@@ -120,6 +138,8 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
 def _train(session: Session, interrupted, folder, detect_anomaly: bool) -> None:
     """The epochs, with divergence, anomaly and Ctrl-C turned into one-line errors."""
     state = session.state
+    if session.world.is_main and not session.options.quiet:
+        print(session.evaluation_plan(), file=sys.stderr)
     try:
         while state.epoch < session.config.epochs and not state.stopped:
             session.epoch(interrupted)
@@ -141,6 +161,26 @@ def _train(session: Session, interrupted, folder, detect_anomaly: bool) -> None:
                           f"checkpoint saved{where}: continue with --resume") from None
     finally:
         session.bar.close()
+        if session.board is not None:
+            session.board.close()
+
+
+def _say(options: RunOptions, line: str | None) -> None:
+    """One line on stderr, unless quiet."""
+    if line and not options.quiet:
+        print(line, file=sys.stderr)
+
+
+def _final_cost(metrics: list[dict], options: RunOptions, data) -> str | None:
+    """What the final report's evaluation will cost, from the last test ELBO's speed."""
+    n = min(len(data.test), options.eval_examples or len(data.test))
+    passes = options.iw_samples * n
+    timed = [m for m in metrics if m.get("eval_seconds") and m.get("eval_passes")]
+    speed = "" if not timed else (
+        f", about {passes * timed[-1]['eval_seconds'] / timed[-1]['eval_passes']:.0f} s at "
+        f"the speed of the last test ELBO")
+    return (f"final evaluation: K={options.iw_samples} importance samples x {n:,} test "
+            f"examples = {passes:,} passes{speed} (--iw-samples, --eval-examples)")
 
 
 _TRAIN = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -150,7 +190,7 @@ _RUN = {f.name for f in dataclasses.fields(RunOptions)}
 def _split_settings(config: TrainConfig | None, settings: dict
                     ) -> tuple[TrainConfig, RunOptions, dict]:
     """``fit``'s keywords as training settings, run options and estimator options."""
-    train = {k: v for k, v in settings.items() if k in _TRAIN}
+    train = {k: v for k, v in settings.items() if k in _TRAIN - {"optim", "optim_args"}}
     if config is not None and train:
         raise PplVaeError(f"give the training settings either as config= or as keywords, not "
                           f"both ({sorted(train)})")
@@ -204,14 +244,14 @@ def _check_pair(pair: Pair, resident: dict, batch_size: int) -> int | None:
 
 
 def _session(pair, estimator, config, options, world, resident, generator, folder,
-             resume) -> Session:
+             resume, choice) -> Session:
     """The loop's pieces; on ``resume`` the checkpoint's weights, optimizer, schedule, RNG."""
     params = pair.named_parameters()
     n = resident["train_x"].shape[0]
     steps_per_epoch = n // min(config.batch_size, n)
     loss_of = distributed.pair_loss(pair, estimator, n, world,
                                     any(k.startswith("store.") for k in params))
-    optimizer = speedups.adam(params.values(), config.lr, config.betas, config.eps)
+    optimizer = optimizers.build(params, config, choice)
     scheduler = lr_scheduler(optimizer, config, steps_per_epoch)
     state = TrainState()
     if resume:
@@ -228,7 +268,8 @@ def _session(pair, estimator, config, options, world, resident, generator, folde
             torch.manual_seed(int(torch.randint(2**31, ())) + world.rank)
         state = TrainState.from_checkpoint(saved)
     return Session(pair, loss_of, config, options, world, resident, params, optimizer,
-                   scheduler, generator, state, folder)
+                   scheduler, generator, state, folder,
+                   optimizers.loss_scale(config, min(config.batch_size, n)))
 
 
 @contextlib.contextmanager

@@ -30,6 +30,9 @@ from ppl_vae.errors import PplVaeError
 def lr_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     """The per-step scheduler of the module docstring (None for ``constant``)."""
     kind, gamma, total_steps = config.lr_schedule, config.lr_gamma, config.epochs * steps_per_epoch
+    if kind != "constant" and "lr" not in optimizer.param_groups[0]:
+        raise PplVaeError(f"--lr-schedule {kind} needs an optimizer with a learning rate lr; "
+                          f"{type(optimizer).__name__} has none: use --lr-schedule constant")
     step_epochs = config.lr_step_epochs
     if kind == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(
@@ -60,7 +63,8 @@ class DivergenceGuard:
         """The running loss restarts from zero each epoch."""
         self.state.update(mark_step=0, mark_loss=0.0)
 
-    def check(self, running: float, done: int, grads_finite: bool, where: str, lr: float) -> None:
+    def check(self, running: float, done: int, grads_finite: bool, where: str,
+              lr: float | None) -> None:
         """Stop with one line if the window since the last check diverged."""
         steps = done - self.state["mark_step"]
         if steps <= 0:
@@ -71,13 +75,14 @@ class DivergenceGuard:
             what = "non-finite gradients" if grads_finite is False and math.isfinite(window) \
                 else "a NaN or infinite loss"
             raise TrainingDiverged(f"{what} {where}; the last good checkpoint is kept: lower "
-                                   f"--lr (now {lr:g}), add --clip-norm, check the data, or "
+                                   f"--lr (now {_lr(lr)}), add --clip-norm, check the data, or "
                                    "resume with --detect-anomaly")
         self.check_value(window, where, lr)
         self.state.update(best=window if best is None else min(best, window), mark_step=done,
                           mark_loss=running)
 
-    def check_value(self, loss: float, where: str, lr: float, what: str = "mean loss") -> None:
+    def check_value(self, loss: float, where: str, lr: float | None,
+                    what: str = "mean loss") -> None:
         """Stop if ``loss`` is more than the factor worse than the best window (or not finite)."""
         best = self.state["best"]
         if not math.isfinite(loss) or (best is not None
@@ -85,7 +90,12 @@ class DivergenceGuard:
             raise TrainingDiverged(
                 f"training diverged {where}: {what} {loss:.4g} against a best of {best:.4g} "
                 f"nats/example (more than --divergence-factor {self.factor:g} worse); the last "
-                f"good checkpoint is kept: lower --lr (now {lr:g}) or add --clip-norm")
+                f"good checkpoint is kept: lower --lr (now {_lr(lr)}) or add --clip-norm")
+
+
+def _lr(lr: float | None) -> str:
+    """The learning rate as the messages show it (an optimizer without ``lr``: its own)."""
+    return "the optimizer's own step size" if lr is None else f"{lr:g}"
 
 
 class TrainingDiverged(PplVaeError):

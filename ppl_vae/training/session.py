@@ -4,18 +4,23 @@ A :class:`Session` holds the pair, the estimator's loss, the optimizer and
 schedule, the resident data and the :class:`~ppl_vae.training.state.TrainState`.
 :meth:`Session.epoch` runs the steps of one epoch: a batch gathered from the
 storage (made float32 on the device; dynamically binarized where the data asks),
-``loss = estimator.loss(pair, Batch(...))``, backward, optional
-gradient clipping, fused Adam step, learning-rate schedule. The loss stays on
+``loss = estimator.loss(pair, Batch(...))``, backward (of ``loss_scale · loss``:
+:mod:`~ppl_vae.training.optimizers`), optional gradient clipping, optimizer
+step, learning-rate schedule, then the user's ``on_step()`` (Pyro's
+``clip_params()``: after the step, without gradients). The loss stays on
 the device; it is read (one host sync) only every ``sync_every`` steps — where
 the divergence guard looks at it — and at the end of an epoch, when
-:meth:`Session.end_epoch` adds the test ELBO, a ``metrics.jsonl`` line, early
-stopping and the checkpoint.
+:meth:`Session.end_epoch` adds the test ELBO (every ``eval_every`` epochs and
+after the last, with its own random stream, so the cadence never changes the
+training), a ``metrics.jsonl`` line, early stopping, the checkpoint and the
+TensorBoard events (:mod:`~ppl_vae.training.board`).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +40,16 @@ from ppl_vae.training.state import TrainState, rng_state
 GLOBAL_EPOCH_PARTICLES = 16
 
 
-def epoch_particles(pair: Pair, x, inputs: dict) -> int:
-    """Particles of the per-epoch test ELBO: one per example averages out over the test set,
-    but a global latent's single draw is shared by every example (its noise does not
-    average), so such a pair gets :data:`GLOBAL_EPOCH_PARTICLES`."""
+def epoch_particles(pair: Pair, x, inputs: dict, asked: int | None = None) -> int:
+    """Particles of the per-epoch test ELBO: ``asked``, else one per example (it averages
+    out over the test set), but a global latent's single draw is shared by every example
+    (its noise does not average), so such a pair gets :data:`GLOBAL_EPOCH_PARTICLES`."""
+    if asked is not None:
+        return asked
     _, plan = pair.plan(x, inputs)
     return GLOBAL_EPOCH_PARTICLES if plan.global_sites else 1
+
+
 
 
 @dataclass
@@ -59,6 +68,9 @@ class Session:
     generator: torch.Generator
     state: TrainState
     folder: Path | None
+    loss_scale: float = 1.0
+    on_step: Callable[[], object] | None = None
+    board: object = None  # a ppl_vae.training.board.Board, or None
 
     def __post_init__(self):
         self.batch_size = min(self.config.batch_size, self.data["train_x"].shape[0])
@@ -73,8 +85,9 @@ class Session:
                         disable=self.options.quiet or not self.world.is_main or None)
 
     @property
-    def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+    def lr(self) -> float | None:
+        """The first group's learning rate (None for an optimizer without one)."""
+        return self.optimizer.param_groups[0].get("lr")
 
     def epoch(self, interrupted) -> None:
         """The remaining steps of the current epoch, then its end (:meth:`end_epoch`)."""
@@ -97,13 +110,16 @@ class Session:
                 loss = self.loss_of(batch, take(data["train_in"], index),
                                     take(data["known"], index), self.scale)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if self.loss_scale == 1.0 else loss * self.loss_scale).backward()
             if config.clip_norm is not None:
                 norm = torch.nn.utils.clip_grad_norm_(self.params.values(), config.clip_norm)
                 state.grads_finite = state.grads_finite & torch.isfinite(norm)
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
+            if self.on_step is not None:
+                with torch.no_grad():
+                    self.on_step()
             state.running = state.running + loss.detach()
             state.step = done = step + 1
             log = config.log_every and (global_step + 1) % config.log_every == 0
@@ -129,30 +145,66 @@ class Session:
                                 "train_objective": -(running - mark[1]) / max(1, done - mark[0]),
                                 "lr": self.lr, "warmup_scale": self.scale})
             state.log_mark = (done, running)
+            if self.board is not None:
+                self.board.scalars("step", state.steps[-1], global_step)
         self.bar.update(epoch * self.steps_per_epoch + done - self.bar.n)
         self.bar.set_postfix(epoch=f"{epoch + 1}/{self.config.epochs}",
                              objective=f"{-running / done:.2f}")
 
+    def particles(self) -> int:
+        """Particles per test example of the per-epoch test ELBO."""
+        data = self.data
+        return epoch_particles(self.pair, data["test_x"], data["test_in"],
+                               self.options.eval_particles)
+
+    def evaluation_plan(self) -> str:
+        """One line on what the per-epoch test ELBO costs, said before training."""
+        every, epochs, n = self.options.eval_every, self.config.epochs, len(self.data["test_x"])
+        when = "after the last epoch only" if every == 0 or every >= epochs else \
+            "after every epoch" if every == 1 else f"every {every} epochs and after the last"
+        return (f"test ELBO: {self.particles()} particle(s) x {n:,} test examples = "
+                f"{self.particles() * n:,} passes, {when} (--eval-every, --eval-particles)")
+
+    def evaluated(self, epoch: int) -> bool:
+        """Whether the test ELBO is measured after ``epoch`` (counted from 1)."""
+        every = self.options.eval_every
+        return epoch >= self.config.epochs or bool(every) and epoch % every == 0
+
+    def test_elbo(self, epoch: int) -> dict:
+        """The test ELBO, its seconds and passes, drawn from a stream of its own (seeded by
+        the run's seed and the epoch), so evaluating never moves the training's draws."""
+        data, start, particles = self.data, time.perf_counter(), self.particles()
+        devices = [data["device"]] if data["device"].type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.config.seed * 100_003 + epoch)
+            elbo = evaluate_pair(self.pair, data["test_x"], iw_samples=particles,
+                                 inputs=data["test_in"])["elbo"]
+            seconds = time.perf_counter() - start
+            if self.board is not None:
+                self.board.look(epoch)
+        return {"test_elbo": elbo, "eval_seconds": round(seconds, 3),
+                "eval_passes": particles * len(data["test_x"])}
+
     def end_epoch(self, seconds: float, first_step: int) -> None:
-        """Test ELBO, metrics line, early stopping and the epoch's checkpoint."""
-        state, world, data = self.state, self.world, self.data
+        """Test ELBO (when due), metrics line, early stopping and the epoch's checkpoint."""
+        state, world = self.state, self.world
         objective = -world.mean(state.running).item() / self.steps_per_epoch
-        test_elbo = None
-        if world.is_main:
-            particles = epoch_particles(self.pair, data["test_x"], data["test_in"])
-            test_elbo = evaluate_pair(self.pair, data["test_x"], iw_samples=particles,
-                                      inputs=data["test_in"])["elbo"]
-            self.guard.check_value(-test_elbo, f"after epoch {state.epoch + 1}", self.lr,
+        epoch = state.epoch + 1
+        evaluated = world.is_main and self.evaluated(epoch)
+        tested = self.test_elbo(epoch) if evaluated else {"test_elbo": None}
+        test_elbo = tested["test_elbo"]
+        if evaluated:
+            self.guard.check_value(-test_elbo, f"after epoch {epoch}", self.lr,
                                    "the negative test ELBO")
         state.metrics.append({
-            "epoch": state.epoch + 1, "step": (state.epoch + 1) * self.steps_per_epoch,
+            "epoch": epoch, "step": epoch * self.steps_per_epoch,
             "train_objective": objective, "test_elbo": test_elbo, "lr": self.lr,
             "warmup_scale": self.scale, "seconds": round(seconds, 3),
             "examples_per_s": round((self.steps_per_epoch - first_step) * self.batch_size
-                                    / seconds, 1)})
+                                    / seconds, 1), **tested})
         state.end_epoch()
         best = state.best
-        if self.config.patience and world.is_main:
+        if self.config.patience and evaluated:
             if best["elbo"] is None or test_elbo > best["elbo"]:
                 best.update(elbo=test_elbo, epoch=state.epoch, since=0)
                 self.checkpoint(runs.BEST)
@@ -163,11 +215,14 @@ class Session:
         if self.folder is not None and world.is_main:
             runs.write_metrics(self.folder, state.metrics)
             runs.write_metrics(self.folder, state.steps, runs.STEPS)
+        if self.board is not None:
+            self.board.scalars("epoch", state.metrics[-1], epoch)
         if not self.options.quiet and world.is_main:
             m = state.metrics[-1]
+            tested = "" if test_elbo is None else f", test ELBO {test_elbo:.2f} nats/example"
             self.bar.write(f"epoch {m['epoch']}/{self.config.epochs}: objective "
-                           f"{m['train_objective']:.2f}, test ELBO {m['test_elbo']:.2f} "
-                           f"nats/example, {m['examples_per_s']:.0f} examples/s", file=sys.stderr)
+                           f"{m['train_objective']:.2f}{tested}, {m['examples_per_s']:.0f} "
+                           "examples/s", file=sys.stderr)
 
     def checkpoint(self, name: str = runs.CHECKPOINT) -> None:
         """Weights, buffers, optimizer, schedule, RNG and state, atomically (rank 0 writes)."""

@@ -22,11 +22,14 @@ MMAP_THRESHOLD_MAX = 32 << 20  # glibc's largest accepted value on 64-bit system
 TRIM_THRESHOLD = 1 << 30
 
 
-def adam(params, lr: float, betas: tuple = (0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
-    """Adam over ``params``: fused where every tensor is a float on CPU or CUDA."""
+def adam(params, lr: float, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+         **options) -> torch.optim.Adam:
+    """Adam over ``params``: fused where every tensor is a float on CPU or CUDA; ``options``:
+    Adam's others (``weight_decay``, ``amsgrad``)."""
     params = list(params)
     fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, fused=fusable or None)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, fused=fusable or None,
+                            **options)
 
 
 def keep_freed_memory() -> bool:
