@@ -200,8 +200,12 @@ def _split_settings(config: TrainConfig | None, settings: dict
         raise PplVaeError(f"unknown setting(s) {unknown}: not a field of "
                           "ppl_vae.config.TrainConfig or RunOptions, nor an option of any "
                           "estimator (ppl-vae train --help lists them all)")
-    return (config or TrainConfig.create(**train),
-            RunOptions(**{k: v for k, v in settings.items() if k in _RUN}), estimator)
+    config = config or TrainConfig.create(**train)
+    options = RunOptions(**{k: v for k, v in settings.items() if k in _RUN})
+    if config.patience and not options.eval_every:
+        raise PplVaeError("early stopping (--patience) counts test ELBOs, and --eval-every 0 "
+                          "measures only the last: give --eval-every 1 (or N), or no --patience")
+    return config, options, estimator
 
 
 def _resident(pair, data, names, device, config, options) -> dict:

@@ -191,7 +191,8 @@ class Session:
         objective = -world.mean(state.running).item() / self.steps_per_epoch
         epoch = state.epoch + 1
         evaluated = world.is_main and self.evaluated(epoch)
-        tested = self.test_elbo(epoch) if evaluated else {"test_elbo": None}
+        tested = self.test_elbo(epoch) if evaluated else dict.fromkeys(
+            ("test_elbo", "eval_seconds", "eval_passes"))
         test_elbo = tested["test_elbo"]
         if evaluated:
             self.guard.check_value(-test_elbo, f"after epoch {epoch}", self.lr,

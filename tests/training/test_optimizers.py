@@ -73,7 +73,7 @@ OPTIMIZERS = {
     "adagrad_rmsprop": lambda: pyro.optim.AdagradRMSProp({"eta": 0.5, "t": 0.2}),
     "sgd": lambda: pyro.optim.SGD({"lr": 1e-3, "momentum": 0.9}),
     "per_tensor": lambda: pyro.optim.Adam(lambda name: {"lr": 0.2 if name == "w" else 0.01}),
-    "clip_args": lambda: pyro.optim.Adam({"lr": 0.05}, {"clip_norm": 0.5}),
+    "clip_args": lambda: pyro.optim.SGD({"lr": 0.01}, {"clip_norm": 0.5, "clip_value": 0.1}),
 }
 
 
