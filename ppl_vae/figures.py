@@ -194,13 +194,14 @@ def loss_curve(metrics: list[dict], folder: Path, steps: list[dict] | None = Non
 
     With step lines (``fit(log_every=...)``) the objective is drawn per logged
     window and the test ELBO at each epoch's last step; a KL warm-up's scale
-    goes on a second axis.
+    goes on a second axis. Epochs without a test ELBO (``eval_every``) are skipped.
     """
+    tested = [m for m in metrics if m.get("test_elbo") is not None]
     if steps:
         series = [([s["step"] for s in steps], [s["train_objective"] for s in steps],
                    "train objective", "-"),
-                  ([m.get("step", m["epoch"]) for m in metrics],
-                   [m["test_elbo"] for m in metrics], "test ELBO", "s-")]
+                  ([m.get("step", m["epoch"]) for m in tested],
+                   [m["test_elbo"] for m in tested], "test ELBO", "s-")]
         warmup = [([s["step"] for s in steps], [s["warmup_scale"] for s in steps],
                    "KL warm-up scale", ":")] \
             if any(s.get("warmup_scale", 1) < 1 for s in steps) else []
@@ -210,7 +211,8 @@ def loss_curve(metrics: list[dict], folder: Path, steps: list[dict] | None = Non
         epochs = [m["epoch"] for m in metrics]
         panel = Panel("curves", xlabel="epoch", ylabel="nats per example", series=[
             (epochs, [m["train_objective"] for m in metrics], "train objective", "o-"),
-            (epochs, [m["test_elbo"] for m in metrics], "test ELBO", "s-")])
+            ([m["epoch"] for m in tested], [m["test_elbo"] for m in tested], "test ELBO",
+             "s-")])
     return draw(Figure("loss_curve", [panel]), folder)
 
 
