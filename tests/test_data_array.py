@@ -105,3 +105,91 @@ def test_relative_paths_are_stored_absolute_in_the_spec(tmp_path, monkeypatch):
     assert ds.spec["path"] == str(tmp_path / "x.npy") and ds.spec["factors"] == str(tmp_path / "f.npy")
     monkeypatch.chdir("/")
     assert torch.equal(load(**ds.spec).train_factors, ds.train_factors)
+
+
+def test_sequences_keep_their_shape_and_pixel_like_arrays_say_they_became_images(tmp_path):
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "seq.npy", rng.normal(size=(30, 7, 3)).astype(np.float32))
+    assert load("array", path=str(tmp_path / "seq.npy")).event_shape == (7, 3)  # not pixels
+    rolls = (rng.random((30, 7, 3)) < 0.3).astype(np.float32)  # binary: could be images
+    np.save(tmp_path / "rolls.npy", rolls)
+    with pytest.warns(UserWarning, match=r"read as grey images \(30, 1, 7, 3\).*--keep-shape"):
+        assert load("array", path=str(tmp_path / "rolls.npy")).event_shape == (1, 7, 3)
+    kept = load("array", path=str(tmp_path / "rolls.npy"), keep_shape=True)
+    assert kept.event_shape == (7, 3) and kept.spec["keep_shape"] is True
+    rows = {r.tobytes() for r in rolls}
+    assert all(r.tobytes() in rows for r in kept.train.numpy())
+    again = load(**json.loads(json.dumps(kept.spec)))
+    assert torch.equal(again.train, kept.train)
+    assert load("array", path=str(tmp_path / "rolls.npy"), keep_shape=False).event_shape \
+        == (1, 7, 3)
+
+
+def test_named_arrays_become_per_example_fields_split_with_their_rows(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 6, 2)).astype(np.float32)
+    lengths, index = rng.integers(1, 7, size=40), np.arange(40)
+    np.savez(tmp_path / "d.npz", x=x, lengths=lengths, index=index, mask=lengths > 3)
+    ds = load("array", path=str(tmp_path / "d.npz"), fields="lengths,index,mask", n=30,
+              test_fraction=0.2)
+    assert ds.input_names() == ["lengths", "index", "mask"]
+    for part, store in (("train", ds.train), ("test", ds.test)):
+        inputs = ds.inputs(part)
+        rows = inputs["index"]  # each example keeps its own row of every field
+        assert torch.equal(store, torch.from_numpy(x[rows.numpy()]))
+        assert torch.equal(inputs["lengths"], torch.from_numpy(lengths[rows.numpy()]))
+        assert inputs["lengths"].dtype == torch.int64 and inputs["mask"].dtype == torch.bool
+    assert len(ds.inputs("train")["index"]) + len(ds.inputs("test")["index"]) == 30
+    again = load(**json.loads(json.dumps(ds.spec)))
+    assert torch.equal(again.inputs("test")["lengths"], ds.inputs("test")["lengths"])
+
+
+@pytest.mark.parametrize("arrays, fields, message", [
+    ({"lengths": np.arange(39)}, "lengths", r"array 'lengths' of .* must have 40 rows .* "
+                                            r"got shape \(39,\)"),
+    ({"lengths": np.array(3)}, "lengths", "got a scalar"),
+    ({"names": np.array(["a"] * 40)}, "names", "of numbers"),
+    ({}, "lengths", "has no array 'lengths'; it has x"),
+    ({"lengths": np.arange(40)}, "lengths,lengths", "names an array twice"),
+    ({}, "x", "is not usable as model"),
+])
+def test_field_mistakes_are_one_line(tmp_path, arrays, fields, message):
+    arrays = {"x": np.random.default_rng(0).normal(size=(40, 5, 2)), **arrays}
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(PplVaeError, match=message) as error:
+        load("array", path=str(tmp_path / "d.npz"), key="x", fields=fields)
+    assert "\n" not in str(error.value)
+
+
+def test_the_cli_makes_flags_for_them_and_trains_a_sequence_model_on_a_field(tmp_path):
+    import pyro
+    import pyro.distributions as dist
+
+    import ppl_vae
+    from ppl_vae.cli.parser import build_parser
+
+    args = build_parser().parse_args(["train", "--out", "r", "--data", "array", "--fields",
+                                      "lengths", "--keep-shape"])
+    assert args.fields == "lengths" and args.keep_shape is True
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(2, 9, size=60)
+    x = rng.normal(size=(60, 8, 2)).astype(np.float32)
+    np.savez(tmp_path / "s.npz", x=x, lengths=lengths)
+    ds = load("array", path=str(tmp_path / "s.npz"), key="x", fields=["lengths"])
+
+    def model(x, lengths):  # a sequence model: steps past an example's length are masked
+        mask = torch.arange(x.shape[1]) < lengths[:, None]
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+            pyro.sample("x", dist.Normal(z[..., None, :], 1.0).mask(mask[..., None])
+                        .to_event(2), obs=x)
+
+    def guide(x, lengths):
+        loc = pyro.param("loc", torch.zeros(2))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+
+    run = ppl_vae.fit(model, guide, ds, inputs=["lengths"], epochs=1, batch_size=20,
+                      quiet=True, report=False, device="cpu")
+    assert run.config.inputs == {"lengths": ["int64", []]}
+    assert run.metrics[-1]["test_elbo"] is not None

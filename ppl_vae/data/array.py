@@ -1,7 +1,11 @@
 """A user's own ``.npy`` / ``.npz`` array, with optional factors and labels.
 
-Shapes: ``(n, D)`` vectors are kept as they are; ``(n, H, W)`` images get a
-channel axis, ``(n, 1, H, W)``; ``(n, C, H, W)`` and higher are kept.
+Shapes: ``(n, D)`` vectors are kept as they are; ``(n, C, H, W)`` and higher are
+kept. A three-axis array ``(n, A, B)`` is read as grey images and gets a channel
+axis, ``(n, 1, A, B)``, when its values look like an image's (in [0, 1], or
+integers in 0..255, on its first rows; a :class:`PplVaeWarning` says so), and is
+kept as it is otherwise (a sequence ``(n, T, D)`` of real values) or with
+``keep_shape=True`` (``--keep-shape``).
 Channel-last images ``(n, H, W, C)`` are transposed to ``(n, C, H, W)`` when
 ``channels_last=True``, or, by default, when the shape says so: four axes,
 ``C`` in (1, 3) and ``H, W > 4`` (a :class:`PplVaeWarning` names the
@@ -12,6 +16,11 @@ kept in the smallest exact form (bits for 0/1, uint8 for integers 0..255,
 else float32), or, with ``storage="mmap"``, not loaded at all: the file is
 memory-mapped (a ``.npy``, or an uncompressed ``np.savez`` member) and each
 batch gathers its rows from the map, so the file may be larger than memory.
+
+Other arrays of an ``.npz`` become per-example inputs with ``fields``
+(``--fields lengths,index``): ``model(x, lengths=..., index=...)`` through
+``fit(inputs=[...])``; each must have one row per example (integers as int64,
+booleans as bool, the rest as float32), split and subset with the examples.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ppl_vae.data.common import assemble, check_count, draw_subset, resolve_path, split_options
 from ppl_vae.data.compact import compact
@@ -42,7 +52,12 @@ _HINT = "pass path= (--data-path) a .npy or .npz file"
     scale="multiply the values by this, e.g. 1/255 for uint8 images (default: 1)",
     channels_last="the images are (n, H, W, C); --no-channels-last keeps the axes as stored "
                   "(default: detected, with a note on stderr, when the shape is (n, H, W, 1 "
-                  "or 3) with H, W > 4)")
+                  "or 3) with H, W > 4)",
+    keep_shape="keep an (n, A, B) array as it is (sequences, tables) rather than as grey "
+               "images (n, 1, A, B) (default: images when the values look like pixels, with "
+               "a note on stderr)",
+    fields="other arrays of the .npz to pass as per-example inputs, comma-separated, e.g. "
+           "lengths,index (then --inputs lengths,index) (default: none)")
 def load_array(
     *,
     path: str | None = None,
@@ -52,6 +67,8 @@ def load_array(
     factor_names: list[str] | None = None,
     scale: float | None = None,
     channels_last: bool | None = None,
+    keep_shape: bool | None = None,
+    fields: str | list[str] | None = None,
     n: int | str | None = None,
     **shared: object,
 ) -> Dataset:
@@ -71,6 +88,11 @@ def load_array(
             them to ``(n, C, H, W)``; ``False``: keep the axes as stored; ``None``
             (default): transpose when the shape is channel-last (see the module
             docstring), with a warning. The spec records the choice made.
+        keep_shape: ``True``: keep an ``(n, A, B)`` array's shape; ``False``: give it a
+            channel axis; ``None`` (default): by its values (module docstring). Recorded
+            as the choice made.
+        fields: Names of other arrays of the ``.npz`` to carry as per-example inputs
+            (a list, or one comma-separated string).
         n: Total examples (default and ``"all"``: all).
         **shared: The options every source takes (:class:`~ppl_vae.config.SplitOptions`);
             ``storage``: ``"auto"`` (loaded, smallest exact form), ``"float32"``
@@ -80,15 +102,18 @@ def load_array(
     split = split_options("array", shared, ("mmap",))
     n = check_count(n)
     file = resolve_path(path, "array", _HINT)
-    data, extra, channels_last = _read_data(file, key, {factors, labels} - {None}, channels_last,
-                                            split.storage == "mmap")
+    names = _field_names(fields)
+    data, extra, channels_last, keep_shape = _read_data(
+        file, key, {factors, labels, *names} - {None}, channels_last, keep_shape,
+        split.storage == "mmap")
+    per_example = {name: _field(extra, name, file, len(data)) for name in names}
     fac, factors = _extra(extra, factors, file, "factors", len(data))
     lab, labels = _extra(extra, labels, file, "labels", len(data))
     if fac is not None and fac.ndim == 1:
         fac = fac[:, None]
     if lab is not None and lab.ndim != 1:
         raise PplVaeError(f"labels must have shape ({len(data)},), got {lab.shape}")
-    names = _names(factor_names, fac)
+    columns = _names(factor_names, fac)
     n, train, test = draw_subset(n, len(data), len(data), str(file), split)
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
         raise PplVaeError(f"option scale must be a number (e.g. 1/255), got {scale!r}")
@@ -97,6 +122,10 @@ def load_array(
     spec = {"name": "array", "path": str(file), "key": key, "factors": factors, "labels": labels,
             "factor_names": None if factor_names is None else [str(a) for a in factor_names],
             "scale": scale, "channels_last": channels_last, "n": n}
+    if keep_shape is not None:  # (older specs have neither entry: they load as before)
+        spec["keep_shape"] = keep_shape
+    if names:
+        spec["fields"] = names
 
     def stored(rows: np.ndarray) -> Storage:
         if split.storage == "mmap":
@@ -108,10 +137,12 @@ def load_array(
         spec, split, stored(train), stored(test),
         train_factors=None if fac is None else fac[train],
         test_factors=None if fac is None else fac[test],
-        factor_names=names,
+        factor_names=columns,
         factor_sizes=None if fac is None else (fac.max(axis=0) + 1).tolist(),
         train_labels=None if lab is None else lab[train],
         test_labels=None if lab is None else lab[test],
+        train_fields={k: torch.from_numpy(v[train]) for k, v in per_example.items()},
+        test_fields={k: torch.from_numpy(v[test]) for k, v in per_example.items()},
     )
 
 
@@ -167,10 +198,12 @@ def _check_numpy_file(file: Path) -> None:
 
 
 def _read_data(
-    file: Path, key: str | None, others: set, channels_last: bool | None, mmap: bool
-) -> tuple[np.ndarray, dict, bool]:
-    """The data array (``(n, H, W)`` given a channel axis), the file's other arrays, and
-    whether it is channel-last (to transpose by ``(0, 3, 1, 2)``)."""
+    file: Path, key: str | None, others: set, channels_last: bool | None,
+    keep_shape: bool | None, mmap: bool
+) -> tuple[np.ndarray, dict, bool, bool | None]:
+    """The data array (``(n, H, W)`` images given a channel axis), the file's other arrays,
+    whether it is channel-last (to transpose by ``(0, 3, 1, 2)``) and whether a three-axis
+    array kept its shape (None for other shapes)."""
     arrays = _open(file, mmap)
     if key is None:
         candidates = [k for k in arrays if k not in others]
@@ -191,7 +224,53 @@ def _read_data(
     if data.size == 0:
         raise PplVaeError(f"{file}: array {key!r} is empty {data.shape}; give it some examples")
     transposed = _channels_last(data, channels_last, file, key)
-    return (data[:, None] if data.ndim == 3 else data), arrays, transposed
+    keep = _keep_shape(data, keep_shape, file, key)
+    return (data[:, None] if keep is False else data), arrays, transposed, keep
+
+
+def _keep_shape(data: np.ndarray, keep_shape: bool | None, file: Path, key: str) -> bool | None:
+    """Whether an ``(n, A, B)`` array keeps its shape: as asked, else unless its first rows'
+    values look like pixels (then a note names the channel axis added); None otherwise."""
+    if keep_shape is not None and not isinstance(keep_shape, bool):
+        raise PplVaeError(f"option keep_shape must be True, False or None, got {keep_shape!r}")
+    if data.ndim != 3:
+        return None
+    if keep_shape is not None:
+        return keep_shape
+    head = np.asarray(data[:256])
+    pixels = (0 <= head.min() and head.max() <= (255 if head.dtype.kind in "biu" else 1))
+    if not pixels:
+        return True
+    name = f"{file}" if key == "" else f"{file}: array {key!r}"
+    warnings.warn(f"{name} of shape {tuple(data.shape)} is read as grey images "
+                  f"{(data.shape[0], 1, *data.shape[1:])}; pass keep_shape=True (--keep-shape) "
+                  "to keep it as it is (sequences, tables)", PplVaeWarning, stacklevel=4)
+    return False
+
+
+def _field_names(fields: str | list[str] | None) -> list[str]:
+    """``"lengths,index"`` or ``["lengths", "index"]`` as a list of names."""
+    if fields is None:
+        return []
+    names = fields.split(",") if isinstance(fields, str) else list(fields)
+    names = [str(name).strip() for name in names if str(name).strip()]
+    if len(set(names)) != len(names):
+        raise PplVaeError(f"option fields names an array twice: {names}")
+    return names
+
+
+def _field(arrays: dict, name: str, file: Path, n: int) -> np.ndarray:
+    """A per-example input array of the file: one row per example, numbers."""
+    if name not in arrays:
+        raise PplVaeError(f"fields: {file} has no array {name!r}; it has "
+                          f"{', '.join(k for k in arrays if k) or 'one unnamed array (.npy)'}")
+    value = np.asarray(arrays[name])
+    if value.dtype.kind not in "biuf" or value.ndim < 1 or len(value) != n:
+        shape = "a scalar" if value.ndim < 1 else f"shape {value.shape}"
+        raise PplVaeError(f"fields: array {name!r} of {file} must have {n} rows (one per "
+                          f"example) of numbers, got {shape} of dtype {value.dtype}")
+    return value.astype({"b": np.bool_, "i": np.int64, "u": np.int64}.get(value.dtype.kind,
+                                                                         np.float32))
 
 
 def _channels_last(data: np.ndarray, channels_last: bool | None, file: Path, key: str) -> bool:

@@ -143,6 +143,8 @@ def assemble(
     train_labels: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
     renderer: Callable[[np.ndarray], np.ndarray] | None = None,
+    train_fields: dict[str, torch.Tensor] | None = None,
+    test_fields: dict[str, torch.Tensor] | None = None,
 ) -> Dataset:
     """Check, binarize and wrap the splits into a :class:`Dataset`.
 
@@ -151,7 +153,8 @@ def assemble(
     form follows ``split.storage`` (:func:`~ppl_vae.data.compact.finish`). ``spec``
     holds the source's own options (name, n, ...); the dataset's spec adds the split's. The
     renderer, if any, is wrapped so that its images get the same
-    binarization as the stored examples.
+    binarization as the stored examples. ``train_fields``/``test_fields``: extra
+    per-example inputs (:attr:`Dataset.fields`).
     """
     name, mode = spec["name"], split.binarize
     stores, binary = [], True
@@ -182,6 +185,8 @@ def assemble(
         dynamic_binarize=mode == "dynamic",
         binary=binary,
         renderer=wrapped,
+        fields=train_fields or {},
+        test_fields=test_fields or {},
     )
 
 

@@ -162,8 +162,11 @@ class Session:
         every, epochs, n = self.options.eval_every, self.config.epochs, len(self.data["test_x"])
         when = "after the last epoch only" if every == 0 or every >= epochs else \
             "after every epoch" if every == 1 else f"every {every} epochs and after the last"
+        passes, trained = self.particles() * n, self.steps_per_epoch * self.batch_size
+        heavy = f"; that is more than an epoch's {trained:,} training examples: consider " \
+            "--eval-every N" if passes > trained and every == 1 and epochs > 1 else ""
         return (f"test ELBO: {self.particles()} particle(s) x {n:,} test examples = "
-                f"{self.particles() * n:,} passes, {when} (--eval-every, --eval-particles)")
+                f"{passes:,} passes, {when} (--eval-every, --eval-particles){heavy}")
 
     def evaluated(self, epoch: int) -> bool:
         """Whether the test ELBO is measured after ``epoch`` (counted from 1)."""
