@@ -2,16 +2,20 @@
 
 ``fit`` checks the settings (:class:`ppl_vae.config.TrainConfig`), the data and the
 pair, assembles a :class:`~ppl_vae.training.session.Session` — estimator loss
-(in DDP under torchrun, :mod:`~ppl_vae.training.distributed`), fused Adam,
+(in DDP under torchrun, :mod:`~ppl_vae.training.distributed`), optimizer (fused
+Adam, or any ``pyro.optim`` / ``torch.optim`` one: :mod:`~ppl_vae.training.optimizers`),
 schedule (:mod:`~ppl_vae.training.schedules`), resident data, state restored
-on resume — and runs its epochs. Each epoch appends a line to
+on resume, the user's ``on_step`` hook, TensorBoard (:mod:`~ppl_vae.training.board`)
+— and runs its epochs. Each epoch appends a line to
 ``metrics.jsonl``: the training objective (the estimator's bound with its
-scales, nats per example, higher is better), the test ELBO (unscaled), the
-learning rate and warm-up scale, seconds and examples per second;
-``log_every`` adds step lines to ``steps.jsonl``. Early stopping
-(``patience``) keeps ``best.pt`` beside the last checkpoint. Every setting is
-recorded in a :class:`ppl_vae.runs.RunConfig` and ``resume`` refuses any
-change but ``epochs``. Ctrl-C checkpoints between two steps.
+scales, nats per example, higher is better), the test ELBO (unscaled; every
+``eval_every`` epochs and after the last, else null) with its seconds and passes,
+the learning rate and warm-up scale, seconds and examples per second;
+``log_every`` adds step lines to ``steps.jsonl``. What the evaluations will cost is
+said before they run. Early stopping (``patience``, counted in test ELBOs) keeps
+``best.pt`` beside the last checkpoint. Every setting is recorded in a
+:class:`ppl_vae.runs.RunConfig` and ``resume`` refuses any change but ``epochs``
+(and the run options: device, evaluation). Ctrl-C checkpoints between two steps.
 """
 
 from __future__ import annotations
