@@ -133,7 +133,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     if options.report and folder is not None and world.is_main:
         from ppl_vae.report import finish_run
 
-        _say(options, _final_cost(run.metrics, options, data))
+        _say(options, _final_cost(run, options, data))
         run.report = finish_run(run, data, iw_samples=options.iw_samples,
                                 examples=options.eval_examples, quiet=options.quiet)
     return run
@@ -175,16 +175,18 @@ def _say(options: RunOptions, line: str | None) -> None:
         print(line, file=sys.stderr)
 
 
-def _final_cost(metrics: list[dict], options: RunOptions, data) -> str | None:
+def _final_cost(run: Run, options: RunOptions, data) -> str | None:
     """What the final report's evaluation will cost, from the last test ELBO's speed."""
-    n = min(len(data.test), options.eval_examples or len(data.test))
+    rows = len(getattr(data, run.evaluation_split))
+    n = min(rows, options.eval_examples or rows)
     passes = options.iw_samples * n
-    timed = [m for m in metrics if m.get("eval_seconds") and m.get("eval_passes")]
+    timed = [m for m in run.metrics if m.get("eval_seconds") and m.get("eval_passes")]
     speed = "" if not timed else (
         f", about {passes * timed[-1]['eval_seconds'] / timed[-1]['eval_passes']:.0f} s at "
         f"the speed of the last test ELBO")
-    return (f"final evaluation: K={options.iw_samples} importance samples x {n:,} test "
-            f"examples = {passes:,} passes{speed} (--iw-samples, --eval-examples)")
+    return (f"final evaluation: K={options.iw_samples} importance samples x {n:,} "
+            f"{run.evaluation_split} examples = {passes:,} passes{speed} (--iw-samples, "
+            "--eval-examples)")
 
 
 _TRAIN = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -50,8 +50,6 @@ def epoch_particles(pair: Pair, x, inputs: dict, asked: int | None = None) -> in
     return GLOBAL_EPOCH_PARTICLES if plan.global_sites else 1
 
 
-
-
 @dataclass
 class Session:
     """Everything one run's loop touches; built by :func:`ppl_vae.training.fit`."""

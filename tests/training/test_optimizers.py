@@ -54,14 +54,12 @@ def _fit(data, optim, steps, **settings):
 
 
 def _svi(data, optim, steps, on_step=None):
-    """Plain Pyro SVI on the batches ``fit`` draws (full batch, its permutation per epoch)."""
-    order = torch.Generator().manual_seed(SEED)
-    perms = [torch.randperm(N, generator=order) for _ in range(steps)]
+    """Plain Pyro SVI on the batches ``fit`` draws (the full batch, rows in order)."""
     pyro.clear_param_store()
     pyro.set_rng_seed(SEED)
     svi = SVI(model, guide, optim, Trace_ELBO())
-    for perm in perms:
-        svi.step(data.train[perm])
+    for _ in range(steps):
+        svi.step(data.train)
         if on_step is not None:
             on_step()
     return {k: v.detach().clone() for k, v in pyro.get_param_store().named_parameters()}
