@@ -123,10 +123,8 @@ class Choice:
 
     @property
     def name(self) -> str:
-        """The recorded name of :attr:`constructor`."""
+        """The recorded name of :attr:`constructor` (``torch.optim.Adam``: ``adam``)."""
         found = [name for name, kind in known().items() if kind is self.constructor]
-        if self.constructor is torch.optim.Adam:
-            return DEFAULT_OPTIM
         return found[0] if found else \
             f"{self.constructor.__module__}:{self.constructor.__qualname__}"
 

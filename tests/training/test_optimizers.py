@@ -182,3 +182,23 @@ def test_cli_flags_choose_the_optimizer_and_resume_keeps_it(tmp_path, capsys):
     assert main(["train", *tiny, "--epochs", "3", "--resume", "--out", str(out), "--optim",
                  "sgd"]) == 2
     assert "optimizer.optim: 'clippedadam' → 'sgd'" in capsys.readouterr().err
+
+
+class PlainSGD(torch.optim.SGD):
+    """A user's own optimizer class, importable by its path."""
+
+
+def test_a_users_optimizer_class_is_recorded_by_its_path_and_rebuilt_from_it():
+    from ppl_vae.config import TrainConfig
+    from ppl_vae.training import optimizers
+
+    run, ours = _fit(_data(), PlainSGD, steps=2, optim_args={"momentum": 0.5}, lr=1e-3)
+    theirs = _svi(_data(), pyro.optim.PyroOptim(PlainSGD, {"lr": 1e-3, "momentum": 0.5}), 2)
+    assert all(torch.allclose(ours[k], theirs[k], rtol=1e-6, atol=1e-7) for k in ours)
+    config = run.config.training
+    assert config.optim == "tests.training.test_optimizers:PlainSGD"
+    rebuilt = optimizers.build({"store.w": torch.nn.Parameter(torch.zeros(2))},
+                               TrainConfig(optim=config.optim, optim_args=config.optim_args))
+    assert type(rebuilt) is PlainSGD and rebuilt.defaults["momentum"] == 0.5
+    with pytest.raises(PplVaeError, match="cannot import the optimizer"):
+        optimizers.build({}, TrainConfig(optim="tests.training.nowhere:Gone"))
