@@ -61,6 +61,18 @@ def static_roots(*programs) -> dict[str, nn.Module]:
     return _outermost(found)
 
 
+def held_modules(*programs) -> list[nn.Module]:
+    """Modules held as attributes by the owner of a bound method when the owner is not a
+    module itself (a plain class holding its networks, as :class:`Sequences`-style
+    adapters of Pyro's examples do)."""
+    held = []
+    for program in (unwrapped(p) for p in programs):
+        owner = getattr(program, "__self__", None)
+        if owner is not None and not isinstance(owner, nn.Module):
+            held += [v for v in vars(owner).values() if isinstance(v, nn.Module)]
+    return held
+
+
 def _filled(cell) -> bool:
     try:
         cell.cell_contents  # noqa: B018  (an empty cell raises)

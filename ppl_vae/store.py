@@ -53,12 +53,12 @@ def store_constraints(store: dict) -> dict[str, str | list]:
 
 
 def restore(store: dict, saved: dict[str, torch.Tensor], spelled: dict, device,
-            modules: dict[str, torch.nn.Module] | None = None) -> None:
+            modules: list[torch.nn.Module] | None = None) -> None:
     """Create the store's entries from a checkpoint's ``store.<name>`` tensors and constraints.
 
     Entries of ``pyro.module(prefix, module)`` (named ``prefix$$$param``) hold the
     module's own tensors: they are registered as Pyro would, from the one module of
-    ``modules`` (those the pair reaches) whose parameters have exactly those names and
+    ``modules`` (those the pair reaches, and their submodules) whose parameters have exactly those names and
     shapes, its values loaded; a prefix no module matches is left to a call.
     """
     registered: dict[str, dict[str, torch.Tensor]] = {}
@@ -75,7 +75,7 @@ def restore(store: dict, saved: dict[str, torch.Tensor], spelled: dict, device,
             store["params"][name] = tensor.to(device).clone().requires_grad_(True)
             store["constraints"][name] = constraint
     for prefix, tensors in registered.items():
-        module = _module_with(tensors, modules or {})
+        module = _module_with(tensors, modules or [])
         if module is None:
             continue
         with torch.no_grad():
@@ -85,9 +85,9 @@ def restore(store: dict, saved: dict[str, torch.Tensor], spelled: dict, device,
                 store["constraints"][f"{prefix}{MODULE_SEPARATOR}{param}"] = constraints.real
 
 
-def _module_with(tensors: dict[str, torch.Tensor], modules: dict[str, torch.nn.Module]):
+def _module_with(tensors: dict[str, torch.Tensor], modules: list[torch.nn.Module]):
     """The module (or submodule) whose parameters are exactly ``tensors`` by name and shape."""
-    for root in modules.values():
+    for root in modules:
         for module in root.modules():
             own = dict(module.named_parameters())
             if own.keys() == tensors.keys() and all(

@@ -19,6 +19,7 @@ from ppl_vae.devices import resolve_device
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import evaluate_pair
+from ppl_vae.modules import held_modules
 from ppl_vae.naming import Names
 from ppl_vae.pair import Pair, rebuild, with_names
 from ppl_vae.runs import (
@@ -159,7 +160,8 @@ def load_parameters(pair: Pair, params: dict, device, probe=None,
     before buffers were kept (the modules keep their own).
     """
     if constraints is not None:  # written into the pair's store before its scope is entered
-        store.restore(pair.store, params, constraints, device, pair.reached_modules())
+        store.restore(pair.store, params, constraints, device,
+                      [*pair.reached_modules().values(), *held_modules(pair.model, pair.guide)])
     with pair.scope():
         if probe is not None and not _matches(pair.named_parameters(), params):
             pair.check(*probe())

@@ -87,8 +87,10 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     config, options, estimator_options = _split_settings(config, settings)
     config, choice = optimizers.resolve(config, optim, settings.get("optim_args"), settings)
     checks.check_dataset(data)
-    pair = pair or Pair(model, guide, built_spec(model)
-                        or objects_spec(model, guide, data.event_shape))
+    pair = pair or Pair(model, guide)
+    if pair.spec is None:  # how a run folder rebuilds it (a Pair made by hand has none yet)
+        pair.spec = built_spec(pair.model) or objects_spec(pair.model, pair.guide,
+                                                           data.event_shape)
     names = parse_inputs(inputs or (), observe, plate, data)
     pair = with_names(pair, names)
     estimator = as_estimator(elbo, **estimator_options)
