@@ -83,6 +83,14 @@ def test_a_shared_factorized_posterior_has_no_mi_and_no_tc():
     assert parts.total_correlation.abs().max() < 1e-5
 
 
+def test_one_dimension_has_no_total_correlation_in_any_batch():
+    """With one dimension ``q(z_i)`` and its only marginal are the same estimate: ``TC_i = 0``
+    for every draw, here in a batch of 8 from 400 (the marginals' own sum over the batch)."""
+    torch.manual_seed(2)
+    parts = _parts(torch.randn(400, 1)[:8], 400)
+    assert parts.total_correlation.abs().max() < 1e-5
+
+
 def test_batches_of_a_larger_data_set_estimate_the_same_parts():
     torch.manual_seed(1)
     n = 3000
