@@ -20,6 +20,7 @@ from torch.testing import assert_close
 
 from ppl_vae.distributions import (
     ChainPrecisionNormal,
+    FullCovarianceNormal,
     GridPrecisionNormal,
     chain_param_count,
     grid_param_count,
@@ -149,6 +150,20 @@ def test_kl_to_general_gaussian_priors(case):
     kl = kl_divergence(q, dense)
     assert kl.shape == (2, 3)
     assert_close(kl, kl_divergence(ref, dense), **EXACT)
+
+
+def test_full_covariance_kl_to_a_general_diagonal_prior_matches_dense():
+    """``FullCovarianceNormal``'s own KL against torch's dense one, with a prior whose loc
+    is not 0 and whose scales are not 1 (every term of the formula counts)."""
+    gen = torch.Generator().manual_seed(3)
+    tril = 0.4 * torch.randn(3, 4, 4, generator=gen, dtype=F64).tril(-1)
+    tril = tril + torch.diag_embed(0.5 + torch.rand(3, 4, generator=gen, dtype=F64))
+    q = FullCovarianceNormal(torch.randn(3, 4, generator=gen, dtype=F64), scale_tril=tril)
+    loc0 = torch.randn(4, generator=gen, dtype=F64)
+    scale0 = 0.5 + torch.rand(4, generator=gen, dtype=F64)
+    dense = MultivariateNormal(q.loc, scale_tril=tril)
+    expected = kl_divergence(dense, MultivariateNormal(loc0, scale_tril=torch.diag(scale0)))
+    assert_close(kl_divergence(q, dist.Normal(loc0, scale0).to_event(1)), expected, **EXACT)
 
 
 def test_kl_refuses_unsupported_priors():

@@ -13,6 +13,11 @@ The guide ``q(z | x) = N(x/2 + δ, s² I)`` misses the posterior, so each bound 
 are -3.01 (IWAE), -3.20 (α = 0.3), -3.52 (α = 0.7), -3.63 (α = 0.8) and -3.87 (ELBO): a
 bound computed with α for 1 - α, without its log K, or as IWAE for the ELBO lands far
 outside the 0.03 allowed.
+
+A latent ``w ~ N(0, I)`` shared by the batch (outside the ``"data"`` plate), with the guide
+``q(w) = N(m, s² I)``, counts once per batch: per example the ELBO is
+``(1/B) [Σ_n E_q log N(x_n; w, I) - KL(q(w) || N(0, I))]``, with
+``E_q log N(x; w, 1) = -½ log 2π - ½ ((x - m)² + s²)`` per dimension.
 """
 
 import math
@@ -60,3 +65,26 @@ def test_the_bound_meets_its_closed_form(name, options, alpha):
     value = -float(create(name, particles=PARTICLES, **options)(model, guide, X))
     assert value == pytest.approx(closed_form(alpha), abs=0.03)
 
+
+
+GLOBAL_LOC, GLOBAL_SCALE = 0.4, 0.3
+XS = torch.tensor([[0.5, -0.3], [1.4, 0.2], [-0.6, 0.9], [0.1, 1.1]])
+
+
+def global_model(x):
+    w = pyro.sample("w", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("x", dist.Normal(w, 1.0).to_event(1), obs=x)
+
+
+def global_guide(x):
+    pyro.sample("w", dist.Normal(torch.full((2,), GLOBAL_LOC), GLOBAL_SCALE).to_event(1))
+
+
+@pytest.mark.parametrize("name", ["trace", "meanfield"])
+def test_a_global_latent_counts_once_per_batch(name):
+    m, s = GLOBAL_LOC, GLOBAL_SCALE
+    likelihood = (-0.5 * math.log(2 * math.pi) - 0.5 * ((XS - m) ** 2 + s**2)).sum()
+    kl = 2 * (0.5 * (s**2 + m**2 - 1) - math.log(s))
+    value = -float(create(name, particles=PARTICLES)(global_model, global_guide, XS))
+    assert value == pytest.approx(float(likelihood - kl) / XS.shape[0], abs=0.02)
