@@ -129,6 +129,22 @@ def test_log_prob_entropy_variance_kl_match_dense(case, batch):
     assert_close(kl_divergence(q, pyro_prior), kl, **EXACT)
 
 
+@pytest.mark.parametrize("case", [("chain", 5), ("chain", 70), ("grid", (3, 2))], ids=_case_id)
+def test_triangular_solves_match_dense(case):
+    """The subclass contract ``_solve_lower(W) = L⁻¹W``, ``_solve_upper(ε) = L⁻ᵀε`` row for
+    row: the public results use ``L⁻¹`` only through ``L⁻ᵀL⁻¹`` and ``‖·‖_F``, which a
+    permutation of its rows (a forward recurrence read backwards) would not change."""
+    gen = torch.Generator().manual_seed(4)
+    q, _, factor = _make(*case, (2,), gen)
+    k = q.event_shape[0]
+    rhs = torch.randn(2, k, 3, generator=gen, dtype=F64)
+    assert_close(q._solve_lower(rhs), torch.linalg.solve_triangular(factor, rhs, upper=False),
+                 **EXACT)
+    eps = torch.randn(2, k, generator=gen, dtype=F64)
+    expected = torch.linalg.solve_triangular(factor.mT, eps.unsqueeze(-1), upper=True)
+    assert_close(q._solve_upper(eps), expected.squeeze(-1), **EXACT)
+
+
 @pytest.mark.parametrize("case", [("chain", 7), ("chain", 70), ("grid", (3, 2))], ids=_case_id)
 def test_kl_to_general_gaussian_priors(case):
     """Diagonal priors of any loc/scale, and dense ``MultivariateNormal`` priors
