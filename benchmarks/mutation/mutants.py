@@ -4,7 +4,8 @@ Each :class:`Mutant` replaces one exact snippet (found exactly once in its file)
 wrong one: a wrong sign or weight, an off-by-one in ``K``/``N``/an index, ``log K``
 dropped from a log-mean-exp, ``α`` for ``1 - α``, a ``detach`` removed, the wrong KL,
 a recurrence index off. ``equivalent`` says, for a mutant that cannot change any
-result, why; a surviving mutant without it is a hole in the tests.
+result, why; a surviving mutant without it is a hole in the tests. ``note`` says why an
+earlier run's tests missed a mutant that the tests kill now.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Mutant:
     new: str
     what: str
     equivalent: str = ""
+    note: str = ""
 
 
 MUTANTS = [
@@ -90,7 +92,9 @@ MUTANTS = [
     Mutant("renyi-alpha-for-1-minus-alpha", RENYI,
            "        power = 1.0 - self.alpha\n        bound",
            "        power = self.alpha or 1.0\n        bound",
-           "exponent α instead of 1 - α (IWAE at α = 0 kept)"),
+           "exponent α instead of 1 - α (IWAE at α = 0 kept)",
+           note="tests/estimators checked the Rényi bound only at α = 0.5, where α and 1 - α "
+                "agree, and only against the DReG version of the same formula"),
     Mutant("renyi-log-k-dropped", RENYI,
            "bound = log_mean_exp(power * weights.total) / power",
            "bound = torch.logsumexp(power * weights.total, 0) / power",
@@ -152,7 +156,8 @@ MUTANTS = [
     Mutant("trace-global-per-particle", TRACE,
            "functools.reduce(torch.add, shared)) / total.numel()",
            "functools.reduce(torch.add, shared)) / total.shape[-1]",
-           "global terms not averaged over the K particles"),
+           "global terms not averaged over the K particles",
+           note="no test in tests/estimators ran a global latent with more than one particle"),
     Mutant("trace-pyro-not-per-example", TRACE,
            "differentiable_loss(model, guide, x, **inputs) / x.shape[0]",
            "differentiable_loss(model, guide, x, **inputs)",
@@ -186,7 +191,10 @@ MUTANTS = [
     Mutant("scan-prefix-no-flip-back", DISTRIBUTIONS,
            "return suffix_scan(a.flip(dim), b.flip(dim), dim)[1].flip(dim)",
            "return suffix_scan(a.flip(dim), b.flip(dim), dim)[1]",
-           "forward recurrence's result left reversed"),
+           "forward recurrence's result left reversed",
+           note="equivalent for every public result (L⁻¹ is used only through L⁻ᵀL⁻¹ and a "
+                "Frobenius norm, which a permutation of its rows leaves unchanged); a test of the "
+                "solve itself guards its next use"),
     Mutant("log-prob-log-det-sign", DISTRIBUTIONS,
            "return self._log_diag().sum(-1) - 0.5 * (k * _LOG_2PI",
            "return -self._log_diag().sum(-1) - 0.5 * (k * _LOG_2PI",
@@ -214,7 +222,9 @@ MUTANTS = [
     Mutant("kl-full-covariance-log-det-sign", DISTRIBUTIONS,
            "+ variance.log() - 1).sum(-1) - log_det",
            "+ variance.log() - 1).sum(-1) + log_det",
-           "FullCovarianceNormal's KL with + log det S"),
+           "FullCovarianceNormal's KL with + log det S",
+           note="its KL was tested only in tests/test_structured_guides.py, not in "
+                "tests/test_distributions.py, and only against N(0, I)"),
     Mutant("kl-full-covariance-prior-variance", DISTRIBUTIONS,
            "                  + variance.log() - 1)",
            "                  - variance.log() - 1)",

@@ -144,8 +144,8 @@ def run(mutants: list[Mutant]) -> list[dict]:
             records.append({"id": mutant.id, "file": mutant.file, "what": mutant.what,
                             "outcome": "killed" if failed else "survived",
                             "killed_by": failed, "seconds": round(seconds, 1),
-                            "equivalent": mutant.equivalent, "old": mutant.old,
-                            "new": mutant.new})
+                            "equivalent": mutant.equivalent, "note": mutant.note,
+                            "old": mutant.old, "new": mutant.new})
             print(f"{records[-1]['outcome']:8s} {seconds:6.1f}s  {mutant.id}  {failed}",
                   flush=True)
     return records
@@ -162,7 +162,8 @@ def markdown(records: list[dict], first: list[dict]) -> str:
         "",
         "Written by `python benchmarks/mutation/run_mutations.py` (mutants in "
         "`benchmarks/mutation/mutants.py`, raw records in `results.json`, the first run's in "
-        "`results_first.json`). Each mutant is applied alone to a scratch copy of the tree; "
+        "`results_first.json`: after the β-TCVAE tests, before the tests that kill its "
+        "survivors). Each mutant is applied alone to a scratch copy of the tree; "
         "the test files of its source file run with `pytest -x -q` on one thread (the "
         "CLI-training and import-subprocess tests deselected). A hand list, not `mutmut`: "
         "mutmut 3 maps tests to functions by running the whole suite first, mutates every "
@@ -187,8 +188,9 @@ def markdown(records: list[dict], first: list[dict]) -> str:
     ]
     for r in records:
         test = f"`{r['killed_by']}`" if r["killed_by"] else ""
-        lines.append(f"| `{r['id']}` | `{Path(r['file']).name}` | {r['what']} "
-                     f"| {before.get(r['id'], {}).get('outcome', '')} | {r['outcome']} | {test} |")
+        earlier = before.get(r["id"], {}).get("outcome", "(new)")
+        lines.append(f"| `{r['id']}` | `{Path(r['file']).name}` | {r['what'].replace('|', '∣')} "
+                     f"| {earlier} | {r['outcome']} | {test} |")
     lines += ["", "## Survivors", ""]
     lines += [f"- `{r['id']}` ({r['what']}): "
               f"{r['equivalent'] or '**not explained: a hole in the tests**'}" for r in survivors]
@@ -198,7 +200,8 @@ def markdown(records: list[dict], first: list[dict]) -> str:
                and before.get(r["id"], {}).get("outcome") == "survived"]
     if revived:
         lines += ["", "## Survivors of the first run, killed by tests added since", ""]
-        lines += [f"- `{r['id']}` ({r['what']}): `{r['killed_by']}`" for r in revived]
+        lines += [f"- `{r['id']}` ({r['what']}): {r['note'] or 'missed'}; now killed by "
+                  f"`{r['killed_by']}`" for r in revived]
     return "\n".join(lines) + "\n"
 
 
@@ -206,16 +209,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", help="mutant ids to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print only; keep the results")
+    parser.add_argument("--markdown-only", action="store_true",
+                        help="rewrite results.md from results.json (and the mutants' notes)")
     args = parser.parse_args()
+    if args.markdown_only:
+        notes = {m.id: (m.equivalent, m.note) for m in MUTANTS}
+        records = json.loads((HERE / "results.json").read_text())
+        for r in records:
+            r["equivalent"], r["note"] = notes[r["id"]]
+        write_markdown(records)
+        return
     chosen = [m for m in MUTANTS if not args.only or m.id in args.only]
     if args.only and len(chosen) != len(args.only):
         raise SystemExit(f"unknown mutant ids: {set(args.only) - {m.id for m in MUTANTS}}")
     records = run(chosen)
     if not args.no_write:
         (HERE / "results.json").write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
-        first = HERE / "results_first.json"
-        (HERE / "results.md").write_text(
-            markdown(records, json.loads(first.read_text()) if first.exists() else []))
+        write_markdown(records)
+
+
+def write_markdown(records: list[dict]) -> None:
+    """``results.md`` from ``records``, with ``results_first.json``'s outcomes if present."""
+    first = HERE / "results_first.json"
+    (HERE / "results.md").write_text(
+        markdown(records, json.loads(first.read_text()) if first.exists() else []))
 
 
 if __name__ == "__main__":
