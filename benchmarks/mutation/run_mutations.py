@@ -12,6 +12,7 @@ Usage (from the repository root, about 20-40 minutes on two shared cores)::
 
     python benchmarks/mutation/run_mutations.py                    # all; writes results
     python benchmarks/mutation/run_mutations.py --only tcvae-column-0 --no-write
+    python benchmarks/mutation/run_mutations.py --only ID ...    # rerun some; merge the results
 
 Results: ``benchmarks/mutation/results.json`` (one record per mutant) and
 ``results.md`` (the table, the survivors and why each is harmless); a copy of an earlier
@@ -210,26 +211,30 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="mutant ids to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print only; keep the results")
     parser.add_argument("--markdown-only", action="store_true",
-                        help="rewrite results.md from results.json (and the mutants' notes)")
+                        help="rewrite results.md from results.json and the mutants' notes")
     args = parser.parse_args()
     if args.markdown_only:
-        notes = {m.id: (m.equivalent, m.note) for m in MUTANTS}
-        records = json.loads((HERE / "results.json").read_text())
-        for r in records:
-            r["equivalent"], r["note"] = notes[r["id"]]
-        write_markdown(records)
+        write_markdown(json.loads((HERE / "results.json").read_text()))
         return
     chosen = [m for m in MUTANTS if not args.only or m.id in args.only]
     if args.only and len(chosen) != len(args.only):
         raise SystemExit(f"unknown mutant ids: {set(args.only) - {m.id for m in MUTANTS}}")
     records = run(chosen)
     if not args.no_write:
+        if args.only and (HERE / "results.json").exists():  # merge into the last full run
+            done = {r["id"]: r for r in json.loads((HERE / "results.json").read_text())}
+            done.update({r["id"]: r for r in records})
+            records = [done[m.id] for m in MUTANTS if m.id in done]
         (HERE / "results.json").write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
         write_markdown(records)
 
 
 def write_markdown(records: list[dict]) -> None:
-    """``results.md`` from ``records``, with ``results_first.json``'s outcomes if present."""
+    """``results.md`` from ``records`` with the mutants' current explanations, and
+    ``results_first.json``'s outcomes if present."""
+    explained = {m.id: {"what": m.what, "equivalent": m.equivalent, "note": m.note}
+                 for m in MUTANTS}
+    records = [{**r, **explained[r["id"]]} for r in records]
     first = HERE / "results_first.json"
     (HERE / "results.md").write_text(
         markdown(records, json.loads(first.read_text()) if first.exists() else []))
