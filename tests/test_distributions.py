@@ -20,6 +20,7 @@ from torch.testing import assert_close
 
 from ppl_vae.distributions import (
     ChainPrecisionNormal,
+    FullCovarianceNormal,
     GridPrecisionNormal,
     chain_param_count,
     grid_param_count,
@@ -128,6 +129,22 @@ def test_log_prob_entropy_variance_kl_match_dense(case, batch):
     assert_close(kl_divergence(q, pyro_prior), kl, **EXACT)
 
 
+@pytest.mark.parametrize("case", [("chain", 5), ("chain", 70), ("grid", (3, 2))], ids=_case_id)
+def test_triangular_solves_match_dense(case):
+    """The subclass contract ``_solve_lower(W) = L⁻¹W``, ``_solve_upper(ε) = L⁻ᵀε`` row for
+    row: the public results use ``L⁻¹`` only through ``L⁻ᵀL⁻¹`` and ``‖·‖_F``, which a
+    permutation of its rows (a forward recurrence read backwards) would not change."""
+    gen = torch.Generator().manual_seed(4)
+    q, _, factor = _make(*case, (2,), gen)
+    k = q.event_shape[0]
+    rhs = torch.randn(2, k, 3, generator=gen, dtype=F64)
+    assert_close(q._solve_lower(rhs), torch.linalg.solve_triangular(factor, rhs, upper=False),
+                 **EXACT)
+    eps = torch.randn(2, k, generator=gen, dtype=F64)
+    expected = torch.linalg.solve_triangular(factor.mT, eps.unsqueeze(-1), upper=True)
+    assert_close(q._solve_upper(eps), expected.squeeze(-1), **EXACT)
+
+
 @pytest.mark.parametrize("case", [("chain", 7), ("chain", 70), ("grid", (3, 2))], ids=_case_id)
 def test_kl_to_general_gaussian_priors(case):
     """Diagonal priors of any loc/scale, and dense ``MultivariateNormal`` priors
@@ -149,6 +166,20 @@ def test_kl_to_general_gaussian_priors(case):
     kl = kl_divergence(q, dense)
     assert kl.shape == (2, 3)
     assert_close(kl, kl_divergence(ref, dense), **EXACT)
+
+
+def test_full_covariance_kl_to_a_general_diagonal_prior_matches_dense():
+    """``FullCovarianceNormal``'s own KL against torch's dense one, with a prior whose loc
+    is not 0 and whose scales are not 1 (every term of the formula counts)."""
+    gen = torch.Generator().manual_seed(3)
+    tril = 0.4 * torch.randn(3, 4, 4, generator=gen, dtype=F64).tril(-1)
+    tril = tril + torch.diag_embed(0.5 + torch.rand(3, 4, generator=gen, dtype=F64))
+    q = FullCovarianceNormal(torch.randn(3, 4, generator=gen, dtype=F64), scale_tril=tril)
+    loc0 = torch.randn(4, generator=gen, dtype=F64)
+    scale0 = 0.5 + torch.rand(4, generator=gen, dtype=F64)
+    dense = MultivariateNormal(q.loc, scale_tril=tril)
+    expected = kl_divergence(dense, MultivariateNormal(loc0, scale_tril=torch.diag(scale0)))
+    assert_close(kl_divergence(q, dist.Normal(loc0, scale0).to_event(1)), expected, **EXACT)
 
 
 def test_kl_refuses_unsupported_priors():

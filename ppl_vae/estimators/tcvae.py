@@ -21,15 +21,21 @@ al.'s appendix; unbiased for ``q(z_i)``, exact when the batch is the data set)::
     MI_i = log q(z_i | x_i) - log q(z_i),   TC_i = log q(z_i) - Σ_d log q(z_id),
     dimKL_i = Σ_d log q(z_id) - log p(z_i)
 
-(The paper's minibatch-weighted form, ``(1/(N B)) Σ_j q(z_i | x_j)``, shifts MI, TC
-and dimKL by constants in ``log N``: the same gradients, values that are not the
-parts' own.)
-
 so that ``MI_i + TC_i + dimKL_i = log q(z_i | x_i) - log p(z_i)``, the KL term's own draw.
 ``N`` is the :class:`~ppl_vae.estimators.base.Batch`'s data-set size (the batch itself
 when called as ``estimator(model, guide, x)``). The estimator needs one latent site
 per example whose guide factorizes over its dimensions (``Normal(loc, scale).to_event(1)``,
 the ``diagonal`` guide), reparameterized; global and enumerated sites are refused.
+
+The weights are Chen et al.'s minibatch-stratified ones in a symmetric form (their
+code gives one of the others ``(N - B + 1)/(N (B - 1))`` and the rest ``1/(B - 1)``;
+the same expectation). Their minibatch-weighted form, ``q(z_i) ≈ (1/(N B)) Σ_j
+q(z_i | x_j)``, is not a constant shift of this one: it weights the draw's own example
+``1/(N B)``, not ``1/N``, so its expectation is not ``q(z_i)`` and its MI, TC and dimKL
+and their gradients differ (most where posteriors are narrow and the own example
+dominates). The reference implementation's stratified weight matrix
+(``log_importance_weight_matrix``, a stride of ``B`` where ``B + 1`` is meant) puts the
+``1/N`` in column 0, not on the diagonal: right for the batch's first draw only.
 """
 
 from __future__ import annotations
@@ -132,8 +138,8 @@ class TotalCorrelationBound(Estimator):
         return -(elbo - (self.tc_weight - 1.0) * parts.total_correlation).mean()
 
 
-@ESTIMATORS.register("tcvae", "β-TCVAE: ELBO - (β-1)·total correlation, minibatch-weighted "
-                              "(Chen et al. 2018)", particles=PARTICLES,
+@ESTIMATORS.register("tcvae", "β-TCVAE: ELBO - (β-1)·total correlation, q(z) by minibatch-"
+                              "stratified sampling (Chen et al. 2018)", particles=PARTICLES,
                      tc_weight="tcvae: weight β of the total correlation (1: the ELBO)")
 def tcvae(particles: int = 1, tc_weight: float = 6.0) -> Estimator:
     return TotalCorrelationBound(tc_weight, particles)

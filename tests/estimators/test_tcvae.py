@@ -1,5 +1,6 @@
 """β-TCVAE (ppl_vae/estimators/tcvae.py): the KL decomposition against Gaussian known answers,
-the data-set size reaching the estimator through the Batch, and the objective end to end.
+the batch estimate of q(z) against the exact mixture, the data-set size reaching the estimator
+through the Batch, and the objective end to end.
 
 The pair: ``q(z | x) = N(x, s² I)`` (x carries the posterior mean), ``p(z) = N(0, I)``.
 With means ``μ_j ~ N(0, Σ)`` the aggregate posterior is close to ``N(0, C)``, ``C = Σ + s² I``:
@@ -20,10 +21,11 @@ import torch
 
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import Batch, create
-from ppl_vae.estimators.tcvae import decompose
+from ppl_vae.estimators.tcvae import decompose, mixture_weights
 from ppl_vae.pair import Pair
 
 S = 0.5
+NARROW = 0.05
 COV = torch.tensor([[1.0, 0.8], [0.8, 1.0]])
 
 
@@ -41,6 +43,14 @@ def guide(x):
 def full_covariance_guide(x):
     with pyro.plate("data", x.shape[0]):
         pyro.sample("z", dist.MultivariateNormal(x, S**2 * torch.eye(x.shape[1])))
+
+
+def recording_guide(scale, draws):
+    """``q(z | x) = N(x, scale² I)`` that appends each draw of ``z`` to ``draws``."""
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            draws.append(pyro.sample("z", dist.Normal(x, scale).to_event(1)))
+    return guide
 
 
 def _parts(means, dataset_size):
@@ -73,6 +83,14 @@ def test_a_shared_factorized_posterior_has_no_mi_and_no_tc():
     assert parts.total_correlation.abs().max() < 1e-5
 
 
+def test_one_dimension_has_no_total_correlation_in_any_batch():
+    """With one dimension ``q(z_i)`` and its only marginal are the same estimate: ``TC_i = 0``
+    for every draw, here in a batch of 8 from 400 (the marginals' own sum over the batch)."""
+    torch.manual_seed(2)
+    parts = _parts(torch.randn(400, 1)[:8], 400)
+    assert parts.total_correlation.abs().max() < 1e-5
+
+
 def test_batches_of_a_larger_data_set_estimate_the_same_parts():
     torch.manual_seed(1)
     n = 3000
@@ -82,6 +100,47 @@ def test_batches_of_a_larger_data_set_estimate_the_same_parts():
     for name in ("mutual_information", "total_correlation"):
         mean = sum(float(getattr(b, name).mean()) for b in batches) / len(batches)
         assert mean == pytest.approx(float(getattr(whole, name).mean()), abs=0.06)
+
+
+def test_the_batch_estimate_of_q_z_is_unbiased_in_density_space():
+    """``E[q̂(z_i)] = q(z_i) = (1/N) Σ_n q(z_i | x_n)`` over random batches, as
+    ``E[q̂(z_i) / q(z_i)] = 1`` against the exact mixture over all ``N`` examples.
+
+    Narrow posteriors (s = 0.05 among N = 400 means from N(0, I)) make the draw's own
+    example about 60 % of ``q(z_i)``, so its weight ``1/N`` is measured; batches of
+    ``B = 8 ≪ N`` make it differ ~50-fold from the others' ``(N - 1)/(N (B - 1))``; every
+    position of each shuffled batch is checked, so the example sits at position 0 in one
+    check of 8. The ratio's mean is 1.04 here, 0.50 with ``N`` ×10, 6.5 with ``N`` ÷10 and 31
+    with the reference implementation's weights (1/N in column 0, not on the diagonal); its
+    Monte Carlo error is ≈ 0.05. (In log space the mean is biased low: Jensen.)
+    """
+    torch.manual_seed(0)
+    n, b, particles = 400, 8, 4
+    means = torch.randn(n, 2)
+    draws = []
+    guide = recording_guide(NARROW, draws)
+    nesting, plan = Pair(model, guide).plan(means[:b])
+    ratios = []
+    for _ in range(400):
+        x = means[torch.randperm(n)[:b]]
+        parts = decompose(model, guide, Batch(x, dataset_size=n), particles, nesting, plan)
+        z = draws[-1]  # (K, B, 2)
+        # MI_i = log q(z_i | x_i) - log q̂(z_i)
+        log_q_hat = dist.Normal(x, NARROW).log_prob(z).sum(-1) - parts.mutual_information
+        log_q = torch.logsumexp(dist.Normal(means, NARROW).log_prob(z.unsqueeze(-2)).sum(-1),
+                                -1) - math.log(n)
+        ratios.append((log_q_hat - log_q).exp())
+    assert float(torch.stack(ratios).mean()) == pytest.approx(1.0, abs=0.2)
+
+
+@pytest.mark.parametrize("batch_size, dataset_size", [(8, 400), (2, 3), (6, 6)])
+def test_each_row_of_weights_is_a_mixture_with_1_over_n_on_the_draws_own_example(
+        batch_size, dataset_size):
+    weights = mixture_weights(batch_size, dataset_size, torch.zeros(())).exp()
+    others = weights[~torch.eye(batch_size, dtype=torch.bool)]
+    assert torch.allclose(weights.diagonal(), torch.tensor(1 / dataset_size))
+    assert torch.allclose(others, others[0])  # the others share the remaining mass equally
+    assert torch.allclose(weights.sum(-1), torch.tensor(1.0))
 
 
 def test_weight_one_is_the_elbo_and_the_weight_scales_the_tc():
