@@ -95,9 +95,9 @@ log_likelihood_trust gives the Pareto k-hat and importance-sampling ESS of the
 weights behind log_likelihood (a one-line note when they say it is not reliable).
 Each example's log p(x) and ELBO go to RUN/evaluation_examples.npz, for compare."""
 
-COMPARE_DESCRIPTION = """The paired difference RUN_A - RUN_B of held-out log p(x) and ELBO in
-nats per example, with its standard error over the same test examples, and the unpaired
-standard error for contrast, as JSON.
+COMPARE_DESCRIPTION = """The paired difference RUN_A - RUN_B of held-out log p(x) and ELBO
+in nats per example, with its standard error over the same test examples, and the
+unpaired standard error for contrast, as JSON.
 
 Run ppl-vae evaluate on both runs first, with the same --n-examples and --iw-samples:
 compare reads their RUN/evaluation_examples.npz and refuses examples or K that differ.
