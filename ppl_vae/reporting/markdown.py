@@ -173,8 +173,10 @@ def _evaluations(evaluations: list[dict], settings: dict) -> list[str]:
     lines = []
     for e in evaluations:
         where = "the run report" if e["source"] == "report.json" else "ppl-vae evaluate"
+        split = "" if e.get("split", "test") == "test" else f" {e['split']}"
         same = "the same examples" if e["same_examples"] else (
-            f"different examples (the first {e['n_examples']}, not these {settings['n_examples']})")
+            f"different examples (the first {e['n_examples']}{split}, not these "
+            f"{settings['n_examples']})")
         draws = "" if e["same_draws"] else f", K = {e['iw_samples']} not {settings['draws']}"
         here = e.get("log_likelihood_on_these_examples")
         lines.append(f"- {where} (`{e['source']}`): IS log-likelihood "

@@ -79,10 +79,10 @@ def recorded_evaluations(folder: Path, n_examples: int, draws: int) -> list[dict
     ``n_examples`` test examples with ``draws`` importance samples (``diagnose``'s).
 
     Returns one dict per source found (``report.json``: the run report's evaluation;
-    ``evaluation.json``: ``ppl-vae evaluate``'s) with ``source``, ``n_examples``,
+    ``evaluation.json``: ``ppl-vae evaluate``'s) with ``source``, ``split``, ``n_examples``,
     ``iw_samples``, ``log_likelihood``, ``log_likelihood_se``, ``same_examples`` (both
-    are the first rows of the same test split, so the same examples when the counts
-    agree), ``same_draws``, and, where ``evaluation_examples.npz`` holds the per-example
+    take the first rows of their split, so the same examples when it is the test split
+    and the counts agree), ``same_draws``, and, where ``evaluation_examples.npz`` holds the per-example
     values of these examples, ``log_likelihood_on_these_examples``: the mean of its
     ``log p̂(x_n)`` over them.
     """
@@ -95,13 +95,14 @@ def recorded_evaluations(folder: Path, n_examples: int, draws: int) -> list[dict
         evaluation = recorded.get("evaluation", {}) if source == runs.REPORT else recorded
         if "n_examples" not in evaluation:
             continue
-        entry = {"source": source, "n_examples": evaluation["n_examples"],
+        split = evaluation.get("split", "test")
+        entry = {"source": source, "split": split, "n_examples": evaluation["n_examples"],
                  "iw_samples": evaluation.get("iw_samples"),
                  "log_likelihood": evaluation.get("log_likelihood"),
                  "log_likelihood_se": evaluation.get("log_likelihood_se"),
-                 "same_examples": evaluation["n_examples"] == n_examples,
+                 "same_examples": split == "test" and evaluation["n_examples"] == n_examples,
                  "same_draws": evaluation.get("iw_samples") == draws}
-        if source == "evaluation.json":
+        if source == "evaluation.json" and split == "test":
             entry.update(_on_these_examples(folder / FILE, entry, n_examples))
         found.append(entry)
     return found
