@@ -14,6 +14,7 @@ The file is a plain ``.npz`` (numpy arrays only, read with ``allow_pickle=False`
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -62,7 +63,7 @@ class PerExample:
         try:
             with np.load(Path(path), allow_pickle=False) as stored:
                 values = {name: stored[name] for name in stored.files}
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
             raise PplVaeError(f"cannot read {path}: {error}; rerun ppl-vae evaluate") from None
         missing = {"index", "elbo", "iw_samples", "examples_sha256"} - set(values)
         if missing:
