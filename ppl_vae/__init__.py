@@ -7,6 +7,7 @@ The public face::
     pair = ppl_vae.build("beta_vae", guide="diagonal", latent_dim=10, beta=4.0, data=data)
     run = ppl_vae.fit(pair.model, pair.guide, data, elbo="meanfield", epochs=10, out="runs/b4")
     ppl_vae.evaluate(run.model, run.guide, data.test, iw_samples=1000)
+    ppl_vae.compare("runs/b4", "runs/b1")  # paired, after ppl-vae evaluate of each
     run = ppl_vae.load_run("runs/b4")
     ppl_vae.diagnose("runs/b4")            # -> runs/b4/diagnostics/
 
@@ -18,6 +19,7 @@ working on every pair outside them.
 """
 
 from ppl_vae import data
+from ppl_vae.compare import compare
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import evaluate
@@ -34,5 +36,5 @@ def diagnose(run_folder, **options) -> dict:
 
     return diagnose_run(run_folder, **options)
 
-__all__ = ["PplVaeError", "Pair", "Run", "build", "data", "diagnose", "engine_settings",
+__all__ = ["PplVaeError", "Pair", "Run", "build", "compare", "data", "diagnose", "engine_settings",
            "evaluate", "fit", "load_run"]

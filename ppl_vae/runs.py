@@ -243,14 +243,15 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> Path:
     if resume and not (folder / CHECKPOINT).exists():
         raise PplVaeError(f"cannot resume: {folder / CHECKPOINT} does not exist")
     if overwrite and not resume:
-        for name in (CHECKPOINT, METRICS, REPORT, STEPS, BEST, "evaluation.json"):
+        for name in (CHECKPOINT, METRICS, REPORT, STEPS, BEST, "evaluation.json",
+                     "evaluation_examples.npz"):
             (folder / name).unlink(missing_ok=True)
         for events in (folder / TENSORBOARD).glob("events.out.tfevents.*"):
             events.unlink()
     for stale in folder.glob(".*.tmp"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
-    try:
-        (folder / "figures").mkdir(parents=True, exist_ok=True)
+    try:  # figures/ is made by the report that draws them, so a failed run has none
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PplVaeError(f"cannot create run folder {folder}: {error.strerror}") from None
     return folder

@@ -1,4 +1,4 @@
-"""The ``ppl-vae`` command: train, evaluate, sample, diagnose, list.
+"""The ``ppl-vae`` command: train, evaluate, compare, sample, diagnose, list.
 
 Every user mistake ends as one line on stderr and exit status 2; ``--debug``
 (before or after the subcommand) shows the traceback instead. A
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from ppl_vae.cli.commands import cmd_diagnose, cmd_evaluate, cmd_list, cmd_sample
+from ppl_vae.cli.commands import cmd_compare, cmd_diagnose, cmd_evaluate, cmd_list, cmd_sample
 from ppl_vae.cli.parser import HelpFormatter, build_parser
 from ppl_vae.cli.train import cmd_train
 from ppl_vae.errors import PplVaeError, PplVaeWarning
@@ -34,8 +34,8 @@ def _one_line_warnings(fallback):
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
-               "diagnose": cmd_diagnose, "list": cmd_list}[args.command]
+    command = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare,
+               "sample": cmd_sample, "diagnose": cmd_diagnose, "list": cmd_list}[args.command]
     from ppl_vae.training.speedups import keep_freed_memory
 
     keep_freed_memory()  # this process is ours: large host tensors are reused, not re-faulted

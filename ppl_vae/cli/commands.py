@@ -1,4 +1,5 @@
-"""``ppl-vae evaluate``, ``sample``, ``diagnose`` and ``list``, and loading a run for them."""
+"""``ppl-vae evaluate``, ``compare``, ``sample``, ``diagnose`` and ``list``, and loading a run
+for them."""
 
 from __future__ import annotations
 
@@ -45,12 +46,15 @@ SCALES_NOTE = ("the estimator with the model's site scales (beta; a KL warm-up a
 def cmd_evaluate(args) -> None:
     from ppl_vae.cli.parser import estimator_options
     from ppl_vae.estimators import Batch, create
+    from ppl_vae.per_example import FILE
     from ppl_vae.runs import write_json
 
     run, data = _load(args, args.device)
     x, inputs = run.evaluation_examples(data, args.n_examples or None)
     pyro.set_rng_seed(args.seed)
-    result = run.evaluate(x, inputs=inputs, iw_samples=args.iw_samples, quiet=args.quiet)
+    result = run.evaluate(x, inputs=inputs, iw_samples=args.iw_samples, quiet=args.quiet,
+                          per_example=True)
+    result.pop("per_example").save(Path(args.run) / FILE)
     result["split"] = run.evaluation_split
     if args.elbo:
         estimator = create(args.elbo, **estimator_options(args))
@@ -65,6 +69,12 @@ def cmd_evaluate(args) -> None:
     result = named_for_guide(result)
     write_json(Path(args.run) / "evaluation.json", result)
     print(json.dumps(result))
+
+
+def cmd_compare(args) -> None:
+    from ppl_vae.compare import compare
+
+    print(json.dumps(compare(args.run_a, args.run_b)))
 
 
 def named_for_guide(result: dict) -> dict:

@@ -10,7 +10,7 @@ import dataclasses
 
 from ppl_vae.config import DataSpec, RunOptions, SplitOptions, TrainConfig, counts
 
-DESCRIPTION = "The ``ppl-vae`` command: train, evaluate, sample, diagnose, list."
+DESCRIPTION = "The ``ppl-vae`` command: train, evaluate, compare, sample, diagnose, list."
 
 def _count_or_all(text: str) -> int | str:
     """``--n 20000`` or ``--n all`` (every example the source holds)."""
@@ -89,7 +89,20 @@ objective was. --elbo NAME adds training_objective: that estimator's value with 
 model's site scales (β of a β-VAE; a KL warm-up at its final scale 1), which is not
 the ELBO unless every scale is 1. A run whose guide is a point mass (delta,
 denoising) has no ELBO: its JSON has reconstruction (-log p(x | z) at the code) and
-regulariser (-log p(z) at the code) instead of elbo and kl."""
+regulariser (-log p(z) at the code) instead of elbo and kl.
+
+log_likelihood_trust gives the Pareto k-hat and importance-sampling ESS of the
+weights behind log_likelihood (a one-line note when they say it is not reliable).
+Each example's log p(x) and ELBO go to RUN/evaluation_examples.npz, for compare."""
+
+COMPARE_DESCRIPTION = """The paired difference RUN_A - RUN_B of held-out log p(x) and ELBO
+in nats per example, with its standard error over the same test examples, and the
+unpaired standard error for contrast, as JSON.
+
+Run ppl-vae evaluate on both runs first, with the same --n-examples and --iw-samples:
+compare reads their RUN/evaluation_examples.npz and refuses examples or K that differ.
+This is held-out likelihood of test examples the models never saw, not leave-one-out
+cross-validation."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -265,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="seeds the importance samples (default: 0)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_user_code_flags(evaluate)
+
+    compare = command("compare", "paired difference of two runs' held-out log p(x) ± its SE",
+                      COMPARE_DESCRIPTION)
+    compare.add_argument("run_a", metavar="RUN_A", help="a run folder, evaluated")
+    compare.add_argument("run_b", metavar="RUN_B", help="another, evaluated on the same "
+                         "examples with the same --iw-samples")
 
     sample = command("sample", "draw images from the prior of a trained model")
     sample.add_argument("run", help="a run folder")

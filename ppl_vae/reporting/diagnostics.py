@@ -49,7 +49,7 @@ from ppl_vae.diagnostics.inference_data import (
     to_inference_data,
     write_netcdf,
 )
-from ppl_vae.diagnostics.psis import pareto_k, summarize_k
+from ppl_vae.diagnostics.psis import importance_ess, pareto_k, summarize_k, trust_summary
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import check_inputs
@@ -59,6 +59,7 @@ from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair, built_spec
 from ppl_vae.reporting.builder import Report, write_report
 from ppl_vae.reporting.markdown import diagnostics_markdown
+from ppl_vae.reporting.run_report import recorded_evaluations
 from ppl_vae.traces import take
 
 SUMMARY_EXAMPLES = 3
@@ -108,7 +109,7 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
     return diagnose_pair(run.model, run.guide, data, Path(run_folder) / "diagnostics",
                          n_examples=n_examples, draws=draws, quiet=quiet, metrics=metrics,
                          seed=seed, pair=run.pair, run_name=str(run_folder),
-                         inputs=run.test_inputs(data))
+                         inputs=run.test_inputs(data), run_folder=run_folder)
 
 
 def _check(n_examples: int, draws: int, metrics: str, data) -> None:
@@ -141,7 +142,8 @@ def _make_folder(folder: Path) -> None:
 
 def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draws: int = 1000,
                   quiet: bool = False, metrics: str | dict = "fast", seed: int = 0, pair=None,
-                  run_name: str | None = None, inputs: dict | None = None) -> dict:
+                  run_name: str | None = None, inputs: dict | None = None,
+                  run_folder=None) -> dict:
     """Diagnose any model/guide pair keeping the contract; write into ``out_folder``.
 
     Args:
@@ -157,6 +159,8 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
         inputs: the pair's per-example keyword inputs for the whole test split
             (``{"y": labels}``, e.g. ``data.inputs("test")`` or ``run.test_inputs(data)``);
             every call of the pair gets the rows of its examples.
+        run_folder: the run's folder, whose evaluations the report sets beside its own
+            IS numbers (:func:`~ppl_vae.reporting.run_report.recorded_evaluations`).
 
     Returns:
         The dict written to ``out_folder/report.json``.
@@ -183,6 +187,9 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
                                metrics, seed, progress)
     report["run"] = run_name
     report["pair"] = _describe(pair)
+    if run_folder is not None:
+        report["evaluations"] = recorded_evaluations(run_folder, report["settings"]["n_examples"],
+                                                     draws)
     write_report(folder, report, diagnostics_markdown)
     progress.done(folder)
     return report
@@ -300,10 +307,16 @@ def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metri
 
 
 def _psis_numbers(log_weight: np.ndarray, khat: np.ndarray) -> dict:
-    """k̂ summary, IS log-likelihood and ELBO of ``(draws, examples)`` log weights."""
+    """k̂ summary, IS log-likelihood with its SE and trust (the fields ``evaluate`` gives it),
+    and ELBO of ``(draws, examples)`` log weights."""
     numbers = summarize_k(khat)
     numbers["worst_test_index"] = numbers.pop("worst_examples")
-    numbers.update(is_log_likelihood=float(log_mean_exp(torch.from_numpy(log_weight)).mean()),
+    log_p = log_mean_exp(torch.from_numpy(log_weight)).numpy()
+    numbers.update(is_log_likelihood=float(log_p.mean()),
+                   is_log_likelihood_se=float(log_p.std(ddof=1) / np.sqrt(log_p.size))
+                   if log_p.size > 1 else None,
+                   log_likelihood_trust=trust_summary(khat, importance_ess(log_weight),
+                                                      log_weight.shape[0]),
                    elbo=float(log_weight.mean()))
     return numbers
 

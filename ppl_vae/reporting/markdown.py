@@ -51,12 +51,25 @@ def _evaluation_rows(evaluation: dict) -> list[str]:
                 f"{_fmt(evaluation['reconstruction'])} |",
                 f"| regulariser -log p(code(x)) | {_fmt(evaluation['kl'])} |",
                 "| log-likelihood | n/a: a point-mass guide has no density, so no bound |"]
+    se = evaluation.get("log_likelihood_se")
     return [f"| ELBO | {_fmt(evaluation['elbo'])} |",
             f"| IS log-likelihood {evaluation.get('log_likelihood_of', 'log p(x)')} | "
-            f"{_fmt(evaluation['log_likelihood'])} "
+            f"{_fmt(evaluation['log_likelihood'])}{'' if se is None else f' ± {se:.2f}'} "
             f"{evaluation.get('log_likelihood_note', '')}|",
             f"| reconstruction -E_q log p(x given z) | {_fmt(evaluation['reconstruction'])} |",
             f"| KL(q(z given x) ‖ p(z)) | {_fmt(evaluation['kl'])} |"]
+
+
+def trust_line(trust: dict | None) -> list[str]:
+    """The trust of an IS estimate in one line (Pareto k̂, ESS), and its warning in bold."""
+    if not trust:
+        return []
+    khat = trust.get("khat_note") or (
+        f"k̂ > 0.7 for {trust['khat_share_above_0.7']:.0%} of examples (median "
+        f"{_fmt(trust['khat_median'])}, max {_fmt(trust['khat_max'])})")
+    line = (f"- trust of the IS log-likelihood: {khat}; importance-sampling ESS mean "
+            f"{trust['ess_mean']:.1f}, min {trust['ess_min']:.1f} of {trust['draws']} draws")
+    return [line, *([f"- **warning: {trust['warning']}**"] if trust.get("warning") else [])]
 
 
 def _no_code(latents: dict) -> list[str]:
@@ -119,6 +132,10 @@ def run_markdown(report: dict) -> str:
         "|---|---|",
         *_evaluation_rows(evaluation),
         "",
+        *([] if evaluation.get("log_likelihood_se") is None else [
+            "- ± is the standard error over test examples (sd / √N), not the bound's bias"]),
+        *trust_line(evaluation.get("log_likelihood_trust")),
+        "",
         *_code_lines(report["latents"]),
         *_hook_lines(report),
         *_figures(report),
@@ -139,11 +156,37 @@ def _psis(psis: dict) -> list[str]:
         (f"- k̂ quantiles 5/25/50/75/95 %: {', '.join(_fmt(v, 2) for v in q.values())};"
          f" max {_fmt(psis['max'], 2)}"),
         f"- worst examples (test index, k̂): {worst}",
-        (f"- IS log-likelihood with these draws: {_fmt(psis['is_log_likelihood'], 2)} "
-         f"nats/example (ELBO {_fmt(psis['elbo'], 2)})"),
+        (f"- IS log-likelihood with these draws: {_fmt(psis['is_log_likelihood'], 2)}"
+         f"{_se(psis.get('is_log_likelihood_se'))} nats/example (ELBO {_fmt(psis['elbo'], 2)})"),
+        *trust_line(psis.get("log_likelihood_trust")),
         *([f"- note: {psis['note']}"] if psis.get("note") else []),
-        "",
     ]
+
+
+def _se(se: float | None) -> str:
+    return "" if se is None else f" ± {se:.2f}"
+
+
+def _evaluations(evaluations: list[dict], settings: dict) -> list[str]:
+    """This report's examples against the run's other evaluations: same or not, and why the
+    numbers differ."""
+    lines = []
+    for e in evaluations:
+        where = "the run report" if e["source"] == "report.json" else "ppl-vae evaluate"
+        split = "" if e.get("split", "test") == "test" else f" {e['split']}"
+        same = "the same examples" if e["same_examples"] else (
+            f"different examples (the first {e['n_examples']}{split}, not these "
+            f"{settings['n_examples']})")
+        draws = "" if e["same_draws"] else f", K = {e['iw_samples']} not {settings['draws']}"
+        here = e.get("log_likelihood_on_these_examples")
+        lines.append(f"- {where} (`{e['source']}`): IS log-likelihood "
+                     f"{_fmt(e['log_likelihood'])}{_se(e['log_likelihood_se'])} on {same}"
+                     f"{draws}" + ("" if here is None else f"; on these examples {here:.2f}"))
+    if any(not (e["same_examples"] and e["same_draws"]) for e in evaluations):
+        lines.append("- numbers from other examples or another K differ for that reason "
+                     "alone: compare like with like (ppl-vae evaluate --n-examples, "
+                     "--iw-samples)")
+    return lines
 
 
 def _latents(latents: dict) -> list[str]:
@@ -223,6 +266,8 @@ def diagnostics_markdown(report: dict) -> str:
          "(`arviz.from_netcdf`; log weights in `sample_stats.log_weight`)"),
         "",
         *_psis(report["psis"]),
+        *_evaluations(report.get("evaluations") or [], settings),
+        "",
         *_latents(report["latents"]),
         *_summary(report["posterior_summary"]),
         *_disentanglement(report["disentanglement"], report.get("disentanglement_note")),
