@@ -18,6 +18,7 @@ with :mod:`ppl_vae.plots`' canvas, and returns the file name:
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,7 @@ def sbc_figure(result: dict, folder: Path) -> str:
     axes[2].set(title="coverage of central guide intervals", xlabel="nominal level",
                 ylabel="share of simulations covered", xlim=(0, 1), ylim=(0, 1))
     axes[2].legend(fontsize=8)
-    fig.suptitle(result["verdict"][:140], fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(result["verdict"], 160)), fontsize=8)
     save(fig, folder / "sbc.png")
     return "sbc.png"
 

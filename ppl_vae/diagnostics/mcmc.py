@@ -124,7 +124,7 @@ def nuts_reference(run, x: torch.Tensor, test_index=None, inputs: dict | None = 
     x = x.to(device)
     inputs = {k: None if v is None else v.to(device) for k, v in (inputs or {}).items()}
     test_index = np.arange(x.shape[0]) if test_index is None else np.asarray(test_index)
-    with pair.evaluation(), fixed_parameters(pair), \
+    with pair.evaluation(), fixed_parameters(pair), torch.enable_grad(), \
             torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         nesting, plan = pair.plan(x, inputs)
         _check(plan)
