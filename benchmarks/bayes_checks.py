@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--sbc", type=int, default=500)
     parser.add_argument("--sbc-draws", type=int, default=99)
     parser.add_argument("--nuts-examples", type=int, default=2)
-    parser.add_argument("--nuts-draws", type=int, default=200)
+    parser.add_argument("--nuts-draws", type=int, default=150)
     parser.add_argument("--ppc-examples", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -107,7 +107,8 @@ def main() -> None:
                       "nuts_sd_ratio_median": nuts_z["sd_ratio_median"],
                       "nuts_sd_ratio_range": nuts_z["sd_ratio_range"],
                       "nuts_mean_gap_max_abs": nuts_z["mean_gap_max_abs"],
-                      "nuts_rhat_max": nuts_z["rhat_max"], "ppc": {
+                      "nuts_rhat_max": nuts_z["rhat_max"],
+                      "nuts_warning": result["nuts"]["warning"], "ppc": {
                           k: v for k, v in result["ppc"].items() if k != "class_means"},
                       "seconds": result["seconds"]}, indent=1))
 

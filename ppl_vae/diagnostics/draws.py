@@ -208,6 +208,9 @@ def _kl_terms(guide_msg, model_msg, nesting: int, k: int) -> torch.Tensor | None
     value = guide_msg["value"]
     terms = q.base_dist.log_prob(value) - p.base_dist.log_prob(value)
     terms = terms.expand(torch.broadcast_shapes(terms.shape, value.shape))
+    mask = site_mask(guide_msg)
+    if mask is not None:  # padding counts nothing, as in the ELBO
+        terms = terms * mask
     laid = per_example_layout(terms, q.event_dim, _frames(guide_msg), nesting, k)
     return laid.reshape(laid.shape[0], laid.shape[1], -1)
 

@@ -41,6 +41,8 @@ from ppl_vae.diagnostics.inference_data import site_dims
 from ppl_vae.errors import PplVaeError
 from ppl_vae.traces import runnable, sample_sites, take
 
+RHAT, ESS = 1.01, 100
+
 
 @contextlib.contextmanager
 def fixed_parameters(pair):
@@ -149,6 +151,20 @@ def nuts_reference(run, x: torch.Tensor, test_index=None, inputs: dict | None = 
     return idata
 
 
+def _warning(sites: dict, divergences: int) -> str | None:
+    """One line when NUTS itself is not to be trusted: R-hat above 1.01, bulk ESS under 100
+    (Vehtari et al. 2021), or divergences."""
+    rhat = max(v["rhat_max"] for v in sites.values())
+    ess = min(v["ess_bulk_min"] for v in sites.values())
+    problems = [*([f"R-hat {rhat:.3f} > {RHAT}"] if rhat > RHAT else []),
+                *([f"bulk ESS {ess:.0f} < {ESS}"] if ess < ESS else []),
+                *([f"{divergences} divergent transitions"] if divergences else [])]
+    if not problems:
+        return None
+    return (f"the NUTS reference is not reliable ({', '.join(problems)}); raise --mcmc-warmup "
+            "and --mcmc-draws before reading the sd ratios")
+
+
 def compare_to_guide(guide_idata: az.InferenceData, nuts_idata: az.InferenceData) -> dict:
     """Per site: sd ratios and mean gaps (module docstring) per example and dimension, their
     medians and extremes, with NUTS's R-hat, bulk ESS and divergences."""
@@ -170,7 +186,9 @@ def compare_to_guide(guide_idata: az.InferenceData, nuts_idata: az.InferenceData
                      "sd_ratio_range": [float(ratio.min()), float(ratio.max())],
                      "mean_gap_max_abs": float(np.abs(gap).max()),
                      "rhat_max": float(np.nanmax(rhat)), "ess_bulk_min": float(np.nanmin(ess))}
-    out["divergences"] = int(nuts_idata.sample_stats["diverging"].values.sum())
+    divergences = int(nuts_idata.sample_stats["diverging"].values.sum())
+    out["warning"] = _warning(out, divergences)
+    out["divergences"] = divergences
     out["examples"] = [int(e) for e in examples]
     out["chains"], out["draws"] = (int(nuts_idata.posterior.sizes["chain"]),
                                    int(nuts_idata.posterior.sizes["draw"]))

@@ -22,7 +22,9 @@ def _ppc(ppc: dict | None) -> list[str]:
                      f"{_fmt(entry['median'])}")
     lines.append(f"- discrepancy -log p(x | z) per example: **{ppc['log_lik']['share_extreme']:.0%}**"
                  f" extreme, median p {_fmt(ppc['log_lik']['median'])} (p near 0: the example "
-                 "is less likely under its reconstruction than the model's replicates)")
+                 "is less likely under its reconstruction than the model's replicates, which "
+                 "the decoder does not explain; near 1: more likely, the decoder's noise is "
+                 "wider than the data's)")
     for site, entry in (ppc.get("class_means") or {}).items():
         worst = sorted(zip(entry["p_values"], entry["classes"]),
                        key=lambda pc: -abs(pc[0] - 0.5))[:3]
@@ -63,7 +65,8 @@ def _nuts(nuts: dict | None) -> list[str]:
             lines.append(f"| {site} | {_fmt(entry['sd_ratio_median'])} [{_fmt(low)}, "
                          f"{_fmt(high)}] | {_fmt(entry['mean_gap_max_abs'])} | "
                          f"{_fmt(entry['rhat_max'], 3)} | {_fmt(entry['ess_bulk_min'], 0)} |")
-    return lines + ["", f"- divergent transitions: {nuts['divergences']}", ""]
+    return lines + ["", f"- divergent transitions: {nuts['divergences']}",
+                    *([f"- **warning**: {nuts['warning']}"] if nuts.get("warning") else []), ""]
 
 
 def _missing(missing: dict) -> list[str]:

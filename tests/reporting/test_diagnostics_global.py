@@ -120,6 +120,7 @@ def test_masked_entries_are_nan_in_draws_and_replicates():
         assert np.isnan(values).all(0).tolist() == (~mask).tolist()
         assert np.isfinite(values[:, mask.numpy()]).all()
     assert np.isnan(drawn.observed["x"]).tolist() == (~mask).tolist()
+    assert np.isfinite(drawn.kl_per_dim["z"]).all() and np.isfinite(drawn.log_weight).all()
 
 
 def test_the_site_studied_is_the_users_choice(tmp_path):
