@@ -181,3 +181,23 @@ def test_nuts_refuses_one_chain(ppca):
     model, x = ppca
     with pytest.raises(PplVaeError, match="R-hat"):
         nuts_reference(Pair(model, PosteriorGuide(model)), x[:1], chains=1)
+
+
+def test_sbc_hands_the_guide_every_simulated_observation():
+    """y is an input the model observes: SBC must simulate it and give the guide the
+    simulated y (keeping the template's y would shift the exact posterior of z)."""
+    def model(x, y=None):
+        with pyro.plate("data", x.shape[0]):
+            y = pyro.sample("y", dist.Bernoulli(0.5), obs=y)
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal((z + 2 * y)[..., None], 0.5).to_event(1), obs=x)
+
+    def guide(x, y=None):  # z | x, y ~ N(0.8 (x - 2y), 1/5): the exact posterior
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(0.8 * (x[..., 0] - 2 * y), 5 ** -0.5))
+
+    template = {"y": torch.zeros(50)}  # simulated ys are half ones: kept zeros would fail
+    result = simulation_based_calibration(Pair(model, guide), torch.zeros(50, 1), 300, 49,
+                                          inputs=template)
+    assert result["verdict"].startswith("calibrated"), result["verdict"]
+    assert result["coverage_median"]["0.9"] == pytest.approx(0.9, abs=0.06)
