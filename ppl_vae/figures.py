@@ -366,11 +366,13 @@ def diagnostic_figures(model, guide, x: torch.Tensor, inputs: dict, data, idata,
         ("reconstructions", lambda: reconstructions(model, guide, x[:16], folder, first, shape)),
         ("prior_samples", lambda: prior_samples(model, guide, x, folder, inputs=inputs,
                                                 image_shape=shape)),
-        ("khat", lambda: khat(khat_values, folder)),
-        ("worst_khat", lambda: worst_khat(model, guide, x, khat_values, test_index, folder,
-                                          inputs, image_shape=shape)),
         ("posterior_forest", lambda: posterior_forest(idata, site, shown, folder)),
     ]
+    if khat_values is not None:  # None: no per-example importance weight (global sites)
+        figures[2:2] = [
+            ("khat", lambda: khat(khat_values, folder)),
+            ("worst_khat", lambda: worst_khat(model, guide, x, khat_values, test_index, folder,
+                                              inputs, image_shape=shape))]
     if code:
         kl = latents["kl_per_dim"]
         score, what = (code["means"].var(0), "activity") if kl is None else (np.asarray(kl), "KL")

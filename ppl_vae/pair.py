@@ -48,7 +48,8 @@ class Pair:
     The facts the engine needs about a pair are asked of it, and found once:
     :attr:`device`, :meth:`plan`, :meth:`primary_site` and :attr:`collapsed`. ``plans``
     is the engine's one memo (trainer, estimators, evaluation and diagnostics ask
-    :meth:`plan`), and it goes when the pair does.
+    :meth:`plan`), and it goes when the pair does. ``site``: the latent site the user
+    asked statistics and figures to describe (``diagnose --site``), else None.
     """
 
     model: object
@@ -56,6 +57,7 @@ class Pair:
     spec: PairSpec | None = None
     store: dict = field(default_factory=lambda: {"params": {}, "constraints": {}})
     called: list | None = field(default=None, repr=False)
+    site: str | None = None
     plans: dict = field(default_factory=dict, init=False, repr=False)
     _in_scope: bool = field(default=False, init=False, repr=False)
 
@@ -134,9 +136,14 @@ class Pair:
         return self.plans[pattern]
 
     def primary_site(self, x: torch.Tensor, inputs: dict | None = None) -> str:
-        """The latent site figures and statistics describe (``model.latent_site`` or the guide's
-        last)."""
-        return primary_site(self.model, self.plan(x, inputs)[1])
+        """The latent site figures and statistics describe: :attr:`site` where the user named
+        one, else ``model.latent_site`` or the guide's last."""
+        plan = self.plan(x, inputs)[1]
+        names = [name for name, _ in plan.guide]
+        if self.site is not None and self.site not in names:
+            raise PplVaeError(f"site '{self.site}' is not sampled by the guide; name one of "
+                              f"{names}")
+        return self.site or primary_site(self.model, plan)
 
     @functools.cached_property
     def collapsed(self) -> Pair | None:

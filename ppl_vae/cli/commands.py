@@ -176,17 +176,45 @@ def _image_path(text: str) -> Path:
 
 
 def cmd_diagnose(args) -> None:
-    from ppl_vae.diagnostics import diagnose
     from ppl_vae.diagnostics.disentanglement import with_beta_vae_factors
+    from ppl_vae.reporting.diagnostics import Checks, diagnose
 
     metrics = args.metrics if args.metrics == "none" else with_beta_vae_factors(args.metrics,
                                                                                 args.factors)
+    checks = Checks(ppc_draws=args.ppc_draws, sbc=args.sbc, sbc_draws=args.sbc_draws,
+                    levels=args.sbc_levels, mcmc_examples=args.mcmc_examples,
+                    mcmc_draws=args.mcmc_draws, mcmc_warmup=args.mcmc_warmup,
+                    mcmc_chains=args.mcmc_chains)
     report = diagnose(args.run, n_examples=args.n_examples, draws=args.draws, device=args.device,
                       quiet=args.quiet, metrics=metrics, seed=args.seed,
-                      trust_code=trusts_code(args, read_run_config(args.run)))
+                      trust_code=trusts_code(args, read_run_config(args.run)), checks=checks,
+                      site=args.site)
     psis = {k: v for k, v in report["psis"].items() if not isinstance(v, list)}
     print(json.dumps({"diagnostics": str(Path(args.run) / "diagnostics"), "psis": psis,
+                      **_checks_summary(report),
                       "disentanglement": report.get("disentanglement")}, default=str))
+
+
+def _checks_summary(report: dict) -> dict:
+    """The headline numbers of the Bayesian checks, for the printed JSON."""
+    out = {}
+    ppc = report.get("posterior_predictive")
+    if ppc:
+        out["posterior_predictive"] = {
+            "share_extreme_mean": {k: v["share_extreme"] for k, v in ppc["mean"].items()},
+            "share_extreme_log_lik": ppc["log_lik"]["share_extreme"]}
+    if report.get("sbc"):
+        out["sbc"] = {k: report["sbc"].get(k) for k in ("verdict", "coverage_median", "note")
+                      if k in report["sbc"]}
+    nuts = report.get("nuts")
+    if nuts:
+        out["nuts"] = {k: ({f: v[f] for f in ("sd_ratio_median", "sd_ratio_range",
+                                              "mean_gap_max_abs", "rhat_max")}
+                           if isinstance(v, dict) else v) for k, v in nuts.items()
+                       if k not in ("examples",)}
+    if report.get("missing"):
+        out["missing"] = report["missing"]
+    return out
 
 
 def cmd_list(args) -> None:

@@ -310,10 +310,40 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--seed", type=int, default=0, help="seeds the draws")
     diagnose.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     diagnose.add_argument("--quiet", action="store_true", help="no progress bar")
+    diagnose.add_argument("--site", default=None, help="the latent site statistics and "
+                          "figures describe (default: the model's latent_site, else the "
+                          "guide's last site)")
+    _add_check_flags(diagnose.add_argument_group("Bayesian checks"))
     _add_user_code_flags(diagnose)
 
     command("list", "models, guides, ELBOs and datasets with one-line descriptions")
     return parser
+
+
+def _levels(text: str) -> tuple[float, ...]:
+    """``--sbc-levels 0.5,0.9``."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text!r}") from None
+
+
+def _add_check_flags(group) -> None:
+    """The flags of :class:`ppl_vae.reporting.diagnostics.Checks`."""
+    group.add_argument("--ppc-draws", type=int, default=100, help="replicated data per "
+                       "diagnosed example for the posterior predictive check (0: off)")
+    group.add_argument("--sbc", type=int, default=0, help="simulations for simulation-based "
+                       "calibration of the guide (0: off; 200 is a good start)")
+    group.add_argument("--sbc-draws", type=int, default=99, help="guide draws per SBC "
+                       "simulation")
+    group.add_argument("--sbc-levels", type=_levels, default=(0.5, 0.9),
+                       help="central-interval levels whose SBC coverage is reported")
+    group.add_argument("--mcmc-examples", type=int, default=0, help="NUTS reference for the "
+                       "first this many diagnosed examples (0: off)")
+    group.add_argument("--mcmc-draws", type=int, default=500, help="NUTS draws per chain")
+    group.add_argument("--mcmc-warmup", type=int, default=500, help="NUTS warm-up steps per "
+                       "chain")
+    group.add_argument("--mcmc-chains", type=int, default=4, help="NUTS chains per example")
 
 
 def _add_user_code_flags(parser: argparse.ArgumentParser) -> None:

@@ -1,26 +1,35 @@
-"""Diagnostics of a trained model/guide pair: guide draws, PSIS, ArviZ export, metrics.
+"""Diagnostics of a trained model/guide pair: guide draws, PSIS, ArviZ export, metrics, and
+the checks a Bayesian runs beyond the guide's draws.
 
 The pieces, usable alone: :func:`pair_draws` (:func:`collect_draws` with a model and a
 guide), :func:`pareto_k`, :func:`to_inference_data`, :func:`posterior_summary`,
-:func:`pareto_k_from_netcdf`. :func:`diagnose` (a run folder) and :func:`diagnose_pair`
-(any pair in Python), which write the report, live in :mod:`ppl_vae.reporting.diagnostics`;
-here are their old names, imported on first use (that module imports these pieces).
+:func:`pareto_k_from_netcdf`; the checks :func:`posterior_predictive` with
+:func:`check_statistics` (replicated data and test statistics),
+:func:`simulation_based_calibration` (SBC of the guide) and :func:`nuts_reference` with
+:func:`compare_to_guide` (NUTS on a few examples, laid out as the guide's export).
+:func:`diagnose` (a run folder) and :func:`diagnose_pair` (any pair in Python), with
+their :class:`Checks`, write the report; they live in :mod:`ppl_vae.reporting.diagnostics`
+and are imported here on first use (that module imports these pieces).
 """
 
-from ppl_vae.diagnostics.draws import Draws, collect_draws, pair_draws
+from ppl_vae.diagnostics.draws import Draws, collect_draws, global_log_likelihood, pair_draws
 from ppl_vae.diagnostics.inference_data import (
     pareto_k_from_netcdf,
     posterior_summary,
     to_inference_data,
     write_netcdf,
 )
+from ppl_vae.diagnostics.mcmc import compare_to_guide, nuts_reference
+from ppl_vae.diagnostics.predictive import check_statistics, posterior_predictive
 from ppl_vae.diagnostics.psis import pareto_k, summarize_k
+from ppl_vae.diagnostics.sbc import simulation_based_calibration
 
-_REPORTS = ("diagnose", "diagnose_pair")
+_REPORTS = ("Checks", "diagnose", "diagnose_pair")
 
 
 def __getattr__(name: str):
-    """The old names :func:`diagnose` and :func:`diagnose_pair` (:mod:`ppl_vae.reporting.diagnostics`)."""
+    """:class:`Checks`, :func:`diagnose` and :func:`diagnose_pair`
+    (:mod:`ppl_vae.reporting.diagnostics`)."""
     if name in _REPORTS:
         from ppl_vae.reporting import diagnostics
 
@@ -28,6 +37,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Draws", "collect_draws", "diagnose", "diagnose_pair", "pair_draws", "pareto_k",
-           "pareto_k_from_netcdf", "posterior_summary", "summarize_k", "to_inference_data",
-           "write_netcdf"]
+__all__ = ["Checks", "Draws", "check_statistics", "collect_draws", "compare_to_guide",
+           "diagnose", "diagnose_pair", "global_log_likelihood", "nuts_reference",
+           "pair_draws", "pareto_k", "pareto_k_from_netcdf", "posterior_predictive",
+           "posterior_summary", "simulation_based_calibration", "summarize_k",
+           "to_inference_data", "write_netcdf"]

@@ -12,11 +12,24 @@ the ``"data"`` plate's axis, then any other plate of the site and its event
 dimensions. Per-example inputs (``model(x, y=...)``) go to both programs, the
 rows of each chunk with its examples.
 
-Two kinds of pair need a word:
+With ``replicate=True`` the same pass also draws replicated data: the model is
+run again on the guide's draws with every observed site unconditioned
+(``poutine.uncondition`` over ``poutine.replay``), so ``x_rep_sn ~ p(x | z_sn)``
+for every observed site, jointly when one observed site depends on another.
+These are the posterior predictive draws of :mod:`ppl_vae.diagnostics.predictive`.
+
+Masked entries (``poutine.mask`` or ``dist.mask``: the padding of sequences) are
+NaN in the site draws and in the replicated data, so no statistic is taken from
+padding; their log-densities are already zero.
+
+Three kinds of pair need a word:
 
 - sites outside the ``"data"`` plate (global latents) couple the examples:
-  there is no per-example weight ``w_sn``, so :func:`prepare_draws` refuses
-  such a pair, naming the sites;
+  there is no per-example weight ``w_sn``. Their draws come without an example
+  axis (``Draws.global_sites``, ``(S, *shape)``), the local sites' draws per
+  example given the same global draw, one particle at a time over every example
+  at once; ``log_weight``, ``log_prior``, ``log_guide`` and the KL are ``None``
+  (PSIS is not defined) and ``log_likelihood`` is ``log p(x_n | z_sn, θ_s)``;
 - discrete sites marked for enumeration are *sampled* here, not summed:
   a guide site ``y`` is drawn from ``q(y | x)`` and counted in ``log q`` and
   ``log p``; a model-only site ``c`` (the guide does not sample it) is drawn
@@ -45,14 +58,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from pyro import poutine
+from pyro.distributions import MaskedDistribution
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import Independent
+from tqdm.auto import tqdm
 
 from ppl_vae.chunks import chunks
 from ppl_vae.errors import PplVaeError
 from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair
-from ppl_vae.traces import DATA_PLATE, PARTICLE_PLATE, Plan, log_weights, take
+from ppl_vae.traces import (
+    DATA_PLATE,
+    PARTICLE_PLATE,
+    Plan,
+    is_global,
+    log_weights,
+    particle_plate,
+    particle_traces,
+    per_example,
+    take,
+)
 
 
 class _Record(Messenger):
@@ -72,22 +99,35 @@ class Draws:
     """Per-example results of :func:`collect_draws`, numpy, draws first.
 
     Attributes:
-        sites: guide site name -> draws ``(S, N, *latent shape)``, in guide order.
-        log_weight: ``log p(x, z) - log q(z | x)``, ``(S, N)``.
+        sites: guide site name -> draws ``(S, N, *latent shape)``, in guide order
+            (sites inside the ``"data"`` plate); masked entries NaN.
+        log_weight: ``log p(x, z) - log q(z | x)``, ``(S, N)``; None with global sites.
         log_likelihood: ``log p(x | z)``, ``(S, N)``.
-        log_prior: ``log p(z)``, ``(S, N)``.
+        log_prior: ``log p(z)``, ``(S, N)``; None with global sites.
         log_guide: ``log q(z | x)``, ``(S, N)`` (the proposal's density: with a
-            model-only enumerated site, its prior term too; see the module docstring).
+            model-only enumerated site, its prior term too; see the module docstring);
+            None with global sites.
         kl_per_dim: site -> per-dimension KL ``(D,)`` averaged over draws and
             examples, or None where the dimensions are not separable.
+        global_sites: guide sites outside the ``"data"`` plate -> draws ``(S, *shape)``.
+        replicated: observed site -> replicated data ``(S, N, *shape)`` (``replicate=True``).
+        replicated_log_likelihood: ``log p(x_rep | z)``, ``(S, N)`` (``replicate=True``).
+        observed: observed site -> the data as the model sees it ``(N, *shape)``, laid
+            out like ``replicated`` (``replicate=True``).
+        pointwise: observed site -> ``log p(x_n | z_sn)`` ``(S, N)``, with global sites.
     """
 
     sites: dict[str, np.ndarray]
-    log_weight: np.ndarray
+    log_weight: np.ndarray | None
     log_likelihood: np.ndarray
-    log_prior: np.ndarray
-    log_guide: np.ndarray
+    log_prior: np.ndarray | None
+    log_guide: np.ndarray | None
     kl_per_dim: dict[str, np.ndarray | None] = field(default_factory=dict)
+    global_sites: dict[str, np.ndarray] = field(default_factory=dict)
+    replicated: dict[str, np.ndarray] = field(default_factory=dict)
+    replicated_log_likelihood: np.ndarray | None = None
+    observed: dict[str, np.ndarray] = field(default_factory=dict)
+    pointwise: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def per_example_layout(value: torch.Tensor, event_dim: int, frames: dict, nesting: int,
@@ -114,6 +154,43 @@ def per_example_layout(value: torch.Tensor, event_dim: int, frames: dict, nestin
                                                                      + len(dropped):])
 
 
+def site_mask(msg) -> torch.Tensor | None:
+    """Where a site's value counts, broadcast to the value's shape; None when unmasked.
+
+    Combines the site's ``mask`` (``poutine.mask``, over its batch shape) and a
+    ``MaskedDistribution`` (``dist.mask``) under any ``Independent`` wrappers.
+    """
+    value, masks = msg["value"], []
+    if msg["mask"] is not None:
+        masks.append(_over_events(msg["mask"], msg["fn"].event_dim))
+    fn = msg["fn"]
+    while isinstance(fn, Independent):
+        fn = fn.base_dist
+    if isinstance(fn, MaskedDistribution):
+        masks.append(_over_events(fn._mask, fn.event_dim))
+    if not masks:
+        return None
+    mask = torch.ones((), dtype=torch.bool, device=value.device)
+    for part in masks:
+        mask = mask & part
+    return mask.expand(value.shape)
+
+
+def _over_events(mask, event_dim: int) -> torch.Tensor:
+    """A batch-shaped mask (or a bool) with ``event_dim`` trailing singleton dims."""
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    return mask.reshape(tuple(mask.shape) + (1,) * event_dim)
+
+
+def laid_out(msg, nesting: int, k: int) -> torch.Tensor:
+    """A site's value as ``(K, N, *rest)`` (:func:`per_example_layout`), NaN where masked."""
+    value, mask = msg["value"], site_mask(msg)
+    if mask is not None:
+        value = torch.where(mask, value.to(torch.get_default_dtype()),
+                            torch.tensor(float("nan"), device=value.device))
+    return per_example_layout(value, msg["fn"].event_dim, _frames(msg), nesting, k)
+
+
 def _frames(msg) -> dict:
     return {f.name: f.dim for f in msg["cond_indep_stack"] if f.dim is not None}
 
@@ -131,21 +208,29 @@ def _kl_terms(guide_msg, model_msg, nesting: int, k: int) -> torch.Tensor | None
     value = guide_msg["value"]
     terms = q.base_dist.log_prob(value) - p.base_dist.log_prob(value)
     terms = terms.expand(torch.broadcast_shapes(terms.shape, value.shape))
+    mask = site_mask(guide_msg)
+    if mask is not None:  # padding counts nothing, as in the ELBO
+        terms = terms * mask
     laid = per_example_layout(terms, q.event_dim, _frames(guide_msg), nesting, k)
     return laid.reshape(laid.shape[0], laid.shape[1], -1)
 
 
 def prepare_draws(pair: Pair, x: torch.Tensor, inputs: dict | None = None
                   ) -> tuple[int, Plan]:
-    """Plate nesting and plan of the pair (:meth:`ppl_vae.Pair.plan`), refusing global sites
-    (no per-example weight)."""
-    nesting, plan = pair.plan(x, inputs or {})
-    if plan.global_sites:
-        raise PplVaeError(
-            f"PSIS and importance sampling need one weight per example, which a pair with "
-            f"global site(s) {sorted(plan.global_sites)} (outside pyro.plate('{DATA_PLATE}')) "
-            "does not have: those sites couple the examples; use ppl-vae evaluate for its ELBO")
-    return nesting, plan
+    """Plate nesting and plan of the pair (:meth:`ppl_vae.Pair.plan`)."""
+    return pair.plan(x, inputs or {})
+
+
+def global_note(plan: Plan) -> str | None:
+    """Why PSIS, the IS estimate and the KL are missing for a pair with global sites (None
+    without any)."""
+    if not plan.global_sites:
+        return None
+    return (f"site(s) {sorted(plan.global_sites)} sit outside pyro.plate('{DATA_PLATE}') and "
+            "couple the examples: there is no per-example importance weight, so Pareto k-hat, "
+            "the IS log-likelihood and the per-dimension KL are not defined; the draws of the "
+            "global sites have no 'example' dimension, the local sites are drawn per example "
+            "given the same global draw")
 
 
 def enumeration_note(plan: Plan) -> str | None:
@@ -161,7 +246,8 @@ def enumeration_note(plan: Plan) -> str | None:
 
 @torch.no_grad()
 def pair_draws(pair: Pair, x: torch.Tensor, draws: int = 1000, budget: int = 8192,
-               quiet: bool = True, inputs: dict | None = None) -> Draws:
+               quiet: bool = True, inputs: dict | None = None,
+               replicate: bool = False) -> Draws:
     """Draw ``draws`` times from the guide for every example of ``x``; see the module docstring.
 
     Args:
@@ -171,6 +257,7 @@ def pair_draws(pair: Pair, x: torch.Tensor, draws: int = 1000, budget: int = 819
         budget: most draw-examples alive at once (bounds memory).
         quiet: hide the progress bar.
         inputs: per-example keyword inputs of both programs, ``N`` rows each.
+        replicate: also draw replicated data ``x_rep ~ p(x | z)`` at each draw.
     """
     if draws < 2:
         raise PplVaeError(f"--draws must be at least 2, got {draws}")
@@ -178,24 +265,41 @@ def pair_draws(pair: Pair, x: torch.Tensor, draws: int = 1000, budget: int = 819
     model, guide = pair.model, pair.guide
     with frozen(model, guide):
         nesting, plan = prepare_draws(pair, x, inputs)
+        if plan.global_sites:
+            return _global_draws(model, guide, x, draws, nesting, plan, inputs, replicate,
+                                 quiet)
         blocks = []
         for rows, counts in chunks(x.shape[0], draws, budget, "guide draws", quiet):
-            parts = [_one_pass(model, guide, x[rows], k, nesting, plan, take(inputs, rows))
-                     for k in counts]
+            parts = [_one_pass(model, guide, x[rows], k, nesting, plan, take(inputs, rows),
+                               replicate) for k in counts]
             blocks.append({key: _cat([p[key] for p in parts], 0) for key in parts[0]})
     out = {key: _cat([block[key] for block in blocks], 1) for key in blocks[0]}
-    sites = {name[5:]: value.cpu().numpy() for name, value in out.items()
-             if name.startswith("site:")}
-    kl = {name[3:]: None if value is None else value.double().mean((0, 1)).cpu().numpy()
-          for name, value in out.items() if name.startswith("kl:")}
-    return Draws(sites, *(out[k].double().cpu().numpy() for k in
-                          ("log_weight", "log_likelihood", "log_prior", "log_guide")), kl)
+    return _as_draws(out)
 
 
 def collect_draws(model, guide, x: torch.Tensor, draws: int = 1000, budget: int = 8192,
-                  quiet: bool = True, inputs: dict | None = None) -> Draws:
+                  quiet: bool = True, inputs: dict | None = None,
+                  replicate: bool = False) -> Draws:
     """:func:`pair_draws` of ``(model, guide)``."""
-    return pair_draws(Pair(model, guide), x, draws, budget, quiet, inputs)
+    return pair_draws(Pair(model, guide), x, draws, budget, quiet, inputs, replicate)
+
+
+def _as_draws(out: dict) -> Draws:
+    """The :class:`Draws` of concatenated pass results (torch, keyed as :func:`_one_pass`)."""
+    def numpy(key):
+        value = out.get(key)
+        return None if value is None else value.double().cpu().numpy()
+
+    def group(prefix):
+        return {name[len(prefix):]: value.cpu().numpy() for name, value in out.items()
+                if name.startswith(prefix)}
+
+    kl = {name[3:]: None if value is None else value.double().mean((0, 1)).cpu().numpy()
+          for name, value in out.items() if name.startswith("kl:")}
+    return Draws(group("site:"), numpy("log_weight"), numpy("log_likelihood"),
+                 numpy("log_prior"), numpy("log_guide"), kl, group("global:"), group("rep:"),
+                 numpy("rep_log_likelihood"), {name: value[0] for name, value in
+                                               group("obs:").items()}, group("ll:"))
 
 
 def _cat(tensors: list, dim: int):
@@ -204,14 +308,16 @@ def _cat(tensors: list, dim: int):
 
 
 def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan: Plan,
-              inputs: dict) -> dict:
-    """One chunk: log-weight parts ``(k, n)``, site draws ``(k, n, ...)``, KL terms.
+              inputs: dict, replicate: bool) -> dict:
+    """One chunk: log-weight parts ``(k, n)``, site draws ``(k, n, ...)``, KL terms, and the
+    replicated data where asked.
 
     A pair that runs one particle at a time (``plan.vectorized`` false) makes
     ``k`` passes here, so that every draw is recorded, not only the last.
     """
     if not plan.vectorized and k > 1:
-        parts = [_one_pass(model, guide, x, 1, nesting, plan, inputs) for _ in range(k)]
+        parts = [_one_pass(model, guide, x, 1, nesting, plan, inputs, replicate)
+                 for _ in range(k)]
         return {key: _cat([p[key] for p in parts], 0) for key in parts[0]}
     guide_record, model_record = _Record(), _Record()
     weights = log_weights(model_record(model), guide_record(guide), x, k, nesting, plan, inputs)
@@ -222,7 +328,100 @@ def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan: Plan,
     out = {"log_weight": weights.total, "log_likelihood": weights.log_likelihood,
            "log_prior": weights.log_prior, "log_guide": weights.log_guide}
     for name, msg in guide_record.sites.items():
-        out[f"site:{name}"] = per_example_layout(msg["value"], msg["fn"].event_dim,
-                                                 _frames(msg), nesting, k)
+        out[f"site:{name}"] = laid_out(msg, nesting, k)
         out[f"kl:{name}"] = _kl_terms(msg, model_record.sites[name], nesting, k)
+    if replicate:
+        plate = particle_plate(k, -(nesting + 1)) if k > 1 else None
+        out.update(_replicate(model, _as_trace(guide_record), x, inputs, nesting, plan, k,
+                              plate))
     return out
+
+
+def _as_trace(record: _Record) -> poutine.Trace:
+    """A trace of the recorded sites, for ``poutine.replay``."""
+    trace = poutine.Trace()
+    for name, msg in record.sites.items():
+        trace.add_node(name, **msg)
+    return trace
+
+
+def _replicate(model, guide_trace, x, inputs, nesting: int, plan: Plan, k: int,
+               plate) -> dict:
+    """Replicated data of every observed site at the guide's draws, and its log-density.
+
+    The model replays ``guide_trace`` with its observed sites unconditioned
+    (``poutine.uncondition``), inside the particle ``plate`` when there is one.
+    """
+    program = poutine.uncondition(poutine.replay(model, trace=guide_trace))
+    if plate is None:
+        trace = poutine.trace(program).get_trace(x, **inputs)
+    else:
+        with plate:
+            trace = poutine.trace(program).get_trace(x, **inputs)
+    out, total = {}, x.new_zeros(k, x.shape[0])
+    for name, dims in plan.observed:
+        msg = trace.nodes[name]
+        if is_global(msg):
+            continue  # an observation shared by all examples is not per-example data
+        out[f"rep:{name}"] = laid_out(msg, nesting, k)
+        observed = msg["infer"]["obs"].expand(msg["value"].shape)
+        out[f"obs:{name}"] = laid_out({**msg, "value": observed}, nesting, k)[:1]
+        total = total + per_example(msg["fn"].log_prob(msg["value"]), msg, dims)
+    out["rep_log_likelihood"] = total
+    return out
+
+
+def _global_draws(model, guide, x, draws: int, nesting: int, plan: Plan, inputs: dict,
+                  replicate: bool, quiet: bool) -> Draws:
+    """Draws of a pair with global sites: one particle at a time over every example at once,
+    so that the local sites of all examples share each global draw."""
+    parts = []
+    for _ in tqdm(range(draws), desc="guide draws", leave=False, disable=quiet or None):
+        model_trace, guide_trace = particle_traces(model, guide, x, 1, nesting,
+                                                   plate_one=False, inputs=inputs)
+        out = {f"ll:{name}": per_example(model_trace.nodes[name]["fn"].log_prob(
+            model_trace.nodes[name]["value"]), model_trace.nodes[name], dims)
+            for name, dims in plan.observed if name not in plan.global_sites}
+        out["log_likelihood"] = sum(out.values(), x.new_zeros(1, x.shape[0]))
+        for name, _ in plan.guide:
+            msg = guide_trace.nodes[name]
+            if name in plan.global_sites:
+                out[f"global:{name}"] = msg["value"].detach()[None]
+            else:
+                out[f"site:{name}"] = laid_out(msg, nesting, 1)
+        if replicate:
+            out.update(_replicate(model, guide_trace, x, inputs, nesting, plan, 1, None))
+        parts.append(out)
+    return _as_draws({key: torch.cat([p[key] for p in parts]) for key in parts[0]})
+
+
+@torch.no_grad()
+def global_log_likelihood(pair: Pair, global_sites: dict[str, np.ndarray], x: torch.Tensor,
+                          inputs: dict | None = None, budget: int = 8192,
+                          quiet: bool = True) -> dict[str, np.ndarray]:
+    """``log p(x_n | θ_s)`` per observed site, draw and example, for a pair whose latents are
+    all global: the model conditioned on each draw ``θ_s`` of ``global_sites``
+    (``(S, *shape)``), run over ``x`` in chunks of ``budget`` examples.
+
+    Returns ``{site: (S, N)}``: the pointwise log-likelihood of ``az.loo`` / ``az.waic``.
+    """
+    inputs = inputs or {}
+    nesting, plan = pair.plan(x, inputs)
+    draws = next(iter(global_sites.values())).shape[0]
+    out = {name: [] for name, _ in plan.observed if name not in plan.global_sites}
+    for s in tqdm(range(draws), desc="pointwise log-likelihood", leave=False,
+                  disable=quiet or None):
+        values = {name: torch.as_tensor(v[s], device=x.device) for name, v in global_sites.items()}
+        rows = {name: [] for name in out}
+        for start in range(0, x.shape[0], budget):
+            chunk = slice(start, start + budget)
+            trace = poutine.trace(poutine.condition(pair.model, data=values)).get_trace(
+                x[chunk], **take(inputs, chunk))
+            for name, dims in plan.observed:
+                if name in rows:
+                    site = trace.nodes[name]
+                    rows[name].append(per_example(site["fn"].log_prob(site["value"]), site,
+                                                  dims)[0])
+        for name in out:
+            out[name].append(torch.cat(rows[name]))
+    return {name: torch.stack(v).double().cpu().numpy() for name, v in out.items()}

@@ -4,11 +4,22 @@ Groups and variables (``S`` draws in one chain, ``N`` examples):
 
 - ``posterior``: every guide site, dims ``(chain, draw, example, <latent dims>)``;
   the primary site's single latent dimension is called ``latent``, other
-  dimensions ``<site>_dim_<i>``, each with integer coordinates;
+  dimensions ``<site>_dim_<i>``, each with integer coordinates; a global site
+  (outside the ``"data"`` plate) has no ``example`` dim; masked entries are NaN;
 - ``sample_stats``: ``log_weight`` = ``log p(x_n, z_s) - log q(z_s | x_n)`` (the
   importance log weights: PSIS is recomputed from the file alone with
   ``az.psislw(idata.sample_stats.log_weight.stack(__sample__=("chain", "draw")))``),
-  and its parts ``log_p_x_given_z``, ``log_prior``, ``log_guide``;
+  and its parts ``log_p_x_given_z``, ``log_prior``, ``log_guide`` (with global
+  sites only ``log_p_x_given_z``: there is no per-example weight);
+- ``posterior_predictive`` (when replicated data are given): every observed site
+  replicated from guide draws, ``(chain, draw, example, <dims>)``, and
+  ``<site>_mean``, each replicate's mean over its entries (ink per image), so
+  ``az.plot_ppc(idata, var_names=["x_mean"])`` and ``az.plot_bpv`` compare something
+  meaningful (:mod:`ppl_vae.diagnostics.predictive`); ``observed_data`` then holds
+  each observed site as the model sees it and its ``<site>_mean``;
+- ``log_likelihood`` (pairs whose latents are all global, when given): ``log p(x_n |
+  θ_s)`` per observed site and training example (dim ``observation``), the
+  pointwise log-likelihood ``az.loo`` / ``az.waic`` need;
 - ``observed_data``: the examples ``x``;
 - ``constant_data``: ``test_index`` (row in the test set), and ``factors`` /
   ``labels`` when the dataset has them.
@@ -16,8 +27,8 @@ Groups and variables (``S`` draws in one chain, ``N`` examples):
 The coordinate ``example`` holds the examples' rows in the test set. Guide
 draws are independent, so one chain is the honest layout (ESS ≈ S).
 
-There is deliberately no ``log_likelihood`` group: these are draws of a
-*different* posterior for every example (the amortized guide's ``q(z | x_n)``),
+For amortized local latents there is deliberately no ``log_likelihood`` group: these
+are draws of a *different* posterior for every example (the amortized guide's ``q(z | x_n)``),
 not of one posterior shared by all examples, so ``az.loo`` / ``az.waic`` would
 return an elpd that means nothing; they refuse the file ("log likelihood not
 found"). What is valid: ``az.summary`` / ``az.plot_forest`` / ``az.plot_pair``
@@ -35,13 +46,14 @@ import arviz as az
 import numpy as np
 
 from ppl_vae.diagnostics.draws import Draws
+from ppl_vae.diagnostics.predictive import example_means, statistic_name
 from ppl_vae.diagnostics.psis import pareto_k
 from ppl_vae.errors import PplVaeError
 
 ENGINE = "h5netcdf"  # a dependency of arviz 0.2x: nothing more to install
 
 
-def _site_dims(name: str, shape: tuple, primary: str) -> list[str]:
+def site_dims(name: str, shape: tuple, primary: str) -> list[str]:
     """Names of a site's latent dimensions (after ``draw`` and ``example``): ``latent`` for
     the primary site's one dimension (``latent_dim`` when the site itself is called
     ``latent``, as in Pyro's VAE: a variable and a dimension cannot share a name)."""
@@ -52,23 +64,44 @@ def _site_dims(name: str, shape: tuple, primary: str) -> list[str]:
 
 def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, primary: str,
                       factors: np.ndarray | None = None,
-                      labels: np.ndarray | None = None) -> az.InferenceData:
-    """Build the ``InferenceData`` of the module docstring (``az.from_dict``)."""
+                      labels: np.ndarray | None = None, predictive: Draws | None = None,
+                      log_likelihood: dict[str, np.ndarray] | None = None
+                      ) -> az.InferenceData:
+    """Build the ``InferenceData`` of the module docstring (``az.from_dict``).
+
+    Args:
+        draws: the guide draws (:func:`ppl_vae.diagnostics.pair_draws`).
+        x: the examples ``(N, *event_shape)``.
+        test_index: their rows in the test set (the ``example`` coordinate).
+        primary: the site whose one dimension is called ``latent``.
+        factors, labels: ground truth of the examples, kept in ``constant_data``.
+        predictive: draws with replicated data (``replicate=True``) for the same examples:
+            the ``posterior_predictive`` group.
+        log_likelihood: observed site -> ``(S, M)`` pointwise log-likelihood of ``M``
+            observations under the posterior draws: the ``log_likelihood`` group.
+    """
     dims, coords = {}, {"example": np.asarray(test_index)}
     posterior = {}
-    for name, values in draws.sites.items():
-        names = _site_dims(name, values.shape[2:], primary)
+    for name, values in {**draws.global_sites, **draws.sites}.items():
+        local = name in draws.sites
+        names = site_dims(name, values.shape[1 + local:], primary)
         posterior[name] = values[None]
-        dims[name] = ["example", *names]
-        coords.update({d: np.arange(size) for d, size in zip(names, values.shape[2:])})
+        dims[name] = ["example", *names] if local else names
+        coords.update({d: np.arange(size) for d, size in zip(names, values.shape[1 + local:])})
     stats = {"log_weight": draws.log_weight, "log_p_x_given_z": draws.log_likelihood,
              "log_prior": draws.log_prior, "log_guide": draws.log_guide}
+    stats = {k: v for k, v in stats.items() if v is not None}
     for key in stats:
         dims[key] = ["example"]
-    x = np.asarray(x)
-    event = [f"x_dim_{i}" for i in range(x.ndim - 1)]
-    coords.update({d: np.arange(size) for d, size in zip(event, x.shape[1:])})
-    dims["x"] = ["example", *event]
+    observed = {"x": np.asarray(x)}
+    groups = {}
+    if predictive is not None:
+        observed, groups["posterior_predictive"] = _predictive(predictive, dims, coords)
+    for name, values in observed.items():
+        if name not in dims:
+            event = [f"{name}_dim_{i}" for i in range(values.ndim - 1)]
+            coords.update({d: np.arange(size) for d, size in zip(event, values.shape[1:])})
+            dims[name] = ["example", *event]
     constant = {"test_index": np.asarray(test_index)}
     dims["test_index"] = ["example"]
     if factors is not None:
@@ -80,24 +113,48 @@ def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, prima
     idata = az.from_dict(
         posterior=posterior,
         sample_stats={k: v[None] for k, v in stats.items()},
-        observed_data={"x": x},
+        observed_data=observed,
         constant_data=constant,
-        coords=coords, dims=dims,
+        coords=coords, dims=dims, **groups,
     )
+    if log_likelihood:  # its own dims: the same site names run over training observations
+        idata.add_groups(log_likelihood=az.dict_to_dataset(
+            {k: v[None] for k, v in log_likelihood.items()},
+            dims={k: ["observation"] for k in log_likelihood}))
     idata.posterior.attrs["primary_site"] = primary
-    idata.sample_stats.attrs["log_weight"] = "log p(x, z) - log q(z | x), unscaled, nats"
+    if draws.log_weight is not None:
+        idata.sample_stats.attrs["log_weight"] = "log p(x, z) - log q(z | x), unscaled, nats"
     return idata
 
 
-def posterior_summary(idata: az.InferenceData, site: str, examples: list) -> list[dict]:
-    """``az.summary`` (kind ``stats``) of one site for a few examples, as table rows.
+def _predictive(predictive: Draws, dims: dict, coords: dict) -> tuple[dict, dict]:
+    """``(observed_data, posterior_predictive)`` variables of replicated data, with each
+    site's per-example mean; fills ``dims`` and ``coords``."""
+    observed, replicated = {}, {}
+    taken = set(predictive.replicated) | set(dims)
+    for name, values in predictive.replicated.items():
+        event = [f"{name}_dim_{i}" for i in range(values.ndim - 2)]
+        coords.update({d: np.arange(size) for d, size in zip(event, values.shape[2:])})
+        dims[name] = ["example", *event]
+        statistic = statistic_name(name, taken)
+        dims[statistic] = ["example"]
+        replicated[name], observed[name] = values[None], predictive.observed[name]
+        replicated[statistic] = example_means(values, 2)[None]
+        observed[statistic] = example_means(predictive.observed[name], 1)
+    return observed, replicated
+
+
+def posterior_summary(idata: az.InferenceData, site: str, examples: list | None) -> list[dict]:
+    """``az.summary`` (kind ``stats``) of one site for a few examples (None: a global site,
+    without an ``example`` dim), as table rows.
 
     Guide draws are one chain of independent draws: ArviZ's warning that two chains
     are needed for R-hat does not apply, and is silenced for this call only.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Shape validation failed")
-        summary = az.summary(idata, var_names=[site], coords={"example": examples}, kind="stats")
+        summary = az.summary(idata, var_names=[site], kind="stats",
+                             coords=None if examples is None else {"example": examples})
     return summary.reset_index().rename(columns={"index": "variable"}).to_dict("records")
 
 

@@ -5,12 +5,21 @@ Files written (``out_folder``):
 - ``posterior.nc``: ArviZ ``InferenceData`` of guide draws for ``n_examples``
   test examples (see :mod:`ppl_vae.diagnostics.inference_data`);
 - ``report.json``: every number below; ``report.md``: a short summary;
+- ``nuts.nc`` (``mcmc_examples``): NUTS draws for the first examples, laid out as
+  ``posterior.nc`` (:mod:`ppl_vae.diagnostics.mcmc`); ``sbc_ranks.npy`` (``sbc``);
 - figures (:func:`ppl_vae.figures.diagnostic_figures`, those that apply):
   ``reconstructions.png``, ``prior_samples.png``, ``traversals_by_kl.png``,
   ``correlation.png``, ``posterior_variances.png``, ``khat.png``,
   ``worst_khat.png``, ``latent_scatter.png``, ``pca_spectrum.png``,
   ``posterior_forest.png``, and those of the model's and guide's
-  ``figure_data`` hooks (:mod:`ppl_vae.contract`).
+  ``figure_data`` hooks (:mod:`ppl_vae.contract`); the Bayesian checks' ``ppc.png``,
+  ``sbc.png`` and ``nuts_vs_guide.png`` (:mod:`ppl_vae.diagnostics.check_figures`).
+
+The Bayesian checks (:class:`Checks`): a posterior predictive check on the diagnosed
+examples (``ppc_draws`` replicates each, written as the netCDF's
+``posterior_predictive`` group; :mod:`ppl_vae.diagnostics.predictive`), simulation-based
+calibration of the guide (``sbc`` simulations; :mod:`ppl_vae.diagnostics.sbc`) and a
+NUTS reference for the first ``mcmc_examples`` examples.
 
 Numbers: per-example Pareto k̂ (:mod:`ppl_vae.diagnostics.psis`), the IS
 log-likelihood and ELBO from the same draws, the latent statistics
@@ -24,9 +33,14 @@ text is :func:`~ppl_vae.reporting.markdown.diagnostics_markdown`.
 A pair taking per-example inputs (``model(x, y=...)``, a run trained with
 ``fit(inputs=...)``) gets the test inputs, each call the rows of its examples;
 the disentanglement metrics, whose representation sees images only, are then
-n/a (the reason is in the report). A pair with global sites is refused (no
-per-example importance weight); enumerated sites are sampled, as the report's
-``psis.note`` says. A figure or hook that fails is named in ``figure_errors`` /
+n/a (the reason is in the report). A pair with global sites (outside the ``"data"``
+plate) gets their draws without an ``example`` dim and its local sites per example;
+PSIS, the IS estimate, SBC and NUTS are not defined for it, and the report's
+``missing`` says so, part by part; when every latent is global, the netCDF has a
+``log_likelihood`` group over the training examples for ``az.loo``/``az.waic``.
+Enumerated sites are sampled, as the report's ``psis.note`` says. ``site`` names the
+latent site that statistics and figures describe (a sequence model's step that is
+never padding, say). A figure or hook that fails is named in ``figure_errors`` /
 ``hook_errors`` and the rest of the report is still written. Each stage prints
 one line on stderr unless ``quiet``.
 """
@@ -35,6 +49,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,18 +57,28 @@ import torch
 
 from ppl_vae.chunks import log_mean_exp
 from ppl_vae.data.dataset import ROW_INDEX, split_examples, split_size
+from ppl_vae.diagnostics.check_figures import nuts_figure, ppc_figure, sbc_figure
 from ppl_vae.diagnostics.disentanglement import check_preset, disentanglement_scores
-from ppl_vae.diagnostics.draws import enumeration_note, pair_draws, prepare_draws
+from ppl_vae.diagnostics.draws import (
+    enumeration_note,
+    global_log_likelihood,
+    global_note,
+    pair_draws,
+    prepare_draws,
+)
 from ppl_vae.diagnostics.inference_data import (
     posterior_summary,
     to_inference_data,
     write_netcdf,
 )
+from ppl_vae.diagnostics.mcmc import compare_to_guide, nuts_reference
+from ppl_vae.diagnostics.predictive import check_statistics, example_means
 from ppl_vae.diagnostics.psis import importance_ess, pareto_k, summarize_k, trust_summary
+from ppl_vae.diagnostics.sbc import LEVELS, simulation_based_calibration
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.evaluate import check_inputs
-from ppl_vae.figures import diagnostic_figures
+from ppl_vae.figures import attempt, diagnostic_figures
 from ppl_vae.latents import pair_representation
 from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair, built_spec
@@ -65,9 +90,50 @@ from ppl_vae.traces import take
 SUMMARY_EXAMPLES = 3
 
 
+@dataclass(frozen=True)
+class Checks:
+    """The Bayesian checks of ``diagnose`` and their sizes (0 turns one off).
+
+    Attributes:
+        ppc_draws: replicated data per diagnosed example (posterior predictive check).
+        sbc: simulations of simulation-based calibration; ``sbc_draws`` guide draws each.
+        levels: central-interval levels whose SBC coverage is reported.
+        mcmc_examples: the first this many diagnosed examples get a NUTS reference,
+            ``mcmc_chains`` chains of ``mcmc_warmup`` + ``mcmc_draws`` steps.
+    """
+
+    ppc_draws: int = 100
+    sbc: int = 0
+    sbc_draws: int = 99
+    levels: tuple = LEVELS
+    mcmc_examples: int = 0
+    mcmc_draws: int = 500
+    mcmc_warmup: int = 500
+    mcmc_chains: int = 4
+
+    def check(self) -> None:
+        """One-line errors for bad sizes, before any work."""
+        for name, value in asdict(self).items():
+            if name == "levels":
+                if not value or any(not 0 < a < 1 for a in value):
+                    raise PplVaeError(f"SBC levels must lie strictly between 0 and 1, got "
+                                      f"{value}")
+                continue
+            low = {"ppc_draws": 2, "sbc": 2, "sbc_draws": 2, "mcmc_chains": 2,
+                   "mcmc_draws": 1, "mcmc_warmup": 1}.get(name, 0)
+            off = name in ("ppc_draws", "sbc", "mcmc_examples") and value == 0
+            if isinstance(value, bool) or not isinstance(value, int) or (value < low
+                                                                         and not off):
+                flag = "--" + name.replace("_", "-")
+                raise PplVaeError(f"{flag} must be an integer of at least {max(low, 1)}"
+                                  f"{' (0: off)' if name in ('ppc_draws', 'sbc') else ''}, "
+                                  f"got {value!r}")
+
+
 def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str = "cpu",
              quiet: bool = False, metrics: str | dict = "fast", seed: int = 0, model=None, guide=None,
-             data=None, trust_code: bool = False) -> dict:
+             data=None, trust_code: bool = False, checks: Checks | None = None,
+             site: str | None = None) -> dict:
     """Diagnose a run folder; write ``RUN/diagnostics/`` and return the report.
 
     Args:
@@ -84,6 +150,8 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
         data: the dataset, for runs trained on user data (``config.json`` has no data spec).
         trust_code: import the user code the run's ``config.json`` names (a
             factory or importable model/guide); see :func:`ppl_vae.load_run`.
+        checks: the Bayesian checks (:class:`Checks`; default: the predictive check only).
+        site: the latent site statistics and figures describe (default: the pair's own).
 
     Returns:
         The dict written to ``report.json``.
@@ -98,6 +166,7 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
                               "ppl_vae.diagnose (or use diagnose_pair)")
         data = recorded.load()
     _check(n_examples, draws, metrics, data)
+    (checks or Checks()).check()
     run = load_run(run_folder, model=model, guide=guide, device=device, data=data,
                    trust_code=trust_code)
     if run.input_names:
@@ -109,7 +178,8 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
     return diagnose_pair(run.model, run.guide, data, Path(run_folder) / "diagnostics",
                          n_examples=n_examples, draws=draws, quiet=quiet, metrics=metrics,
                          seed=seed, pair=run.pair, run_name=str(run_folder),
-                         inputs=run.test_inputs(data), run_folder=run_folder)
+                         inputs=run.test_inputs(data), run_folder=run_folder, checks=checks,
+                         site=site)
 
 
 def _check(n_examples: int, draws: int, metrics: str, data) -> None:
@@ -143,7 +213,8 @@ def _make_folder(folder: Path) -> None:
 def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draws: int = 1000,
                   quiet: bool = False, metrics: str | dict = "fast", seed: int = 0, pair=None,
                   run_name: str | None = None, inputs: dict | None = None,
-                  run_folder=None) -> dict:
+                  run_folder=None, checks: Checks | None = None,
+                  site: str | None = None) -> dict:
     """Diagnose any model/guide pair keeping the contract; write into ``out_folder``.
 
     Args:
@@ -161,30 +232,36 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
             every call of the pair gets the rows of its examples.
         run_folder: the run's folder, whose evaluations the report sets beside its own
             IS numbers (:func:`~ppl_vae.reporting.run_report.recorded_evaluations`).
+        checks, site: as :func:`diagnose`.
 
     Returns:
         The dict written to ``out_folder/report.json``.
 
     Raises:
-        PplVaeError: bad settings, or a pair with sites outside the ``"data"``
-            plate (PSIS needs one importance weight per example), before any work.
+        PplVaeError: bad settings, before any work.
     """
     _check(n_examples, draws, metrics, data)
+    checks = checks or Checks()
+    checks.check()
     inputs = _check_inputs(inputs, data)
     folder = Path(out_folder)
-    scope = pair.scope() if pair is not None else engine_settings(model, guide)
+    handed = pair
     pair = pair or Pair(model, guide)
-    progress = _Progress(quiet)
+    if site is not None:
+        pair = replace(pair, site=site)
+    scope = pair.scope() if handed is not None else engine_settings(model, guide)
+    progress = _Progress(quiet, checks)
     with scope, frozen(model, guide), torch.no_grad():
         device = pair.device
         x_all = split_examples(data, "test").to(device)
         given = {k: None if v is None else v.to(device) for k, v in inputs.items()}
-        prepare_draws(pair, x_all, given)  # refuses global sites before any work
+        prepare_draws(pair, x_all, given)  # checks the pair before any work
+        pair.primary_site(x_all, given)  # a bad --site, before any work
         _make_folder(folder)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             report = _diagnose(pair, data, x_all, given, folder, n_examples, draws, quiet,
-                               metrics, seed, progress)
+                               metrics, seed, progress, checks)
     report["run"] = run_name
     report["pair"] = _describe(pair)
     if run_folder is not None:
@@ -198,16 +275,19 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
 class _Progress:
     """One line per stage on stderr (also off a terminal, where progress bars stay silent)."""
 
-    STAGES = ("guide draws and PSIS", "latent statistics and netCDF", "figures",
-              "disentanglement metrics")
+    def __init__(self, quiet: bool, checks: Checks):
+        self.quiet, self.start = quiet, time.perf_counter()
+        self.stages = ["guide draws and PSIS",
+                       *(["posterior predictive check"] if checks.ppc_draws else []),
+                       "latent statistics and netCDF", "figures",
+                       *(["simulation-based calibration"] if checks.sbc else []),
+                       *(["NUTS reference"] if checks.mcmc_examples else []),
+                       "disentanglement metrics"]
 
-    def __init__(self, quiet: bool):
-        self.quiet, self.start, self.stage = quiet, time.perf_counter(), 0
-
-    def next(self) -> None:
+    def next(self, stage: str) -> None:
         if not self.quiet:
-            self.stage += 1
-            print(f"diagnose [{self.stage}/{len(self.STAGES)}] {self.STAGES[self.stage - 1]} "
+            number = self.stages.index(stage) + 1
+            print(f"diagnose [{number}/{len(self.stages)}] {stage} "
                   f"({time.perf_counter() - self.start:.0f} s so far)", file=sys.stderr,
                   flush=True)
 
@@ -239,71 +319,192 @@ def _latent_code(built: Report, x_all, inputs, kl_per_dim: dict) -> tuple[dict, 
 
 
 def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metrics, seed,
-              progress):
+              progress, checks: Checks):
     """The work of :func:`diagnose_pair`, inside the pair's scope."""
     model, guide, device = pair.model, pair.guide, pair.device
     seconds, start = {}, time.perf_counter()
+
+    def lap(name: str) -> None:
+        seconds[name] = time.perf_counter() - start - sum(seconds.values())
+
     n = min(n_examples, x_all.shape[0])
     x, shown_inputs = x_all[:n], take(inputs, slice(0, n))
-    progress.next()
+    plan = pair.plan(x_all, inputs)[1]
+    missing = _missing(plan)
+    progress.next("guide draws and PSIS")
     drawn = pair_draws(pair, x, draws, quiet=quiet, inputs=shown_inputs)
-    weighted, uncollapsed = drawn, None
-    if pair.collapsed is not None:  # PSIS and IS on the pair with its auxiliary sites integrated out
-        weighted = pair_draws(pair.collapsed, x, draws, quiet=quiet, inputs=shown_inputs)
-        uncollapsed = _psis_numbers(drawn.log_weight, pareto_k(drawn.log_weight))
-    khat = pareto_k(weighted.log_weight)
-    seconds["draws_and_psis"] = time.perf_counter() - start
+    psis = _psis(pair, drawn, x, shown_inputs, draws, quiet, plan)
+    lap("draws_and_psis")
 
-    progress.next()
-    built = Report(pair)
-    latents, code = _latent_code(built, x_all, inputs, drawn.kl_per_dim)
-    primary = pair.primary_site(x_all, inputs)
-    test_factors = getattr(data, "test_factors", None)
-    factors = None if test_factors is None else test_factors[:n].cpu().numpy()
     labels = None if getattr(data, "test_labels", None) is None else \
         data.test_labels[:n].cpu().numpy()
-    idata = to_inference_data(drawn, x.cpu().numpy(), np.arange(n), primary, factors, labels)
+    predictive, ppc = None, None
+    if checks.ppc_draws:
+        progress.next("posterior predictive check")
+        predictive = pair_draws(pair, x, checks.ppc_draws, quiet=quiet, inputs=shown_inputs,
+                                replicate=True)
+        ppc = {**check_statistics(predictive, labels), "examples": n}
+        lap("posterior_predictive")
+
+    progress.next("latent statistics and netCDF")
+    built = Report(pair)
+    primary = pair.primary_site(x_all, inputs)
+    if primary in plan.global_sites:
+        latents, code = {"site": None, "reason": f"n/a: the site studied, '{primary}', is "
+                         "global (one value for all examples); name a local one with --site"}, {}
+    else:
+        latents, code = _latent_code(built, x_all, inputs, drawn.kl_per_dim)
+    test_factors = getattr(data, "test_factors", None)
+    factors = None if test_factors is None else test_factors[:n].cpu().numpy()
+    pointwise = _pointwise(pair, data, drawn, plan, quiet, sorted(inputs))
+    idata = to_inference_data(drawn, x.cpu().numpy(), np.arange(n), primary, factors, labels,
+                              predictive, pointwise)
     write_netcdf(idata, folder / "posterior.nc")
     shown = list(range(min(SUMMARY_EXAMPLES, n)))
-    summary = posterior_summary(idata, primary, shown)
-    seconds["activity_and_netcdf"] = time.perf_counter() - start - sum(seconds.values())
+    summary = posterior_summary(idata, primary, None if primary in plan.global_sites else shown)
+    lap("activity_and_netcdf")
 
-    progress.next()
+    progress.next("figures")
+    khat = None if psis.get("khat") is None else np.asarray(psis["khat"])
     built.draw(lambda errors: diagnostic_figures(model, guide, x, shown_inputs, data, idata, khat,
                                                  np.arange(n), latents, code, folder, shown,
                                                  errors))
+    if ppc is not None:
+        site = next(iter(predictive.replicated))
+        built.draw(lambda errors: [name for name in [attempt("ppc", lambda: ppc_figure(
+            ppc, example_means(predictive.replicated[site], 2), site, folder), errors)] if name])
     built.ask_hooks(x)
-    seconds["figures"] = time.perf_counter() - start - sum(seconds.values())
+    lap("figures")
 
-    progress.next()
+    sbc = nuts = None
+    if checks.sbc:
+        progress.next("simulation-based calibration")
+        sbc = _sbc(pair, x_all, inputs, checks, seed, quiet, folder, built, missing)
+        lap("sbc")
+    if checks.mcmc_examples:
+        progress.next("NUTS reference")
+        nuts = _nuts(pair, x, shown_inputs, checks, seed, primary, idata, folder, built,
+                     missing)
+        lap("nuts")
+
+    progress.next("disentanglement metrics")
     scores, reason = None, _no_metrics_reason(metrics, data, inputs)
     if reason is None:
         scores = disentanglement_scores(pair_representation(pair, device), data, metrics,
                                         seed)
-    seconds["disentanglement"] = time.perf_counter() - start - sum(seconds.values())
+    lap("disentanglement")
     seconds["total"] = time.perf_counter() - start
 
-    psis = {**_psis_numbers(weighted.log_weight, khat), "draws": draws,
-            "khat": khat.tolist(), "note": enumeration_note(pair.plan(x_all, inputs)[1])}
-    if uncollapsed is not None:
-        psis["collapsed"] = ("k-hat, IS log p(x) and ELBO of the pair with its auxiliary sites "
-                             "integrated out (the guide's collapsed form)")
-        psis["uncollapsed"] = uncollapsed
+    files = {"inference_data": "posterior.nc",
+             **({"nuts": "nuts.nc"} if nuts is not None and "note" not in nuts else {}),
+             **({"sbc_ranks": "sbc_ranks.npy"} if sbc is not None and sbc.get("verdict")
+                else {})}
     return {
         "settings": {"n_examples": n, "draws": draws, "seed": seed,
                      "metrics": metrics if isinstance(metrics, str) else "custom",
-                     "device": str(device), "inputs": sorted(inputs)},
+                     "device": str(device), "inputs": sorted(inputs),
+                     "checks": {k: list(v) if isinstance(v, tuple) else v
+                                for k, v in asdict(checks).items()}},
         "sites": {name: list(v.shape[2:]) for name, v in drawn.sites.items()},
+        "global_sites": {name: list(v.shape[1:]) for name, v in drawn.global_sites.items()},
         "primary_site": primary,
         "psis": psis,
+        "posterior_predictive": ppc,
+        "sbc": sbc,
+        "nuts": nuts,
+        "missing": missing,
         "latents": latents,
         "posterior_summary": summary,
         "disentanglement": scores,
         "disentanglement_note": reason,
         **built.outcome(),
-        "files": {"inference_data": "posterior.nc"},
+        "files": files,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
+
+
+def _missing(plan) -> dict:
+    """Parts of the report not defined for this pair, each with why."""
+    if not plan.global_sites:
+        return {}
+    why = global_note(plan)
+    out = {"psis": why, "is_log_likelihood": why, "kl_per_dim": why,
+           "sbc": "a global site's q is fitted to the training data, not a function of x, so "
+                  "it cannot be re-run on simulated data",
+           "nuts": "NUTS per example would need the global sites fixed"}
+    local = {name for name, _ in plan.latent} - plan.global_sites
+    if local:
+        out["log_likelihood"] = ("not written: the pair has local latents "
+                                 f"{sorted(local)}, drawn from an amortized guide per example, "
+                                 "so there is no pointwise log-likelihood of one posterior for "
+                                 "az.loo / az.waic")
+    return out
+
+
+def _psis(pair, drawn, x, inputs, draws, quiet, plan) -> dict:
+    """The PSIS section: k̂ and the IS numbers (of the collapsed pair where declared), or why
+    they are not defined."""
+    if plan.global_sites:
+        return {"khat": None, "draws": draws, "note": global_note(plan)}
+    weighted, uncollapsed = drawn, None
+    if pair.collapsed is not None:  # PSIS and IS on the pair with its auxiliary sites integrated out
+        weighted = pair_draws(pair.collapsed, x, draws, quiet=quiet, inputs=inputs)
+        uncollapsed = _psis_numbers(drawn.log_weight, pareto_k(drawn.log_weight))
+    khat = pareto_k(weighted.log_weight)
+    psis = {**_psis_numbers(weighted.log_weight, khat), "draws": draws,
+            "khat": khat.tolist(), "note": enumeration_note(plan)}
+    if uncollapsed is not None:
+        psis["collapsed"] = ("k-hat, IS log p(x) and ELBO of the pair with its auxiliary sites "
+                             "integrated out (the guide's collapsed form)")
+        psis["uncollapsed"] = uncollapsed
+    return psis
+
+
+def _pointwise(pair, data, drawn, plan, quiet, input_names: list[str]) -> dict | None:
+    """``log p(x_n | θ_s)`` per observed site over the training examples, when every latent
+    is global (the ``log_likelihood`` group); None otherwise."""
+    latent = {name for name, _ in plan.latent}
+    if not latent or not latent <= plan.global_sites:
+        return None
+    x_train = split_examples(data, "train").to(pair.device)
+    train_inputs = data.inputs("train") if input_names else {}
+    given = {k: train_inputs[k].to(pair.device) for k in input_names}
+    return global_log_likelihood(pair, drawn.global_sites, x_train, given, quiet=quiet)
+
+
+def _sbc(pair, x_all, inputs, checks: Checks, seed, quiet, folder, built, missing) -> dict:
+    """SBC numbers (ranks to ``sbc_ranks.npy``) and its figure; the reason where refused."""
+    if "sbc" in missing:
+        return {"verdict": None, "note": missing["sbc"]}
+    try:
+        result = simulation_based_calibration(pair, x_all, checks.sbc, checks.sbc_draws, inputs,
+                                              checks.levels, seed, quiet=quiet)
+    except PplVaeError as error:
+        missing["sbc"] = str(error)
+        return {"verdict": None, "note": str(error)}
+    np.save(folder / "sbc_ranks.npy", np.asarray(result["ranks"]))
+    built.draw(lambda errors: [name for name in [attempt("sbc", lambda: sbc_figure(
+        result, folder), errors)] if name])
+    return {k: v for k, v in result.items() if k != "ranks"}
+
+
+def _nuts(pair, x, inputs, checks: Checks, seed, primary, idata, folder, built,
+          missing) -> dict:
+    """NUTS on the first examples (``nuts.nc``), compared with the guide; figure."""
+    if "nuts" in missing:
+        return {"note": missing["nuts"]}
+    m = min(checks.mcmc_examples, x.shape[0])
+    try:
+        reference = nuts_reference(pair, x[:m], np.arange(m), take(inputs, slice(0, m)),
+                                   checks.mcmc_draws, checks.mcmc_warmup, checks.mcmc_chains,
+                                   seed, primary)
+    except PplVaeError as error:
+        missing["nuts"] = str(error)
+        return {"note": str(error)}
+    write_netcdf(reference, folder / "nuts.nc")
+    built.draw(lambda errors: [name for name in [attempt("nuts_vs_guide", lambda: nuts_figure(
+        idata, reference, primary, folder), errors)] if name])
+    return compare_to_guide(idata, reference)
 
 
 def _psis_numbers(log_weight: np.ndarray, khat: np.ndarray) -> dict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ppl_vae.reporting.checks_markdown import checks_lines
+
 # Locatello et al. 2019, β-VAE on dSprites (read off their figures; large seed variance).
 LITERATURE = {"beta_vae": (0.7, 0.9), "factor_vae": (0.5, 0.8), "mig": (0.05, 0.35),
               "dci": (0.05, 0.45)}
@@ -144,6 +146,8 @@ def run_markdown(report: dict) -> str:
 
 
 def _psis(psis: dict) -> list[str]:
+    if psis.get("khat") is None:
+        return ["## Importance weights: Pareto k̂", "", f"- n/a: {psis['note']}", ""]
     q = psis["quantiles"]
     worst = ", ".join(f"#{e} ({_fmt(k, 2)})" for e, k in
                       zip(psis["worst_test_index"], psis["worst_k"]))
@@ -270,6 +274,7 @@ def diagnostics_markdown(report: dict) -> str:
         "",
         *_latents(report["latents"]),
         *_summary(report["posterior_summary"]),
+        *checks_lines(report),
         *_disentanglement(report["disentanglement"], report.get("disentanglement_note")),
         *_hook_lines(report),
         *_figures(report),

@@ -22,7 +22,7 @@ TINY_METRICS = {  # every recipe, few points (DCI's 113 class-trees per stage ar
 }
 FIGURES = {"reconstructions.png", "prior_samples.png", "traversals_by_kl.png", "correlation.png",
            "posterior_variances.png", "khat.png", "worst_khat.png", "latent_scatter.png",
-           "pca_spectrum.png", "posterior_forest.png"}
+           "pca_spectrum.png", "posterior_forest.png", "ppc.png"}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,17 @@ def test_diagnose_writes_every_file(tiny_run):
     idata = az.from_netcdf(str(out / "posterior.nc"))
     assert idata.posterior["z"].shape == (1, 100, 8, 3)
     assert idata.constant_data["factors"].shape == (8, 5)
+    # the posterior predictive check: 100 replicates of each of the 8 examples, binary
+    replicated = idata.posterior_predictive["x"]
+    assert replicated.shape == (1, 100, 8, 1, 32, 32)
+    assert set(np.unique(replicated.values)) <= {0.0, 1.0}
+    assert idata.observed_data["x"].shape == (8, 1, 32, 32)
+    assert idata.posterior_predictive["x_mean"].values == pytest.approx(
+        replicated.values.mean((3, 4, 5)))
+    ppc = report["posterior_predictive"]
+    assert ppc["draws"] == 100 and len(ppc["mean"]["x"]["p_values"]) == 8
+    assert 0.0 <= ppc["log_lik"]["share_extreme"] <= 1.0
+    assert "Posterior predictive check" in text
 
 
 def test_diagnose_errors_are_one_line(tiny_run, tmp_path):
@@ -109,7 +120,8 @@ def test_diagnose_prints_one_line_per_stage_off_a_terminal(tiny_run, capsys):
     diagnose(tiny_run, n_examples=4, draws=20, quiet=False, metrics="none")
     lines = capsys.readouterr().err.splitlines()  # captured: not a terminal, no progress bars
     stages = [line.split(" (")[0] for line in lines if line.startswith("diagnose [")]
-    assert stages == ["diagnose [1/4] guide draws and PSIS",
-                      "diagnose [2/4] latent statistics and netCDF", "diagnose [3/4] figures",
-                      "diagnose [4/4] disentanglement metrics"]
+    assert stages == ["diagnose [1/5] guide draws and PSIS",
+                      "diagnose [2/5] posterior predictive check",
+                      "diagnose [3/5] latent statistics and netCDF", "diagnose [4/5] figures",
+                      "diagnose [5/5] disentanglement metrics"]
     assert lines[-1].startswith("diagnose: done in") and "report.md" in lines[-1]

@@ -2,6 +2,7 @@
 
 import json
 
+import arviz as az
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -12,8 +13,7 @@ from torch import nn
 
 import ppl_vae
 from ppl_vae import figures
-from ppl_vae.diagnostics import diagnose, diagnose_pair
-from ppl_vae.errors import PplVaeError
+from ppl_vae.diagnostics import Checks, diagnose, diagnose_pair
 
 CLASSES = 3
 
@@ -135,7 +135,7 @@ def test_a_failing_figure_is_recorded_and_the_report_still_written(conditional_r
     assert "no traversals today" in (tmp_path / "report.md").read_text()
 
 
-def test_a_pair_with_global_latents_is_refused_before_any_work(tmp_path):
+def test_a_pair_with_global_latents_is_diagnosed_and_says_what_is_missing(tmp_path):
     decoder = nn.Linear(2, 64)
 
     def model(x):
@@ -151,11 +151,23 @@ def test_a_pair_with_global_latents_is_refused_before_any_work(tmp_path):
             pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 2), 1.0).to_event(1))
 
     out = tmp_path / "diag"
-    with pytest.raises(PplVaeError, match=r"global site\(s\) \['scale'\]") as error:
-        diagnose_pair(model, guide, labelled_data(), out, draws=20, n_examples=5,
-                      metrics="none", quiet=True)
-    assert "\n" not in str(error.value)
-    assert not out.exists()
+    report = diagnose_pair(model, guide, labelled_data(), out, draws=20, n_examples=5,
+                           metrics="none", quiet=True,
+                           checks=Checks(ppc_draws=10, sbc=10, mcmc_examples=1))
+    assert report["global_sites"] == {"scale": []} and report["sites"] == {"z": [2]}
+    assert report["psis"]["khat"] is None and "couple the examples" in report["psis"]["note"]
+    missing = report["missing"]
+    assert {"psis", "is_log_likelihood", "sbc", "nuts", "log_likelihood"} <= set(missing)
+    assert "amortized" in missing["log_likelihood"]
+    assert report["sbc"]["verdict"] is None and "note" in report["nuts"]
+    assert "khat.png" not in report["figures"] and "ppc.png" in report["figures"]
+    idata = az.from_netcdf(str(out / "posterior.nc"))
+    assert idata.posterior["scale"].dims == ("chain", "draw")
+    assert idata.posterior["z"].dims == ("chain", "draw", "example", "latent")
+    assert "log_weight" not in idata.sample_stats and "log_likelihood" not in idata.groups()
+    assert idata.posterior_predictive["x"].shape == (1, 10, 5, 1, 8, 8)
+    text = (out / "report.md").read_text()
+    assert "Not computed for this pair" in text and "n/a:" in text
 
 
 def _mixture_pair(enumerate_in_guide: bool):
