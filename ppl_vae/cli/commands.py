@@ -33,7 +33,9 @@ def _load(args, device: str = "cpu"):
                           "the CLI cannot load again; evaluate it from Python "
                           "(ppl_vae.load_run(RUN).evaluate(x)), or save the arrays as .npz and "
                           "train with --data array --data-path FILE to use the CLI")
-    data = config.data.load()
+    from ppl_vae.data import load_spec
+
+    data = load_spec(config.data)
     run = load_run(args.run, device=device, data=data, trust_code=trusts_code(args, config))
     return run, data
 
@@ -166,8 +168,8 @@ def _image_path(text: str) -> Path:
 
 
 def cmd_diagnose(args) -> None:
-    from ppl_vae.diagnostics import diagnose
     from ppl_vae.diagnostics.disentanglement import with_beta_vae_factors
+    from ppl_vae.reporting.diagnostics import diagnose
 
     metrics = args.metrics if args.metrics == "none" else with_beta_vae_factors(args.metrics,
                                                                                 args.factors)
