@@ -198,7 +198,9 @@ def probe_rows(config: RunConfig, data, device):
     def probe():
         source = data
         if source is None and config.data is not None:
-            source = config.data.load()
+            from ppl_vae.data import load_spec
+
+            source = load_spec(config.data)
         if source is None:
             return (torch.zeros(1, *config.event_shape, device=device),
                     {name: torch.zeros(1, *shape, dtype=getattr(torch, dtype), device=device)
