@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check ppl_vae models guides tests examples benchmarks
+	$(BIN)/ruff check ppl_vae models guides tests examples benchmarks docs/hooks
 
 $(EXTRAS_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e ".[test,mnist5k,docs,release]"
