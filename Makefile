@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   trains the headline model on the embedded shapes data -> runs/demo
 #   make test   runs the test suite
+# and for CI: make lint, make docs (the site, strict, into site/), make release-check
+# (wheel built, checked, installed alone into a clean venv, demo model trained an epoch).
 # TORCH picks the torch wheel; the default is the CPU build this workplace keeps on disk.
 # Elsewhere (a GPU machine) run e.g. `make demo TORCH=torch` to take your platform's build.
 PYTHON ?= python3
@@ -8,12 +10,13 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXTRAS_STAMP := $(VENV)/.installed-docs-release
 
 DEMO_ARGS ?= --model ngvae --data shapes --size 32 --n 20000 --latent-dim 10 --epochs 30 \
 	--batch-size 64 --lr 1e-3 --elbo meanfield --eval-examples 1000 --iw-samples 100 \
 	--device auto
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs release-check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +32,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check ppl_vae models guides tests examples benchmarks
+	$(BIN)/ruff check ppl_vae models guides tests examples benchmarks docs/hooks
+
+$(EXTRAS_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[test,mnist5k,docs,release]"
+	touch $(EXTRAS_STAMP)
+
+docs: $(EXTRAS_STAMP)
+	$(BIN)/mkdocs build --strict
+
+release-check: $(EXTRAS_STAMP)
+	PYTHON=$(PYTHON) TORCH="$(TORCH)" bash .ci/release_check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_step.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist site *.egg-info

@@ -34,7 +34,7 @@ from ppl_vae.metrics.sampling import sample_codes
 def dimension_table(folder: Path) -> str:
     """The markdown table of the module docstring for one run folder."""
     run = ppl_vae.load_run(folder)
-    data = run.config.data.load()
+    data = ppl_vae.data.load_spec(run.config.data)
     with run.pair.scope(), torch.no_grad():
         summary = run.guide.summary(data.test, run.model)
 

@@ -31,8 +31,9 @@ __version__ = "0.1.0"
 
 
 def diagnose(run_folder, **options) -> dict:
-    """:func:`ppl_vae.diagnostics.diagnose`, imported on first use (ArviZ is slow to import)."""
-    from ppl_vae.diagnostics import diagnose as diagnose_run
+    """:func:`ppl_vae.reporting.diagnostics.diagnose`, imported on first use (ArviZ is slow
+    to import)."""
+    from ppl_vae.reporting.diagnostics import diagnose as diagnose_run
 
     return diagnose_run(run_folder, **options)
 

@@ -412,7 +412,7 @@ class SplitOptions:
 
 @dataclass(frozen=True)
 class DataSpec(Recorded):
-    """How a run folder rebuilds its data: ``ppl_vae.data.load(**spec.to_json())``.
+    """How a run folder rebuilds its data: :func:`ppl_vae.data.load_spec` (``load(**spec)``).
 
     ``options`` are the source's own keywords (``n``, ``size``, ``path``, ...),
     ``split`` the ones every source takes, ``labelled`` and ``flatten`` those of
@@ -445,12 +445,6 @@ class DataSpec(Recorded):
         return cls(obj["name"], {k: v for k, v in rest.items() if k not in shared},
                    SplitOptions(**{k: v for k, v in rest.items() if k in shared}),
                    obj.get("labelled"), bool(obj.get("flatten", False)))
-
-    def load(self):
-        """The :class:`ppl_vae.data.Dataset` this spec describes."""
-        from ppl_vae.data import load
-
-        return load(**self.to_json())
 
     def keys(self):
         """The recorded JSON's keys, so ``load(**spec)`` still reads as it did for a dict."""

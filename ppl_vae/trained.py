@@ -200,7 +200,9 @@ def probe_rows(config: RunConfig, data, device):
     def probe():
         source = data
         if source is None and config.data is not None:
-            source = config.data.load()
+            from ppl_vae.data import load_spec
+
+            source = load_spec(config.data)
         if source is None:
             return (torch.zeros(1, *config.event_shape, device=device),
                     {name: torch.zeros(1, *shape, dtype=getattr(torch, dtype), device=device)
@@ -218,7 +220,8 @@ def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
 
     Args:
         folder: the run folder.
-        model, guide: fresh instances of a user-written pair (then nothing is imported).
+        model: a fresh instance of a user-written pair's model (then nothing is imported).
+        guide: the pair's guide, given with ``model``.
         device: ``cpu``, ``cuda`` or ``auto``.
         data: the dataset, for pairs built by a user factory (default: the run's own data).
         trust_code: import the user code the run's ``config.json`` names
@@ -233,7 +236,9 @@ def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
         if data is None and spec is not None and spec.source == "factory" and trust_code:
             if config.data is None:
                 raise PplVaeError(f"{folder} was trained on user data; pass data= to load_run")
-            data = config.data.load()
+            from ppl_vae.data import load_spec
+
+            data = load_spec(config.data)
         pair = rebuild(spec, folder, data, trust_code)
     else:
         pair = Pair(model, guide, spec)

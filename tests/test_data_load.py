@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ppl_vae.config import DataSpec, EstimatorSpec, SplitOptions, TrainConfig
-from ppl_vae.data import DATASETS, Dataset, load
+from ppl_vae.data import DATASETS, Dataset, load, load_spec
 from ppl_vae.data.digits import load_digits
 from ppl_vae.errors import PplVaeError
 from ppl_vae.runs import Environment, RunConfig
@@ -111,7 +111,7 @@ def test_data_spec_reads_a_dataset_spec_and_rebuilds_the_same_data():
                                                                       True)
     assert spec.split == SplitOptions(seed=3, binarize="static", storage="float32")
     assert spec.to_json() == ds.spec == json.loads(json.dumps(spec.to_json()))
-    again = spec.load()
+    again = load_spec(spec)
     assert torch.equal(again.train, ds.train) and torch.equal(again.known["y"], ds.known["y"])
     assert load(**spec).spec == ds.spec and spec["seed"] == 3  # still reads as the dict did
     assert DataSpec.from_json(None) is None

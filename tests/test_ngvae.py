@@ -13,7 +13,7 @@ import ppl_vae.estimators.trace
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import make_elbo
 from ppl_vae.models.ngvae import Relaxation, expected_gaussian_kl
-from ppl_vae.report import finish_run
+from ppl_vae.reporting.run_report import finish_run
 from ppl_vae.traces import log_weights, prepare
 
 Z_PRIORS = ["normal", "normal_gamma"]

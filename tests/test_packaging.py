@@ -1,6 +1,9 @@
-"""A built wheel installs ppl_vae.models and ppl_vae.guides — never top-level packages."""
+"""A built wheel installs ppl_vae.models and ppl_vae.guides — never top-level packages —
+and the changelog names the version it carries. (CI's `make release-check` goes further:
+the wheel from `python -m build`, `twine check`, installed alone, trains the demo model.)"""
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -38,3 +41,12 @@ def test_wheel_installs_models_and_guides_under_ppl_vae(tmp_path):
     assert out[0].startswith(site), out  # the installed copy, not the source tree
     assert out[1] == "None None"
     assert int(out[2]) >= 3
+
+
+def test_changelog_starts_at_this_version():
+    """The newest CHANGELOG entry is the version the wheel carries (pyproject, __version__)."""
+    import ppl_vae
+
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    newest = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
+    assert newest == version == ppl_vae.__version__

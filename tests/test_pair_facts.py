@@ -10,10 +10,10 @@ import torch
 import ppl_vae
 from ppl_vae import pair as pair_module
 from ppl_vae.config import PairSpec
-from ppl_vae.diagnostics import diagnose_pair
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import create
 from ppl_vae.pair import Pair, rebuild
+from ppl_vae.reporting.diagnostics import diagnose_pair
 from tests.conftest import tiny_binary
 
 

@@ -7,9 +7,9 @@ import math
 import pytest
 
 import ppl_vae
-from ppl_vae.diagnostics import diagnose_pair
 from ppl_vae.estimators import ESTIMATORS
 from ppl_vae.registry import GUIDES, MODELS
+from ppl_vae.reporting.diagnostics import diagnose_pair
 from tests.conftest import tiny_binary
 
 # the model a guide needs, where not the plain VAE

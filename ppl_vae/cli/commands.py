@@ -34,7 +34,9 @@ def _load(args, device: str = "cpu"):
                           "the CLI cannot load again; evaluate it from Python "
                           "(ppl_vae.load_run(RUN).evaluate(x)), or save the arrays as .npz and "
                           "train with --data array --data-path FILE to use the CLI")
-    data = config.data.load()
+    from ppl_vae.data import load_spec
+
+    data = load_spec(config.data)
     run = load_run(args.run, device=device, data=data, trust_code=trusts_code(args, config))
     return run, data
 

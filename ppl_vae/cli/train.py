@@ -73,12 +73,14 @@ def _training_given(args) -> dict:
 def _new_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig, list[str]]:
     """Pair spec, data, estimator, training settings and inputs of a new run: flags, else
     defaults (:mod:`ppl_vae.config`)."""
+    from ppl_vae.data import load_spec
+
     model = args.model or DEFAULT_RUN["model"]
     spec = PairSpec("factory" if ":" in model else "registry", model, args.guide,
                     options=_given(args, pair_options()))
     config = TrainConfig.create(**_training_given(args))
-    data = DataSpec.from_json({"name": args.data or DEFAULT_RUN["data"], "seed": config.seed,
-                               **_given(args, data_flags())}).load()
+    data = load_spec(DataSpec.from_json({"name": args.data or DEFAULT_RUN["data"],
+                                         "seed": config.seed, **_given(args, data_flags())}))
     estimator = EstimatorSpec(args.elbo or DEFAULT_RUN["elbo"], estimator_options(args))
     return spec, data, estimator, config, _input_names(args.inputs or "")
 
@@ -92,6 +94,7 @@ def _resume_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig,
     is listed in the same line as a change of estimator or learning rate.
     ``fit(resume=True)`` checks the settings again.
     """
+    from ppl_vae.data import load_spec
     from ppl_vae.estimators import from_spec
     from ppl_vae.runs import read_run_config
 
@@ -119,7 +122,7 @@ def _resume_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig,
     requested_data = DataSpec.from_json({**stored.data.to_json(), **data_given})
     data = None
     if requested_data.name == stored.data.name:
-        data = requested_data.load()  # the loader's own spec: resolved paths and all
+        data = load_spec(requested_data)  # the loader's own spec: resolved paths and all
         requested_data = DataSpec.from_json({**stored.data.to_json(),
                                              **{k: data.spec[k] for k in data_given
                                                 if k in data.spec}})

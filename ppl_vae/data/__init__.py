@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ppl_vae.config import SplitOptions
+from ppl_vae.config import DataSpec, SplitOptions
 from ppl_vae.data import array, digits, dsprites, mnist, shapes  # noqa: F401 (they register)
 from ppl_vae.data.common import apply_labelled, check_labelled
 from ppl_vae.data.dataset import Dataset
@@ -23,7 +23,7 @@ from ppl_vae.data.tensors import from_tensors
 from ppl_vae.errors import PplVaeError
 from ppl_vae.registry import DATA_SOURCES
 
-__all__ = ["DATASETS", "Dataset", "from_tensors", "load"]
+__all__ = ["DATASETS", "Dataset", "from_tensors", "load", "load_spec"]
 
 # the stock sources, name -> one line (ppl_vae.registry.DATA_SOURCES holds later ones too)
 DATASETS: dict[str, str] = {entry.name: entry.description for entry in DATA_SOURCES.entries()}
@@ -74,3 +74,9 @@ def load(
     labelled = check_labelled(labelled)  # before a slow load
     data = apply_labelled(source.factory(**options), labelled)
     return data.flattened() if flatten else data
+
+
+def load_spec(spec: DataSpec) -> Dataset:
+    """The dataset a recorded :class:`~ppl_vae.config.DataSpec` describes (a run folder's
+    ``data`` section): ``load(**spec.to_json())``."""
+    return load(**spec.to_json())

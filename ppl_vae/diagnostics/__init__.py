@@ -8,8 +8,8 @@ guide), :func:`pareto_k`, :func:`to_inference_data`, :func:`posterior_summary`,
 :func:`simulation_based_calibration` (SBC of the guide) and :func:`nuts_reference` with
 :func:`compare_to_guide` (NUTS on a few examples, laid out as the guide's export).
 :func:`diagnose` (a run folder) and :func:`diagnose_pair` (any pair in Python), with
-their :class:`Checks`, write the report; they live in :mod:`ppl_vae.reporting.diagnostics`
-and are imported here on first use (that module imports these pieces).
+their :class:`Checks`, write the report; they live in :mod:`ppl_vae.reporting.diagnostics`,
+which imports these pieces.
 """
 
 from ppl_vae.diagnostics.draws import Draws, collect_draws, global_log_likelihood, pair_draws
@@ -24,21 +24,8 @@ from ppl_vae.diagnostics.predictive import check_statistics, posterior_predictiv
 from ppl_vae.diagnostics.psis import pareto_k, summarize_k
 from ppl_vae.diagnostics.sbc import simulation_based_calibration
 
-_REPORTS = ("Checks", "diagnose", "diagnose_pair")
-
-
-def __getattr__(name: str):
-    """:class:`Checks`, :func:`diagnose` and :func:`diagnose_pair`
-    (:mod:`ppl_vae.reporting.diagnostics`)."""
-    if name in _REPORTS:
-        from ppl_vae.reporting import diagnostics
-
-        return getattr(diagnostics, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["Checks", "Draws", "check_statistics", "collect_draws", "compare_to_guide",
-           "diagnose", "diagnose_pair", "global_log_likelihood", "nuts_reference",
+__all__ = ["Draws", "check_statistics", "collect_draws", "compare_to_guide",
+           "global_log_likelihood", "nuts_reference",
            "pair_draws", "pareto_k", "pareto_k_from_netcdf", "posterior_predictive",
            "posterior_summary", "simulation_based_calibration", "summarize_k",
            "to_inference_data", "write_netcdf"]

@@ -146,7 +146,8 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
             (disentanglement_lib's), ``none``, or a dict of per-metric settings
             (see :data:`ppl_vae.diagnostics.disentanglement.PRESETS`).
         seed: seeds the guide draws and the metrics.
-        model, guide: fresh instances, for runs of user-written pairs.
+        model: a fresh instance of the model, for runs of user-written pairs.
+        guide: the pair's guide, given with ``model``.
         data: the dataset, for runs trained on user data (``config.json`` has no data spec).
         trust_code: import the user code the run's ``config.json`` names (a
             factory or importable model/guide); see :func:`ppl_vae.load_run`.
@@ -164,7 +165,9 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
         if recorded is None:
             raise PplVaeError(f"{run_folder} was trained on user data; pass data= to "
                               "ppl_vae.diagnose (or use diagnose_pair)")
-        data = recorded.load()
+        from ppl_vae.data import load_spec
+
+        data = load_spec(recorded)
     _check(n_examples, draws, metrics, data)
     (checks or Checks()).check()
     run = load_run(run_folder, model=model, guide=guide, device=device, data=data,
@@ -218,11 +221,16 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
     """Diagnose any model/guide pair keeping the contract; write into ``out_folder``.
 
     Args:
-        model, guide: the pair (its parameters already trained).
+        model: the pair's model (its parameters already trained).
+        guide: the pair's guide.
         data: a :class:`ppl_vae.data.Dataset` (``test``; factors, labels and a
             renderer are used when present).
         out_folder: where the files go (created).
-        n_examples, draws, quiet, metrics, seed: as :func:`diagnose`.
+        n_examples: as :func:`diagnose`.
+        draws: as :func:`diagnose`.
+        quiet: as :func:`diagnose`.
+        metrics: as :func:`diagnose`.
+        seed: as :func:`diagnose`.
         pair: the :class:`ppl_vae.Pair` holding the parameters (``run.pair``);
             needed when the pair registers parameters with ``pyro.param`` /
             ``pyro.module``, whose values live in the pair's own store.

@@ -133,7 +133,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         _train(session, interrupted, folder, options.detect_anomaly)
     run = Run(pair, folder, run_config, session.state.metrics)
     if options.report and folder is not None and world.is_main:
-        from ppl_vae.report import finish_run
+        from ppl_vae.reporting.run_report import finish_run
 
         _say(options, _final_cost(run, options, data))
         run.report = finish_run(run, data, iw_samples=options.iw_samples,

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 import ppl_vae
-from ppl_vae.diagnostics import diagnose, diagnose_pair, pareto_k_from_netcdf
+from ppl_vae.diagnostics import pareto_k_from_netcdf
 from ppl_vae.errors import PplVaeError
+from ppl_vae.reporting.diagnostics import diagnose, diagnose_pair
 from tests.conftest import tiny_binary
 
 TINY_METRICS = {  # every recipe, few points (DCI's 113 class-trees per stage are tested apart)

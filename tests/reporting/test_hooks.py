@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from ppl_vae.contract import Figure, GuideHooks, ModelHooks, Panel, hook
-from ppl_vae.diagnostics import diagnose_pair
-from ppl_vae.report import finish_run
+from ppl_vae.reporting.diagnostics import diagnose_pair
+from ppl_vae.reporting.run_report import finish_run
 
 
 def _figure_of_numbers(x, model):
