@@ -13,7 +13,6 @@ from torch import nn
 
 import ppl_vae
 from ppl_vae import figures
-from ppl_vae.errors import PplVaeError
 from ppl_vae.reporting.diagnostics import Checks, diagnose, diagnose_pair
 
 CLASSES = 3
