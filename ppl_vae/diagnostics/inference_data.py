@@ -74,7 +74,8 @@ def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, prima
         x: the examples ``(N, *event_shape)``.
         test_index: their rows in the test set (the ``example`` coordinate).
         primary: the site whose one dimension is called ``latent``.
-        factors, labels: ground truth of the examples, kept in ``constant_data``.
+        factors: ground-truth factors of the examples, kept in ``constant_data``.
+        labels: labels of the examples, kept in ``constant_data``.
         predictive: draws with replicated data (``replicate=True``) for the same examples:
             the ``posterior_predictive`` group.
         log_likelihood: observed site -> ``(S, M)`` pointwise log-likelihood of ``M``

@@ -112,7 +112,9 @@ def nuts_reference(run, x: torch.Tensor, test_index=None, inputs: dict | None = 
         test_index: their ``example`` coordinates (default ``0..N-1``): use the guide
             export's, so the two files line up.
         inputs: the pair's per-example keyword inputs, ``N`` rows each.
-        draws, warmup, chains: NUTS draws and warm-up steps per chain, chains per example.
+        draws: NUTS draws per chain.
+        warmup: NUTS warm-up steps per chain.
+        chains: chains per example.
         seed: chain ``c`` of every example is seeded ``seed + c``.
         primary: the site whose one dimension is called ``latent`` (the export's
             primary site; default the pair's own).

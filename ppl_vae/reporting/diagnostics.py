@@ -240,7 +240,8 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
             every call of the pair gets the rows of its examples.
         run_folder: the run's folder, whose evaluations the report sets beside its own
             IS numbers (:func:`~ppl_vae.reporting.run_report.recorded_evaluations`).
-        checks, site: as :func:`diagnose`.
+        checks: the Bayesian checks, as :func:`diagnose`.
+        site: the latent site studied, as :func:`diagnose`.
 
     Returns:
         The dict written to ``out_folder/report.json``.
