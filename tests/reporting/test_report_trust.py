@@ -2,15 +2,20 @@
 k̂ and ESS; diagnose carries the same fields and says when evaluate used other examples."""
 
 
+import warnings
+
 import numpy as np
 import pytest
 
 import ppl_vae
 from ppl_vae.cli import main
+from ppl_vae.errors import PplVaeWarning
 from ppl_vae.per_example import FILE
 from ppl_vae.reporting.diagnostics import diagnose
+from ppl_vae.reporting.markdown import trust_line
 from ppl_vae.reporting.run_report import finish_run, recorded_evaluations
 from ppl_vae.runs import write_json
+from tests.ppca import PosteriorGuide, ppca_data
 
 TRUST = {"draws", "khat_share_above_0.7", "khat_median", "khat_max", "ess_mean", "ess_min",
          "warning"}
@@ -18,15 +23,28 @@ TRUST = {"draws", "khat_share_above_0.7", "khat_median", "khat_max", "ess_mean",
 
 def test_run_report_shows_the_se_and_trust_report_json_holds(trained):
     run, data = trained
-    with pytest.warns(ppl_vae.errors.PplVaeWarning, match="not reliable"):
-        report = finish_run(run, data, iw_samples=40)  # one epoch: a guide far from q*
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PplVaeWarning)
+        report = finish_run(run, data, iw_samples=40)
     evaluation = report["evaluation"]
     trust = evaluation["log_likelihood_trust"]
-    assert set(trust) == TRUST and trust["draws"] == 40 and trust["warning"]
+    assert set(trust) == TRUST and trust["draws"] == 40
     text = (run.path / "report.md").read_text()
     assert f"{evaluation['log_likelihood']:.2f} ± {evaluation['log_likelihood_se']:.2f}" in text
     assert f"min {trust['ess_min']:.1f} of 40 draws" in text
-    assert f"**warning: {trust['warning']}**" in text
+    said = [str(w.message) for w in caught if issubclass(w.category, PplVaeWarning)]
+    assert said == ([trust["warning"]] if trust["warning"] else [])
+    assert ("**warning:" in text) == bool(trust["warning"])
+
+
+def test_an_unreliable_estimate_is_one_bold_line_in_the_report():
+    model, x = ppca_data(n=30)
+    with pytest.warns(PplVaeWarning, match="not reliable"):
+        trust = ppl_vae.evaluate(model, PosteriorGuide(model, inflate=0.1), x,
+                                 iw_samples=200)["log_likelihood_trust"]
+    lines = trust_line(trust)
+    assert len(lines) == 2 and lines[1] == f"- **warning: {trust['warning']}**"
+    assert "k̂ > 0.7 for" in lines[0] and "of 200 draws" in lines[0]
 
 
 @pytest.mark.filterwarnings("ignore::ppl_vae.errors.PplVaeWarning")
