@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from ppl_vae import Pair
-from ppl_vae.diagnostics import Checks, collect_draws, diagnose_pair, posterior_predictive
+from ppl_vae.diagnostics import collect_draws, posterior_predictive
 from ppl_vae.errors import PplVaeError
+from ppl_vae.reporting.diagnostics import Checks, diagnose_pair
 from tests.ppca import PosteriorGuide, ppca_data
 
 N_TRAIN, D = 30, 4
