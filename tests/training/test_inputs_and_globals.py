@@ -60,10 +60,12 @@ def test_a_global_latent_counts_once_per_data_set(elbo):
 def test_training_a_global_latent_finds_its_exact_posterior():
     """If the prior counted once per batch, the posterior sd would be 0.03, not 0.07."""
     model, guide, data = GlobalMean(), GlobalGuide(), _global_data()
+    # the rate anneals to 0, so the last iterate is the optimum rather than a point of Adam's
+    # constant-rate jitter (seeds 0-2 give loc within 0.004 of the exact mean)
     run = ppl_vae.fit(model, guide, data, elbo="meanfield", epochs=80, batch_size=10, lr=0.05,
-                      quiet=True, device="cpu")
+                      lr_schedule="cosine", quiet=True, device="cpu")
     precision = 1 / PRIOR_SD**2 + data.train.shape[0]
-    assert float(guide.loc) == pytest.approx(float(data.train.sum()) / precision, abs=0.05)
+    assert float(guide.loc) == pytest.approx(float(data.train.sum()) / precision, abs=0.02)
     assert float(softplus(guide.raw)) == pytest.approx(precision**-0.5, rel=0.25)
     result = run.evaluate(data.test, iw_samples=1)
     assert result["log_likelihood"] is None and "global" in result["log_likelihood_note"]
