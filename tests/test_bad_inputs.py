@@ -55,13 +55,22 @@ def test_mismatched_site_names(binary_data):
 
 
 def test_observation_not_named_x(binary_data):
+    def model(x):  # observed, but outside the data plate: nothing is "the data"
+        pyro.sample("image", dist.Bernoulli(logits=x * 0).to_event(4), obs=x)
+
+    with pytest.raises(PplVaeError) as error:
+        ppl_vae.fit(model, lambda x: None, binary_data, epochs=1, quiet=True, device="cpu")
+    assert "no observed site named 'x' nor any inside pyro.plate('data')" in _one_line(error)
+
+
+def test_a_pair_without_parameters_is_told_so(binary_data):
     def model(x):
         with pyro.plate("data", x.shape[0]):
             pyro.sample("image", dist.Bernoulli(logits=x * 0).to_event(3), obs=x)
 
     with pytest.raises(PplVaeError) as error:
         ppl_vae.fit(model, lambda x: None, binary_data, epochs=1, quiet=True, device="cpu")
-    assert "no observed site named 'x'" in _one_line(error)
+    assert "no parameters to train" in _one_line(error)
 
 
 @pytest.mark.parametrize("options, message", [

@@ -259,6 +259,10 @@ def _session(pair, estimator, config, options, world, resident, generator, folde
              resume, choice) -> Session:
     """The loop's pieces; on ``resume`` the checkpoint's weights, optimizer, schedule, RNG."""
     params = pair.named_parameters()
+    if not params:
+        raise PplVaeError("the pair has no parameters to train (no PyroModule, pyro.param or "
+                          "pyro.module reached by model or guide); register the networks with "
+                          "pyro.module(name, net) or make the programs PyroModules")
     n = resident["train_x"].shape[0]
     steps_per_epoch = n // min(config.batch_size, n)
     loss_of = distributed.pair_loss(pair, estimator, n, world,
