@@ -60,12 +60,12 @@ def exact_loo(train: torch.Tensor) -> float:
 def test_an_all_global_pair_gets_a_log_likelihood_group_that_loo_reads(tmp_path):
     data = normal_mean_data()
     model, guide = normal_mean_pair(data.train)
-    report = diagnose_pair(model, guide, data, tmp_path, n_examples=6, draws=2000,
+    report = diagnose_pair(model, guide, data, tmp_path, n_examples=6, draws=1000,
                            metrics="none", quiet=True, checks=Checks(ppc_draws=20))
     assert "log_likelihood" not in report["missing"]
     idata = az.from_netcdf(str(tmp_path / "posterior.nc"))
     assert idata.posterior["w"].dims == ("chain", "draw")
-    assert idata.log_likelihood["x"].shape == (1, 2000, N_TRAIN)
+    assert idata.log_likelihood["x"].shape == (1, 1000, N_TRAIN)
     # the pointwise values are log N(x_n; w_s, I) at each draw, by hand
     w = torch.from_numpy(idata.posterior["w"].values[0])
     by_hand = dist.Normal(w[:, None, None], 1.0).log_prob(data.train).sum(-1)
