@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--sbc", type=int, default=500)
     parser.add_argument("--sbc-draws", type=int, default=99)
     parser.add_argument("--nuts-examples", type=int, default=2)
-    parser.add_argument("--nuts-draws", type=int, default=150)
+    parser.add_argument("--nuts-draws", type=int, default=300)
     parser.add_argument("--ppc-examples", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
