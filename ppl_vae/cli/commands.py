@@ -186,7 +186,7 @@ def cmd_diagnose(args) -> None:
     checks = Checks(ppc_draws=args.ppc_draws, sbc=args.sbc, sbc_draws=args.sbc_draws,
                     levels=args.sbc_levels, mcmc_examples=args.mcmc_examples,
                     mcmc_draws=args.mcmc_draws, mcmc_warmup=args.mcmc_warmup,
-                    mcmc_chains=args.mcmc_chains)
+                    mcmc_chains=args.mcmc_chains, mcmc_jit=args.mcmc_jit)
     report = diagnose(args.run, n_examples=args.n_examples, draws=args.draws, device=args.device,
                       quiet=args.quiet, metrics=metrics, seed=args.seed,
                       trust_code=trusts_code(args, read_run_config(args.run)), checks=checks,

@@ -344,6 +344,9 @@ def _add_check_flags(group) -> None:
     group.add_argument("--mcmc-warmup", type=int, default=500, help="NUTS warm-up steps per "
                        "chain")
     group.add_argument("--mcmc-chains", type=int, default=4, help="NUTS chains per example")
+    group.add_argument("--mcmc-jit", action="store_true", help="compile NUTS's potential "
+                       "energy with torch.jit (about 2x faster; for programs that trace) "
+                       "(default: off)")
 
 
 def _add_user_code_flags(parser: argparse.ArgumentParser) -> None:

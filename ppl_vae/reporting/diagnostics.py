@@ -99,7 +99,8 @@ class Checks:
         sbc: simulations of simulation-based calibration; ``sbc_draws`` guide draws each.
         levels: central-interval levels whose SBC coverage is reported.
         mcmc_examples: the first this many diagnosed examples get a NUTS reference,
-            ``mcmc_chains`` chains of ``mcmc_warmup`` + ``mcmc_draws`` steps.
+            ``mcmc_chains`` chains of ``mcmc_warmup`` + ``mcmc_draws`` steps, the potential
+            compiled with ``mcmc_jit``.
     """
 
     ppc_draws: int = 100
@@ -110,10 +111,13 @@ class Checks:
     mcmc_draws: int = 500
     mcmc_warmup: int = 500
     mcmc_chains: int = 4
+    mcmc_jit: bool = False
 
     def check(self) -> None:
         """One-line errors for bad sizes, before any work."""
         for name, value in asdict(self).items():
+            if name == "mcmc_jit":
+                continue
             if name == "levels":
                 if not value or any(not 0 < a < 1 for a in value):
                     raise PplVaeError(f"SBC levels must lie strictly between 0 and 1, got "
@@ -506,7 +510,7 @@ def _nuts(pair, x, inputs, checks: Checks, seed, primary, idata, folder, built,
     try:
         reference = nuts_reference(pair, x[:m], np.arange(m), take(inputs, slice(0, m)),
                                    checks.mcmc_draws, checks.mcmc_warmup, checks.mcmc_chains,
-                                   seed, primary)
+                                   seed, primary, checks.mcmc_jit)
     except PplVaeError as error:
         missing["nuts"] = str(error)
         return {"note": str(error)}

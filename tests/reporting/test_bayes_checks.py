@@ -201,3 +201,12 @@ def test_sbc_hands_the_guide_every_simulated_observation():
                                           inputs=template)
     assert result["verdict"].startswith("calibrated"), result["verdict"]
     assert result["coverage_median"]["0.9"] == pytest.approx(0.9, abs=0.06)
+
+
+def test_compiled_nuts_finds_the_same_posterior(ppca, nuts_and_guides):
+    model, x = ppca
+    compiled = nuts_reference(Pair(model, PosteriorGuide(model)), x[:1], test_index=[7],
+                              draws=150, warmup=150, chains=2, seed=0, jit=True)
+    _, exports = nuts_and_guides
+    assert compare_to_guide(exports[1.0], compiled)["z"]["sd_ratio_median"] == pytest.approx(
+        1.0, abs=0.2)

@@ -43,7 +43,7 @@ def test_diagnose_runs_every_bayesian_check_from_the_command_line(tmp_path, caps
     assert main(["diagnose", str(out), "--n-examples", "4", "--draws", "20", "--metrics", "none",
                  "--quiet", "--ppc-draws", "10", "--sbc", "30", "--sbc-draws", "9",
                  "--sbc-levels", "0.5,0.8", "--mcmc-examples", "1", "--mcmc-draws", "10",
-                 "--mcmc-warmup", "10", "--mcmc-chains", "2"]) == 0
+                 "--mcmc-warmup", "10", "--mcmc-chains", "2", "--mcmc-jit"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["sbc"]["verdict"].split(":")[0] in ("calibrated", "miscalibrated")
     assert set(printed["sbc"]["coverage_median"]) == {"0.5", "0.8"}

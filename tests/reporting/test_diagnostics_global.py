@@ -60,12 +60,12 @@ def exact_loo(train: torch.Tensor) -> float:
 def test_an_all_global_pair_gets_a_log_likelihood_group_that_loo_reads(tmp_path):
     data = normal_mean_data()
     model, guide = normal_mean_pair(data.train)
-    report = diagnose_pair(model, guide, data, tmp_path, n_examples=6, draws=2000,
+    report = diagnose_pair(model, guide, data, tmp_path, n_examples=6, draws=1000,
                            metrics="none", quiet=True, checks=Checks(ppc_draws=20))
     assert "log_likelihood" not in report["missing"]
     idata = az.from_netcdf(str(tmp_path / "posterior.nc"))
     assert idata.posterior["w"].dims == ("chain", "draw")
-    assert idata.log_likelihood["x"].shape == (1, 2000, N_TRAIN)
+    assert idata.log_likelihood["x"].shape == (1, 1000, N_TRAIN)
     # the pointwise values are log N(x_n; w_s, I) at each draw, by hand
     w = torch.from_numpy(idata.posterior["w"].values[0])
     by_hand = dist.Normal(w[:, None, None], 1.0).log_prob(data.train).sum(-1)
@@ -159,3 +159,36 @@ def test_arviz_ppc_plots_run_on_the_written_file(tmp_path):
     # the same draws from Python
     pp = posterior_predictive(Pair(model, PosteriorGuide(model)), x[30:], draws=5)
     assert pp.replicated["x"].shape == (5, 10, 6)
+
+
+@pytest.mark.slow  # ~25 s on a shared CPU: four NUTS chains
+def test_nuts_on_sequences_of_different_lengths_leaves_missing_steps_nan():
+    """One site per step, the batch trimmed to its longest sequence (a DMM's layout): the
+    shorter example has no z_1 in its own NUTS run, so its z_1 is NaN, as in the guide's
+    export; z_t | x_t ~ N(x_t / 2, 1/2) exactly."""
+    from ppl_vae.diagnostics import compare_to_guide, nuts_reference, to_inference_data
+
+    def model(x, lengths):
+        with pyro.plate("data", x.shape[0]):
+            for t in range(int(lengths.max())):
+                z = pyro.sample(f"z_{t}", dist.Normal(0.0, 1.0).mask(t < lengths))
+                pyro.sample(f"x_{t}", dist.Normal(z, 1.0).mask(t < lengths), obs=x[:, t])
+
+    def guide(x, lengths):
+        with pyro.plate("data", x.shape[0]):
+            for t in range(int(lengths.max())):
+                pyro.sample(f"z_{t}", dist.Normal(x[:, t] / 2, 0.5 ** 0.5).mask(t < lengths))
+
+    x, lengths = torch.tensor([[1.0, -2.0], [3.0, 0.0]]), torch.tensor([2, 1])
+    pair = Pair(model, guide)
+    nuts = nuts_reference(pair, x, inputs={"lengths": lengths}, draws=200, warmup=150,
+                          chains=2)
+    z0, z1 = nuts.posterior["z_0"].values, nuts.posterior["z_1"].values
+    assert np.isnan(z1[:, :, 1]).all() and np.isfinite(z1[:, :, 0]).all()
+    assert z0.reshape(-1, 2).mean(0) == pytest.approx([0.5, 1.5], abs=0.2)
+    assert z1[:, :, 0].mean() == pytest.approx(-1.0, abs=0.2)
+    drawn = collect_draws(model, guide, x, draws=500, inputs={"lengths": lengths})
+    export = to_inference_data(drawn, x.numpy(), np.arange(2), "z_0")
+    compared = compare_to_guide(export, nuts)
+    assert compared["z_1"]["sd_ratio_median"] == pytest.approx(1.0, abs=0.25)
+    assert np.isnan(compared["z_1"]["sd_ratio"][1]).all()
