@@ -6,6 +6,7 @@ whose posterior means have exactly chosen sample correlations must report them t
 :func:`~ppl_vae.latents.latent_statistics`.
 """
 
+import json
 import math
 
 import pyro
@@ -90,3 +91,22 @@ def test_latent_statistics_report_rms_and_active_count_beside_the_score():
     # up to the sampling noise of 400 draws (about 1/√400 per pair)
     sampled = rho / (1 + within) * math.sqrt(2 / 12)
     assert stats["correlation_rms_sampled"] == pytest.approx(sampled, abs=0.04)
+
+
+@pytest.mark.slow  # a run report and a diagnose: about a minute on a shared core
+def test_run_report_and_diagnose_show_rms_beside_each_score(trained, tmp_path):
+    from ppl_vae.reporting.diagnostics import diagnose_pair
+    from ppl_vae.reporting.run_report import finish_run
+
+    run, data = trained
+    finished = finish_run(run, data, iw_samples=5)
+    diagnose_pair(run.model, run.guide, data, tmp_path / "diag", pair=run.pair, n_examples=5,
+                  draws=20, metrics="none", quiet=True)
+    for folder in (run.path, tmp_path / "diag"):
+        text = (folder / "report.md").read_text()
+        latents = json.loads((folder / "report.json").read_text())["latents"]
+        rms = latents["correlation_rms_sampled"]
+        assert rms is not None and f"(ρ_rms {rms:.3f})" in text
+        score = latents["decorrelation_sampled"]
+        assert score == pytest.approx(1 / (rms * math.sqrt(len(latents["activity"]) - 1)))
+    assert finished["latents"]["correlation_rms_sampled"] is not None
