@@ -15,12 +15,15 @@ images): NGVAE's informative components (``mean_x p_k > 0.5``, the guide's repor
 active units (``Var_x E[z_k | x] > 0.01``, Burda et al.) and the dimensions with mean
 posterior variance < 0.5 for every model; plus the normalised mutual information
 ``I(E[z_k | x]; v_f) / H(v_f)`` of each dimension with each varying factor (10,000 fresh
-renders, 20 bins) and MIG, so a count can be checked against what the dimensions encode.
+renders, 20 bins) and MIG, so a count can be checked against what the dimensions encode
+(:func:`encoding` counts the active units with some I/H > 0.1; the first runs' JSON also
+holds ``dims_encoding_a_factor``, the same over all 15 units, which inactive units' jitter
+inflates: ``summary.md`` recomputes the active-only count from the raw fields).
 
 Each run writes ``benchmarks/results/reproduce/ngvae_factors/<config>_f<F>_seed<S>.json``
 (its per-epoch metrics included) and is skipped when that file exists, so an interrupted
 study continues where it stopped; ``--plot`` redraws ``informative_vs_factors.png`` from
-the JSON files. Runs go in priority order (NGVAE seed 0, NGVAE seed 1, VAE/β-VAE)::
+the JSON files, with ``summary.md`` (one row per run). Runs go in priority order (NGVAE seed 0, NGVAE seed 1, VAE/β-VAE)::
 
     OMP_NUM_THREADS=1 nice python benchmarks/reproduce/ngvae_factors.py
     python benchmarks/reproduce/ngvae_factors.py --plot
@@ -108,7 +111,7 @@ def train_and_measure(config: str, factors: int, seed: int, steps: int, quiet: b
         "informative": hook.get("informative_components"),
         "active_units": latents["active_units"],
         "informative_by_variance": latents["informative_by_variance"],
-        "dims_encoding_a_factor": int((information.max(1) > 0.1).sum()),
+        "active_dims_encoding_a_factor": encoding(latents["activity"], information),
         "factor_information": information.round(4).tolist(),
         "factor_names": data.factor_names, "mig": mig["mig"]["scores"]["discrete_mig"],
         "statistics_examples": len(x), "guide_report": hook, "latents": latents,
@@ -116,39 +119,81 @@ def train_and_measure(config: str, factors: int, seed: int, steps: int, quiet: b
     }
 
 
-def count(record: dict) -> int:
-    """The run's informative count: NGVAE's own (``p_k > 0.5``), else its active units."""
+def encoding(activity: list[float], information: np.ndarray) -> int:
+    """Active units (activity > 0.01) whose normalised MI with some factor exceeds 0.1. Only
+    active ones: an inactive unit's mean still moves a little, deterministically, with the
+    image, and binned into 20 bins over its own tiny range that reads as 0.1–0.3 too."""
+    active = np.asarray(activity) > 0.01
+    return int((active & (np.asarray(information).max(1) > 0.1)).sum())
+
+
+def informative(record: dict) -> int:
+    """The run's informative count: NGVAE's own (``mean_x p_k > 0.5``), else the dimensions
+    with mean posterior variance < 0.5."""
     return record["informative"] if record["informative"] is not None \
-        else record["active_units"]
+        else record["informative_by_variance"]
+
+
+def records(folder: Path = RESULTS) -> list[dict]:
+    """Every finished run's JSON."""
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*_f*_seed*.json"))]
 
 
 def plot(folder: Path = RESULTS) -> Path:
-    """``informative_vs_factors.png``: count against varying factors, one line per config."""
+    """``informative_vs_factors.png``: informative count and active units against the number
+    of varying factors, one line (mean over seeds) per config, a dot per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*_f*_seed*.json"))]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.plot([2, 5], [2, 5], color="grey", linestyle=":", label="count = factors")
+    runs = records(folder)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
     styles = {"ngvae_normal": "o-", "ngvae_normal_gamma": "s-", "vae": "^--", "beta_vae": "v--"}
-    for shift, config in zip((-0.09, -0.03, 0.03, 0.09), CONFIGS):
-        mine = [r for r in records if r["config"] == config]
-        if not mine:
-            continue
-        xs = sorted({r["factors"] for r in mine})
-        means = [np.mean([count(r) for r in mine if r["factors"] == f]) for f in xs]
-        line, = ax.plot(np.array(xs) + shift, means, styles[config], label=config + (
-            " (p_k > 0.5)" if config.startswith("ngvae") else " (active units)"))
-        for r in mine:
-            ax.plot(r["factors"] + shift, count(r), ".", color=line.get_color(), alpha=0.5)
-    ax.set(xlabel="varying factors", ylabel="informative count (of K = 15)",
-           xticks=list(VARYING), title="shapes 32×32: count vs factors (dots: seeds)")
-    ax.legend(fontsize=8)
+    panels = ((informative, "informative (NGVAE: p_k > 0.5; others: posterior var < 0.5)"),
+              (lambda r: r["active_units"], "active units (Var_x E[z_k | x] > 0.01)"))
+    for ax, (value, title) in zip(axes, panels):
+        ax.plot([2, 5], [2, 5], color="grey", linestyle=":", label="count = factors")
+        for shift, config in zip((-0.09, -0.03, 0.03, 0.09), CONFIGS):
+            mine = [r for r in runs if r["config"] == config]
+            if not mine:
+                continue
+            xs = sorted({r["factors"] for r in mine})
+            means = [np.mean([value(r) for r in mine if r["factors"] == f]) for f in xs]
+            line, = ax.plot(np.array(xs) + shift, means, styles[config], label=config,
+                            markerfacecolor="none")
+            ax.plot([r["factors"] + shift for r in mine], [value(r) for r in mine], ".",
+                    color=line.get_color())
+        ax.set(xlabel="varying factors", title=title, xticks=list(VARYING), ylim=(-0.5, 15.5))
+        ax.title.set_fontsize(9)
+    axes[0].set_ylabel("count (of K = 15)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("shapes 32×32, one setting for every run: hollow = mean over seeds, "
+                 "dots = runs", fontsize=10)
     fig.tight_layout()
     path = folder / "informative_vs_factors.png"
     fig.savefig(path, dpi=120)
+    return path
+
+
+def summary(folder: Path = RESULTS) -> Path:
+    """``summary.md``: per config and factor count, each seed's counts and ρ_rms."""
+    lines = ["| config | factors | seed | steps | informative | active units | active units "
+             "encoding a factor | ρ_rms (aggregate, active) | decorrelation | final test "
+             "ELBO |", "|---" * 10 + "|"]
+    for r in sorted(records(folder), key=lambda r: (list(CONFIGS).index(r["config"]),
+                                                     r["factors"], r["seed"])):
+        latents = r["latents"]
+        rms = latents.get("correlation_rms_aggregate")
+        score = latents["decorrelation_aggregate"]
+        lines.append(
+            f"| {r['config']} | {r['factors']} | {r['seed']} | {r['steps']} | "
+            f"{informative(r)} | {r['active_units']} | "
+            f"{encoding(latents['activity'], np.array(r['factor_information']))} | "
+            f"{'n/a' if rms is None else f'{rms:.3f}'} | "
+            f"{'n/a' if score is None else f'{score:.1f}'} | {r['final_test_elbo']:.1f} |")
+    path = folder / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -160,11 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--plot", action="store_true", help="only redraw the figure")
+    parser.add_argument("--plot", action="store_true",
+                        help="only redraw the figure and summary.md")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.plot:
-        print(plot())
+        print(plot(), summary())
         return 0
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -175,10 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         record = train_and_measure(config, factors, seed, args.steps, args.quiet)
         record["command"] = "python " + " ".join(sys.argv)
         path.write_text(json.dumps(record, indent=1) + "\n")
-        plot()
+        plot(), summary()
         print(f"{config} {factors} factors seed {seed}: informative {record['informative']}, "
-              f"active {record['active_units']}, encoding a factor "
-              f"{record['dims_encoding_a_factor']}, {record['seconds_total']:.0f} s",
+              f"active {record['active_units']}, active encoding a factor "
+              f"{record['active_dims_encoding_a_factor']}, {record['seconds_total']:.0f} s",
               file=sys.stderr, flush=True)
     return 0
 
