@@ -24,6 +24,11 @@ moments are the Student-t marginal's, ``b/(a-1)``, not one λ draw's:
   With an N(0, 1) prior every dimension's aggregate variance stays near 1 (spread of
   the means, or posterior variance), so the entropy sits near ``log K`` for any such
   model by construction;
+- beside each decorrelation score, the off-diagonal RMS correlation ``ρ_rms``
+  (:func:`correlation_rms`) and the number of dimensions K it is over: the score is
+  ``1 / (ρ_rms √(K - 1))``, so the same pairwise correlation scores 4.0 over 10
+  dimensions and 12.1 over 2 (ρ_rms = 0.0825); models with different active counts
+  are compared on ``ρ_rms``, not on the score;
 - the PCA spectrum of the posterior means (:func:`pca_spectrum`).
 
 The functions of a pair take the :class:`~ppl_vae.Pair` (:func:`pair_moments`,
@@ -170,6 +175,27 @@ def _decorrelation_score(corr: torch.Tensor) -> float:
     return float(torch.diag(corr).norm() / off_norm) if off_norm > 0 else float("inf")
 
 
+def correlation_rms(corr: torch.Tensor) -> float | None:
+    """The off-diagonal RMS correlation of a ``(K, K)`` correlation matrix::
+
+        ρ_rms = √( Σ_{i≠j} R_ij² / (K (K - 1)) )
+
+    (None for K < 2). With a unit diagonal the decorrelation score is
+    ``‖diag R‖_F / ‖R - diag R‖_F = √K / (ρ_rms √(K (K - 1))) = 1 / (ρ_rms √(K - 1))``:
+    it grows as K shrinks at a fixed ρ_rms, which this number does not."""
+    k = corr.shape[0]
+    if k < 2:
+        return None
+    off = corr - torch.diag(torch.diag(corr))
+    return float((off.double().square().sum() / (k * (k - 1))).sqrt())
+
+
+def correlation_of_covariance(covariance: torch.Tensor) -> torch.Tensor:
+    """``R = D^{-1/2} Σ D^{-1/2}``, ``D = diag Σ``."""
+    scale = torch.diag(covariance).clamp_min(1e-300).rsqrt()
+    return scale[:, None] * covariance * scale[None, :]
+
+
 def aggregate_covariance(means: torch.Tensor, variances: torch.Tensor | None = None,
                          within: torch.Tensor | None = None) -> torch.Tensor:
     """Covariance of the aggregate posterior ``q(z) = E_x q(z | x)`` over the data, exactly::
@@ -221,8 +247,7 @@ def aggregate_decorrelation(covariance: torch.Tensor) -> float:
     with everything, so over all K a model scores higher the more it collapses (β = 150
     read 5·10⁴ in an audit): the score would reward collapse, not disentanglement.
     """
-    scale = torch.diag(covariance).clamp_min(1e-300).rsqrt()
-    return _decorrelation_score(scale[:, None] * covariance * scale[None, :])
+    return _decorrelation_score(correlation_of_covariance(covariance))
 
 
 def sampled_decorrelation(draws: torch.Tensor) -> tuple[float, float]:
@@ -273,6 +298,7 @@ def pair_statistics(pair: Pair, x: torch.Tensor, inputs: dict | None = None,
     aggregate = aggregate_covariance(means.double(), within=within.to(means.device))
     kept = active.nonzero().flatten()
     sampled, ceiling = sampled_decorrelation(draws)
+    active_aggregate = correlation_of_covariance(aggregate[kept][:, kept])
     return {
         "site": site,
         "activity": activity.tolist(),
@@ -280,15 +306,19 @@ def pair_statistics(pair: Pair, x: torch.Tensor, inputs: dict | None = None,
         "active_units": int(active.sum()),
         "informative_by_variance": int((mean_variance < INFORMATIVE_VARIANCE).sum()),
         "decorrelation_active": score,
+        "correlation_rms_active": None if corr is None else correlation_rms(corr),
         "correlation_all": decorrelation(means)[0].tolist(),
         "variance_entropy": variance_entropy(aggregate),
         "decorrelation_aggregate": aggregate_decorrelation(aggregate[kept][:, kept])
         if len(kept) > 1 else None,
         "decorrelation_aggregate_dims": len(kept),
+        "correlation_rms_aggregate": correlation_rms(active_aggregate),
         "decorrelation_aggregate_all_dims": aggregate_decorrelation(aggregate)
         if len(activity) > 1 else None,
         "decorrelation_sampled": sampled,
         "decorrelation_sampled_ceiling": ceiling,
+        "correlation_rms_sampled": correlation_rms(torch.corrcoef(draws.double().T)
+                                                   .nan_to_num(0.0).reshape(draws.shape[1], -1)),
         "pca": pca_spectrum(means.double().cpu().numpy()),
     }
 

@@ -172,3 +172,55 @@ def test_bad_shapes_options_and_factors():
         ds.images_for_factors(torch.tensor([[3, 0, 0, 0, 0]]))
     with pytest.raises(PplVaeError, match="integer"):
         ds.images_for_factors(torch.zeros(1, 5))
+
+
+# --- vary: only some factors vary ---------------------------------------------------------
+
+def test_vary_keeps_the_other_factors_fixed_and_covers_the_varying_grid():
+    ds = load("shapes", size=64, vary="pos_x,scale")  # default n: the whole 6 x 32 grid
+    assert ds.factor_names == ["scale", "pos_x"] and ds.factor_sizes == [6, 32]
+    codes = torch.cat([ds.train_factors, ds.test_factors]).numpy()
+    assert len(codes) == 192 and len({tuple(c) for c in codes.tolist()}) == 192
+    images = torch.cat([ds.train, ds.test]).numpy()[:, 0]
+    assert torch.equal(ds.images_for_factors(ds.train_factors), ds.train)
+    step = 32 / 31
+    for image, (scale, x) in zip(images, codes):
+        rows, cols = np.nonzero(image)
+        box = (np.ptp(rows) + 1) * (np.ptp(cols) + 1)
+        assert len(rows) == box  # a filled axis-aligned rectangle: square, orientation 0
+        assert abs(np.ptp(rows) - np.ptp(cols)) <= 1  # a square, not a 2:1 ellipse
+        cx, cy = centroid(image)
+        assert abs((cx - 16) / step - x) <= 0.5  # pos_x varies with its code
+        assert abs((cy - 16) / step - 16) <= 0.5  # pos_y fixed at class 16
+        side = 0.2 * 64 * (0.5 + 0.1 * scale) * np.sqrt(2)  # scale varies with its code
+        assert abs(np.ptp(cols) + 1 - side) <= 1.5
+    area = images.sum(axis=(1, 2))
+    by_scale = [area[codes[:, 0] == scale].mean() for scale in range(6)]
+    assert np.all(np.diff(by_scale) > 0)
+
+
+def test_vary_spec_round_trips_and_names_in_any_order_or_form():
+    ds = load("shapes", size=32, vary=["pos_y", "pos_x", "shape"], n=300, seed=2)
+    assert ds.spec["vary"] == "shape,pos_x,pos_y" and ds.factor_sizes == [3, 32, 32]
+    again = load(**json.loads(json.dumps(ds.spec)))
+    assert torch.equal(again.train, ds.train) and torch.equal(again.test_factors, ds.test_factors)
+    same = load("shapes", size=32, vary=" shape, pos_y,pos_x", n=300, seed=2)
+    assert torch.equal(same.train, ds.train)
+    assert "vary" not in load("shapes", size=32, n=20).spec  # old run folders keep their spec
+    sampled = ds.sample_factors(500, np.random.default_rng(0)).numpy()
+    assert sampled.shape == (500, 3)
+    assert [len(np.unique(sampled[:, j])) for j in range(3)] == [3, 32, 32]
+
+
+def test_vary_errors_and_cli_flag():
+    with pytest.raises(PplVaeError, match="vary must name shapes factors"):
+        load("shapes", vary="pos_x,colour")
+    with pytest.raises(PplVaeError, match="vary must name shapes factors"):
+        load("shapes", vary=",")
+    with pytest.raises(PplVaeError, match="larger than the 1024"):
+        load("shapes", vary="pos_x,pos_y", n=1025)
+    from ppl_vae.cli.parser import build_parser
+
+    args = build_parser().parse_args(["train", "--out", "r", "--vary", "pos_x,pos_y"])
+    assert args.vary == "pos_x,pos_y"
+    assert len(load("shapes", size=32, vary=args.vary).train) == 922  # 90 % of 1,024

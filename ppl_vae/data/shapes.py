@@ -31,6 +31,11 @@ sampled at its centre ``(row + 0.5, col + 0.5)``:
     ``(x^2 + y^2 - 1)^3 - x^2 y^3 <= 0`` (the classical heart curve, whose
     smallest enclosing circle has centre (0, 0.25) and radius 1.25).
 
+Some factors only (``vary``): the grid is then the product of the varying factors'
+classes, every other factor sits at its class in :data:`FIXED_CLASSES` (square,
+scale 1, orientation 0, the centre position), and the dataset's factors are the
+varying ones only (so the disentanglement metrics draw from the images the data holds).
+
 Rendering is vectorised over a batch: only a window of ``ceil(2 r_max) + 3``
 pixels square around each centre is evaluated, then scattered into the frame.
 """
@@ -57,6 +62,31 @@ GRID_SIZE = math.prod(FACTOR_SIZES)  # 737,280
 RADIUS_FRACTION = 0.2
 DEFAULT_N = 20_000
 SIZES = (64, 32)
+FIXED_CLASSES = {"shape": 0, "scale": 5, "orientation": 0, "pos_x": 16, "pos_y": 16}
+
+
+def varying_factors(vary: str | list[str] | tuple[str, ...] | None) -> list[int]:
+    """The columns of the varying factors, in grid order: every one for ``None``, else the
+    names in ``vary`` (a sequence, or one comma-separated string as the CLI gives it)."""
+    if vary is None:
+        return list(range(len(FACTOR_NAMES)))
+    names = vary.split(",") if isinstance(vary, str) else list(vary)
+    names = {str(name).strip() for name in names} - {""}
+    unknown = sorted(names - set(FACTOR_NAMES))
+    if unknown or not names:
+        raise PplVaeError(f"option vary must name shapes factors from {', '.join(FACTOR_NAMES)}"
+                          f", comma-separated; got {vary!r}")
+    return sorted(FACTOR_NAMES.index(name) for name in names)
+
+
+def full_codes(codes: np.ndarray, varying: list[int]) -> np.ndarray:
+    """Class codes of the varying factors ``(m, len(varying))`` -> all five ``(m, 5)``, every
+    other factor at its :data:`FIXED_CLASSES` class."""
+    codes = np.asarray(codes, dtype=np.int64)
+    full = np.tile(np.array([FIXED_CLASSES[name] for name in FACTOR_NAMES], dtype=np.int64),
+                   (len(codes), 1))
+    full[:, varying] = codes
+    return full
 
 
 def factor_values(codes: np.ndarray) -> dict[str, np.ndarray]:
@@ -128,19 +158,27 @@ def _render_chunk(codes: np.ndarray, size: int, out: np.ndarray) -> None:
 
 
 @DATA_SOURCES.register("shapes", "square/ellipse/heart sprites rendered on the dSprites "
-                       "factor grid", size="image side in pixels, 64 or 32")
-def load_shapes(*, n: int | str = DEFAULT_N, size: int = 64, **shared: object) -> Dataset:
-    """Draw a random subset of the 737,280-point shapes grid.
+                       "factor grid", size="image side in pixels, 64 or 32",
+                       vary="factors that vary, comma-separated (e.g. pos_x,pos_y,scale); the "
+                            "others stay at one value (default: all five)")
+def load_shapes(*, n: int | str | None = None, size: int = 64, vary: str | None = None,
+                **shared: object) -> Dataset:
+    """Draw a random subset of the 737,280-point shapes grid (or of its varying factors').
 
     The ``n`` factor combinations are drawn uniformly without replacement from
-    the full grid (so train and test never share an image) with
+    the grid (so train and test never share an image) with
     ``numpy.random.default_rng(seed)``, then split ``round(n * test_fraction)``
     to test. Default ``n`` is 20,000 (18,000 train / 2,000 test), about a
-    second of rendering; ``n="all"`` (or 737280) is the whole grid.
+    second of rendering, or the whole grid when it is smaller; ``n="all"`` (or
+    737280) is the whole grid.
 
     Args:
-        n: Total number of images (train + test), at most 737,280, or ``"all"``.
+        n: Total number of images (train + test), at most the grid's size, ``"all"``, or
+            None (20,000, or the whole grid when smaller).
         size: Image side, 64 (as dSprites) or 32 (fast CPU work).
+        vary: The factors that vary (names, or one comma-separated string); the
+            others stay at their :data:`FIXED_CLASSES` class and are not among the
+            dataset's factors. ``None``: all five.
         **shared: ``binarize`` is a no-op on these binary images except that
             ``"dynamic"`` sets the trainer flag. ``storage``: ``"auto"``: rendered
             once, kept packed (``size**2 / 8`` bytes an image: 377 MB for the whole
@@ -157,12 +195,16 @@ def load_shapes(*, n: int | str = DEFAULT_N, size: int = 64, **shared: object) -
     split = split_options("shapes", shared, ("render",))
     if isinstance(size, bool) or not isinstance(size, int) or size not in SIZES:
         raise PplVaeError(f"option size must be 64 or 32 for shapes, got {size!r}")
-    n, train_index, test_index = draw_subset(n, DEFAULT_N, GRID_SIZE, "the shapes grid", split)
-    train_codes = _decode(train_index)
-    test_codes = _decode(test_index)
+    varying = varying_factors(vary)
+    sizes = [FACTOR_SIZES[j] for j in varying]
+    grid = math.prod(sizes)
+    n, train_index, test_index = draw_subset(n, min(DEFAULT_N, grid), grid, "the shapes grid",
+                                             split)
+    train_codes = _decode(train_index, sizes)
+    test_codes = _decode(test_index, sizes)
 
     def images(codes: np.ndarray) -> np.ndarray:
-        return render(codes, size)[:, None]
+        return render(full_codes(codes, varying), size)[:, None]
 
     def stored(codes: np.ndarray) -> Storage:
         if split.storage == "render":
@@ -170,15 +212,18 @@ def load_shapes(*, n: int | str = DEFAULT_N, size: int = 64, **shared: object) -
         blocks = (images(codes[i:i + CHUNK]) for i in range(0, len(codes), CHUNK))
         return BitStorage.from_chunks(blocks, (1, size, size))
 
+    spec = {"name": "shapes", "n": n, "size": size}
+    if vary is not None:
+        spec["vary"] = ",".join(FACTOR_NAMES[j] for j in varying)
     return assemble(
-        {"name": "shapes", "n": n, "size": size}, split, stored(train_codes), stored(test_codes),
+        spec, split, stored(train_codes), stored(test_codes),
         train_factors=train_codes, test_factors=test_codes,
-        factor_names=FACTOR_NAMES, factor_sizes=FACTOR_SIZES, renderer=images,
+        factor_names=[FACTOR_NAMES[j] for j in varying], factor_sizes=sizes, renderer=images,
     )
 
 
-def _decode(flat: np.ndarray) -> np.ndarray:
-    """Flat grid indices -> class codes ``(m, 5)`` (inverse of ``grid_index``)."""
-    codes = np.stack(np.unravel_index(flat, FACTOR_SIZES), axis=1).astype(np.int64)
-    assert (grid_index(codes, FACTOR_SIZES) == flat).all()
+def _decode(flat: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """Flat grid indices -> class codes ``(m, len(sizes))`` (inverse of ``grid_index``)."""
+    codes = np.stack(np.unravel_index(flat, sizes), axis=1).astype(np.int64)
+    assert (grid_index(codes, sizes) == flat).all()
     return codes

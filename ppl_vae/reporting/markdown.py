@@ -74,6 +74,13 @@ def trust_line(trust: dict | None) -> list[str]:
     return [line, *([f"- **warning: {trust['warning']}**"] if trust.get("warning") else [])]
 
 
+def _rms(latents: dict, which: str) -> str:
+    """`` (ρ_rms 0.083)``: the off-diagonal RMS correlation beside a decorrelation score
+    (``1 / (ρ_rms √(K - 1))``, so compare models on it); empty for older reports."""
+    rms = latents.get(f"correlation_rms_{which}")
+    return "" if rms is None else f" (ρ_rms {rms:.3f})"
+
+
 def _no_code(latents: dict) -> list[str]:
     """The latent section of a guide without moments: why the statistics are n/a."""
     return ["## Latent activity", "", f"- {latents.get('reason')}", ""]
@@ -89,12 +96,14 @@ def _code_lines(latents: dict) -> list[str]:
         f"- active units (Var_x E_q[z_d] > 0.01): {latents['active_units']} of "
         f"{len(latents['activity'])}",
         f"- informative by mean posterior variance < 0.5: {latents['informative_by_variance']}",
-        f"- decorrelation of active units: {_fmt(latents['decorrelation_active'])}",
+        f"- decorrelation of active units: {_fmt(latents['decorrelation_active'])}"
+        f"{_rms(latents, 'active')}",
         f"- aggregate posterior q(z): variance entropy {_fmt(latents['variance_entropy'])} "
         f"nats (of at most log K), decorrelation {_fmt(latents['decorrelation_aggregate'])} "
-        f"over {latents['decorrelation_aggregate_dims']} active dimensions; of one sampled z "
+        f"over {latents['decorrelation_aggregate_dims']} active dimensions"
+        f"{_rms(latents, 'aggregate')}; of one sampled z "
         f"per example {_fmt(latents['decorrelation_sampled'])} (noise ceiling "
-        f"{_fmt(latents['decorrelation_sampled_ceiling'])})",
+        f"{_fmt(latents['decorrelation_sampled_ceiling'])}){_rms(latents, 'sampled')}",
         "",
     ]
 
@@ -208,12 +217,13 @@ def _latents(latents: dict) -> list[str]:
         (f"- PCA of posterior means: {pca['components_95']} components for 95 % of the "
          f"variance, {pca['components_99']} for 99 %"),
         (f"- decorrelation of active units ‖diag R‖/‖offdiag R‖: "
-         f"{_fmt(latents['decorrelation_active'], 2)}"),
+         f"{_fmt(latents['decorrelation_active'], 2)}{_rms(latents, 'active')}"),
         (f"- aggregate posterior q(z): variance entropy {_fmt(latents['variance_entropy'], 2)} "
          f"nats, decorrelation {_fmt(latents['decorrelation_aggregate'], 2)} over "
-         f"{latents['decorrelation_aggregate_dims']} active dimensions; of one sampled z per "
+         f"{latents['decorrelation_aggregate_dims']} active dimensions"
+         f"{_rms(latents, 'aggregate')}; of one sampled z per "
          f"example {_fmt(latents['decorrelation_sampled'], 2)} (noise ceiling "
-         f"{_fmt(latents['decorrelation_sampled_ceiling'], 2)})"),
+         f"{_fmt(latents['decorrelation_sampled_ceiling'], 2)}){_rms(latents, 'sampled')}"),
         f"- KL to the prior per dimension (nats, largest first): {kl_text}",
         "",
     ]
