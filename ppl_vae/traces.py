@@ -404,12 +404,15 @@ def _check_amortized(guide) -> None:
             "model') or use ppl_vae.build(..., guide='diagonal')")
 
 
-def _runs_vectorized(model, guide, x, nesting: int, inputs: dict) -> bool:
-    """Whether two particles run at once (the pair broadcasts over a leading dim), on the
-    batch itself (parameters sized by it must fit)."""
+def _runs_vectorized(model, guide, x, nesting: int, inputs: dict, whole: bool) -> bool:
+    """Whether two particles run at once (the pair broadcasts over a leading dim), tried on
+    two examples (the same answer whatever the batch: a BatchNorm1d over a ``(2, B, C)``
+    input would pass when ``B`` happens to equal its features), or on the whole batch when
+    parameters are sized by it (``whole``)."""
+    rows = slice(None) if whole else slice(0, 2)
     try:
         with torch.no_grad():
-            particle_traces(model, guide, x, 2, nesting, inputs=inputs)
+            particle_traces(model, guide, x[rows], 2, nesting, inputs=take(inputs, rows))
     except (RuntimeError, ValueError, IndexError):
         return False
     return True
@@ -426,7 +429,8 @@ def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[
     nesting = max_plate_nesting(model, guide, x, inputs)
     with torch.random.fork_rng(devices=[]):
         traces = particle_traces(model, guide, x, 1, nesting, plate_one=False, inputs=inputs)
-        plan = make_plan(*traces, vectorized=_runs_vectorized(model, guide, x, nesting, inputs),
+        plan = make_plan(*traces, vectorized=_runs_vectorized(model, guide, x, nesting, inputs,
+                                                              bool(batch_params)),
                          batch_params=batch_params)
     return nesting, plan
 

@@ -66,7 +66,7 @@ def _assert_exact_posterior(run, x):
 
 def test_full_batch_guide_sized_by_x_learns_each_examples_posterior(tmp_path):
     data = _data()
-    run = ppl_vae.fit(model, batch_sized_guide, data, elbo="meanfield", epochs=400,
+    run = ppl_vae.fit(model, batch_sized_guide, data, elbo="meanfield", particles=8, epochs=400,
                       batch_size=N, lr=0.05, lr_schedule="cosine", out=tmp_path, quiet=True,
                       iw_samples=4, eval_examples=N)
     _assert_exact_posterior(run, data.train)
