@@ -173,6 +173,7 @@ def plot(folder: Path = RESULTS) -> Path:
     fig.tight_layout()
     path = folder / "informative_vs_factors.png"
     fig.savefig(path, dpi=120)
+    plt.close(fig)
     return path
 
 
