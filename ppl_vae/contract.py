@@ -16,8 +16,9 @@ run report's and the diagnostics' own, with their errors reported like theirs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -68,7 +69,7 @@ class Figure:
     title: str = ""
 
 
-class ModelHooks:
+class ModelHooks(Protocol):
     """Optional attributes of a model the engine reads.
 
     Attributes:
@@ -104,7 +105,7 @@ class ModelHooks:
         into the run's ``figures/`` and the diagnostics folder."""
 
 
-class GuideHooks:
+class GuideHooks(Protocol):
     """Optional attributes of a guide the engine reads.
 
     ``report(x, model)`` and ``figure_data(x, model)`` as for the model (``guide_report``).
@@ -138,7 +139,7 @@ def hook(program, role: type, name: str):
     return getattr(program, name, None)
 
 
-def pair_hooks(model, guide, name: str) -> list[tuple[str, object, object]]:
+def pair_hooks(model, guide, name: str) -> list[tuple[str, Callable[..., Any], object]]:
     """``(role, hook, other program)`` for the model's and then the guide's ``name`` hook,
     those present: each hook is called with the other program, ``hook(x, other)``."""
     found = []

@@ -11,6 +11,9 @@ parameters exist before it is ever called: no probe batch invents their shapes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from pyro.distributions import constraints
 
@@ -46,7 +49,7 @@ def constraint_from_json(spelled) -> object | None:
     return None
 
 
-def store_constraints(store: dict) -> dict[str, str | list]:
+def store_constraints(store: Mapping[str, Any]) -> dict[str, str | list]:
     """The spelled constraints of a pair's param store (``Pair.store``), where they have one."""
     spelled = {name: constraint_to_json(c) for name, c in store["constraints"].items()}
     return {name: value for name, value in spelled.items() if value is not None}

@@ -95,7 +95,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     pair = with_names(pair, names)
     estimator = as_estimator(elbo, **estimator_options)
     estimator.check_warmup(config.warmup_steps)
-    names = checks.check_input_names(names.fields(), data)
+    input_names = checks.check_input_names(names.fields(), data)
     world, device = distributed.setup(resolve_device(options.device))
     if device.type == "cpu":
         speedups.keep_freed_memory()
@@ -104,7 +104,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     if folder is not None and world.is_main:
         runs.prepare_folder(folder, resume, overwrite)
     world.barrier()
-    resident = _resident(pair, data, names, device, config, options)
+    resident = _resident(pair, data, input_names, device, config, options)
     run_config = RunConfig(
         pair=pair.spec, data=DataSpec.from_json(data.spec), event_shape=list(data.event_shape),
         inputs={k: [str(v.dtype).removeprefix("torch."), list(v.shape[1:])]
@@ -113,6 +113,8 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         environment=Environment(str(device), world.size),
         evaluation={k: getattr(options, k) for k in RunOptions.RECORDED})
     if resume:
+        if folder is None:
+            raise PplVaeError("resume=True continues a run folder: give out= as well")
         checks.check_resume(folder, run_config)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed + world.rank)

@@ -42,6 +42,7 @@ import dataclasses
 import importlib
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 import pyro.optim
 import torch
@@ -61,7 +62,7 @@ _REFUSED = {"lbfgs": "it needs a closure that re-evaluates the loss, which an SV
 
 def known() -> dict[str, type]:
     """Recorded name -> class: Pyro's own optimizers and those of ``torch.optim``."""
-    table = {optim_key(kind.__name__): kind for kind in (ClippedAdam, AdagradRMSProp, DCTAdam)}
+    table: dict[str, type] = {optim_key(kind.__name__): kind for kind in (ClippedAdam, AdagradRMSProp, DCTAdam)}
     for name in torch.optim.__all__:
         kind = getattr(torch.optim, name)
         if isinstance(kind, type) and issubclass(kind, torch.optim.Optimizer) \
@@ -114,7 +115,9 @@ class Choice:
                     raise PplVaeError("a per-tensor function of (module_name, param_name) "
                                       "(Pyro's deprecated form) is not taken; give a function "
                                       "of the tensor's name, or one dict")
-            return cls(optim.pt_optim_constructor, optim.pt_optim_args, optim.pt_clip_args or {})
+            # Pyro types the constructor as any callable; every pyro.optim wrapper holds a class.
+            constructor: type = optim.pt_optim_constructor  # type: ignore[assignment]
+            return cls(constructor, optim.pt_optim_args, optim.pt_clip_args or {})
         if isinstance(optim, type) and issubclass(optim, torch.optim.Optimizer):
             return cls(optim, dict(optim_args or {}))
         raise PplVaeError(f"optim= takes a name ('adam', 'clipped_adam', 'sgd', ...), a "
@@ -131,13 +134,15 @@ class Choice:
     def settings(self) -> dict:
         """What :class:`~ppl_vae.config.TrainConfig` records of it: ``optim``, ``optim_args``,
         and ``lr``, ``betas``, ``eps`` where the options give them."""
-        if callable(self.options) or callable(self.clip):
-            what = self.options if callable(self.options) else self.clip
-            return {"optim": self.name,
-                    "optim_args": {"per_tensor": f"{what.__module__}:{what.__qualname__}"}}
-        args = {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}
-        if self.clip:
-            args["clip_args"] = dict(self.clip)
+        options, clip = self.options, self.clip
+        for what in (options, clip):
+            if not isinstance(what, dict):
+                return {"optim": self.name,
+                        "optim_args": {"per_tensor": f"{what.__module__}:{what.__qualname__}"}}
+        assert isinstance(options, dict) and isinstance(clip, dict)  # both checked above
+        args = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+        if clip:
+            args["clip_args"] = dict(clip)
         own = {k: tuple(args.pop(k)) if k == "betas" else args.pop(k)
                for k in FILLED_OPTIM_ARGS if k in args}
         return {"optim": self.name, "optim_args": args or None, **own}
@@ -149,8 +154,10 @@ def resolve(config: TrainConfig, optim, optim_args: dict | None, given: dict
     :class:`Choice` (None for a name: ``config`` alone rebuilds it). ``given``: the settings
     passed explicitly, which the optimizer's own ``lr``/``betas``/``eps`` may not contradict."""
     if optim is None or isinstance(optim, str):
-        extra = {"optim_args": optim_args} if optim_args is not None else {}
-        return dataclasses.replace(config, **({"optim": optim} if optim else {}), **extra), None
+        changes: dict[str, Any] = {"optim": optim} if optim else {}
+        if optim_args is not None:
+            changes["optim_args"] = optim_args
+        return dataclasses.replace(config, **changes), None
     choice = Choice.of(optim, optim_args)
     recorded = choice.settings()
     clash = [k for k in FILLED_OPTIM_ARGS if k in recorded and k in given
@@ -196,15 +203,16 @@ def build(params: dict[str, torch.Tensor], config: TrainConfig,
     takes = inspect.signature(kind).parameters
     filled = {k: tuple(getattr(config, k)) if k == "betas" else getattr(config, k)
               for k in FILLED_OPTIM_ARGS if k in takes}
-    if callable(choice.options):  # one group per tensor, each with its own options
-        groups = [{"params": [p], **filled, **_options(choice.options, name)}
+    options = choice.options
+    if not isinstance(options, dict):  # one group per tensor, each with its own options
+        groups = [{"params": [p], **filled, **_options(options, name)}
                   for name, p in params.items()]
         for group in groups:
             _check_options(config.optim, takes, group)
         optimizer = _built(config, lambda: kind(groups))
     else:
         optimizer = _built(config, lambda: kind(list(params.values()),
-                                                **{**filled, **choice.options}))
+                                                **{**filled, **options}))
     if choice.clip:
         clips = {id(p): _options(choice.clip, name) for name, p in params.items()}
         optimizer.register_step_pre_hook(lambda opt, args, kwargs: _clip(opt, clips))

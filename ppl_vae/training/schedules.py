@@ -27,7 +27,8 @@ from ppl_vae.config import TrainConfig
 from ppl_vae.errors import PplVaeError
 
 
-def lr_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
+def lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+                 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The per-step scheduler of the module docstring (None for ``constant``)."""
     kind, gamma, total_steps = config.lr_schedule, config.lr_gamma, config.epochs * steps_per_epoch
     if kind != "constant" and "lr" not in optimizer.param_groups[0]:
@@ -36,7 +37,7 @@ def lr_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     step_epochs = config.lr_step_epochs
     if kind == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, [m * steps_per_epoch for m in config.lr_milestones], gamma=gamma)
+            optimizer, [m * steps_per_epoch for m in config.lr_milestones or ()], gamma=gamma)
     if kind == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
     if kind == "step":

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyro
 import torch
@@ -35,7 +36,11 @@ from ppl_vae.pair import Pair
 from ppl_vae.store import store_constraints
 from ppl_vae.traces import take
 from ppl_vae.training.schedules import DivergenceGuard, warmup_scale
+from ppl_vae.training.distributed import World
 from ppl_vae.training.state import TrainState, rng_state
+
+if TYPE_CHECKING:  # board imports tensorboard, an optional extra
+    from ppl_vae.training.board import Board
 
 GLOBAL_EPOCH_PARTICLES = 16
 
@@ -55,20 +60,20 @@ class Session:
     """Everything one run's loop touches; built by :func:`ppl_vae.training.fit`."""
 
     pair: Pair
-    loss_of: object  # (x, inputs, known, latent_scale) -> loss
+    loss_of: Callable[..., torch.Tensor]  # (x, inputs, known, latent_scale) -> loss
     config: TrainConfig
     options: RunOptions
-    world: object
+    world: World
     data: dict  # train_x, test_x, train_in, test_in, known, dynamic, precision, device
     params: dict
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
     generator: torch.Generator
     state: TrainState
     folder: Path | None
     loss_scale: float = 1.0
     on_step: Callable[[], object] | None = None
-    board: object = None  # a ppl_vae.training.board.Board, or None
+    board: Board | None = None
 
     def __post_init__(self):
         self.batch_size = min(self.config.batch_size, self.data["train_x"].shape[0])
@@ -93,6 +98,8 @@ class Session:
         if state.perm is None:
             state.start_epoch(data["train_x"].shape[0], self.generator, data["device"])
             self.guard.start_epoch()
+        assert state.perm is not None and state.running is not None \
+            and state.grads_finite is not None  # set by start_epoch
         perm = state.perm.to(data["train_x"].index_device)
         if self.batch_size == data["train_x"].shape[0]:  # full batch: rows in their order, as
             perm = perm.sort().values  # Pyro's full-batch programs (params sized by x) expect
@@ -134,6 +141,7 @@ class Session:
     def sync(self, done: int, global_step: int) -> None:
         """The one host read of a window: divergence guard, step log, progress bar."""
         state, epoch = self.state, self.state.epoch
+        assert state.running is not None  # set by start_epoch
         running = state.running.item()
         self.guard.check(running, done, bool(state.grads_finite),
                          f"in epoch {epoch + 1} by step {done}", self.lr)
@@ -189,10 +197,11 @@ class Session:
     def end_epoch(self, seconds: float, first_step: int) -> None:
         """Test ELBO (when due), metrics line, early stopping and the epoch's checkpoint."""
         state, world = self.state, self.world
+        assert state.running is not None  # set by start_epoch
         objective = -world.mean(state.running).item() / self.steps_per_epoch
         epoch = state.epoch + 1
         evaluated = world.is_main and self.evaluated(epoch)
-        tested = self.test_elbo(epoch) if evaluated else dict.fromkeys(
+        tested: dict[str, Any] = self.test_elbo(epoch) if evaluated else dict.fromkeys(
             ("test_elbo", "eval_seconds", "eval_passes"))
         test_elbo = tested["test_elbo"]
         if evaluated:
@@ -221,9 +230,9 @@ class Session:
             self.board.scalars("epoch", state.metrics[-1], epoch)
         if not self.options.quiet and world.is_main:
             m = state.metrics[-1]
-            tested = "" if test_elbo is None else f", test ELBO {test_elbo:.2f} nats/example"
+            said = "" if test_elbo is None else f", test ELBO {test_elbo:.2f} nats/example"
             self.bar.write(f"epoch {m['epoch']}/{self.config.epochs}: objective "
-                           f"{m['train_objective']:.2f}{tested}, {m['examples_per_s']:.0f} "
+                           f"{m['train_objective']:.2f}{said}, {m['examples_per_s']:.0f} "
                            "examples/s", file=sys.stderr)
 
     def checkpoint(self, name: str = runs.CHECKPOINT) -> None:

@@ -61,7 +61,7 @@ class TrainState:
 
 def rng_state(generator: torch.Generator) -> dict:
     """This process's random states: torch's, CUDA's and the batch-order generator's."""
-    state = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
+    state: dict[str, object] = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
