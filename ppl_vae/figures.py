@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from pyro import poutine
-from pyro.distributions import constraints
+from pyro.distributions import Distribution, constraints
 
 from ppl_vae.contract import Figure, Panel, pair_hooks
 from ppl_vae.plots import canvas, draw, image_grid, save
@@ -153,18 +155,18 @@ def traversals(model, guide, x: torch.Tensor, site: str, means: np.ndarray, scor
     ``means`` over the examples, per dimension. The model decodes at the first
     example's inputs (``means[0]`` is that example's).
     """
-    means, score = torch.as_tensor(means).to(x), torch.as_tensor(score)
-    order = score.argsort(descending=True)[:max_rows]
+    centres, scores = torch.as_tensor(means).to(x), torch.as_tensor(score)
+    order = scores.argsort(descending=True)[:max_rows]
     repeated = {k: None if v is None else v[:1].expand(len(order) * steps, *v.shape[1:])
                 for k, v in (inputs or {}).items()}
-    low, high = _traversal_range(model, x[:1], site, means, take(repeated, slice(0, 1)))
+    low, high = _traversal_range(model, x[:1], site, centres, take(repeated, slice(0, 1)))
     fraction = torch.linspace(0, 1, steps, dtype=x.dtype, device=x.device)
-    z = means[:1].repeat(len(order) * steps, 1)
+    z = centres[:1].repeat(len(order) * steps, 1)
     for row, dim in enumerate(order):
         z[row * steps:(row + 1) * steps, dim] = low[dim] + fraction * (high[dim] - low[dim])
     images = observation_mean(model, guide, x[:1].expand(z.shape[0], *x.shape[1:]),
                               condition={site: z}, inputs=repeated)
-    labels = [f"z{int(d)} ({what} {float(score[d]):.2f})" for d in order]
+    labels = [f"z{int(d)} ({what} {float(scores[d]):.2f})" for d in order]
     path = folder / f"{name}.png"
     span = f"-{TRAVERSAL_RANGE} to {TRAVERSAL_RANGE}" if bool((low == -TRAVERSAL_RANGE).all()) \
         else "2nd to 98th percentile of the posterior means"
@@ -179,7 +181,7 @@ def _traversal_range(model, x, site: str, means: torch.Tensor, inputs: dict) -> 
         x, **inputs)
     if site not in trace.nodes:  # a site the first example does not reach (a short sequence)
         raise NoImage(f"the first example has no site '{site}' to traverse")
-    support = trace.nodes[site]["fn"].support
+    support = cast(Distribution, trace.nodes[site]["fn"]).support  # a sample site's fn
     while isinstance(support, constraints.independent):
         support = support.base_constraint
     if support is constraints.real:
@@ -268,11 +270,11 @@ def latent_scatter(means: np.ndarray, colours: dict[str, np.ndarray], folder: Pa
     if means.shape[1] < 2:
         return None
     a, b = np.argsort(-means.var(0))[:2]
-    colours = colours or {"no labels": None}
+    shown: dict[str, np.ndarray | None] = {**colours} if colours else {"no labels": None}
     panels = [Panel("scatter", means[:, [a, b]], colour=values, title=name,
                     categorical=values is not None and (name == "label" or len(np.unique(values))
                                                         <= CATEGORICAL_LEVELS),
-                    xlabel=f"z{a}", ylabel=f"z{b}") for name, values in colours.items()]
+                    xlabel=f"z{a}", ylabel=f"z{b}") for name, values in shown.items()]
     return draw(Figure("latent_scatter", panels), folder)
 
 
@@ -300,7 +302,7 @@ def posterior_forest(idata, site: str, examples: list, folder: Path) -> str:
     return "posterior_forest.png"
 
 
-def _attempt_all(named: list[tuple[str, object]], errors: list[dict]) -> list[str]:
+def _attempt_all(named: list[tuple[str, Callable[[], str | None]]], errors: list[dict]) -> list[str]:
     """:func:`attempt` each ``(name, make)``; the file names of those that were written."""
     written = [attempt(name, make, errors) for name, make in named]
     return [w for w in written if w is not None]

@@ -19,11 +19,14 @@ import importlib
 import inspect
 import sys
 import weakref
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pyro
 import torch
+from pyro.params.param_store import StateDict
 
 import ppl_vae.guides  # noqa: F401  (registers the built-in guides)
 import ppl_vae.models  # noqa: F401  (registers the built-in models)
@@ -52,10 +55,10 @@ class Pair:
     asked statistics and figures to describe (``diagnose --site``), else None.
     """
 
-    model: object
-    guide: object
+    model: Callable[..., Any]
+    guide: Callable[..., Any]
     spec: PairSpec | None = None
-    store: dict = field(default_factory=lambda: {"params": {}, "constraints": {}})
+    store: StateDict = field(default_factory=lambda: {"params": {}, "constraints": {}})
     called: list | None = field(default=None, repr=False)
     site: str | None = None
     plans: dict = field(default_factory=dict, init=False, repr=False)
@@ -150,7 +153,10 @@ class Pair:
         """The pair with auxiliary sites integrated out (:func:`ppl_vae.traces.collapsed_pair`),
         or None; made once, so its plan is found once too."""
         collapsed = collapsed_pair(self.model, self.guide)
-        return None if collapsed is None else Pair(*collapsed, self.spec, self.store)
+        if collapsed is None:
+            return None
+        model, guide = collapsed
+        return Pair(model, guide, self.spec, self.store)
 
     @property
     def device(self) -> torch.device:
@@ -168,12 +174,14 @@ class Pair:
 
     def named_parameters(self) -> dict[str, torch.Tensor]:
         """Every trainable tensor: module parameters, then param-store entries (call in scope)."""
-        named, seen = {}, set()
+        named: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()
         for prefix, program in (("model", self.model), ("guide", self.guide)):
             if isinstance(program, torch.nn.Module):
                 for name, param in program.named_parameters():
                     if id(param) not in seen:  # a network shared by model and guide: once
-                        named[f"{prefix}.{name}"], _ = param, seen.add(id(param))
+                        named[f"{prefix}.{name}"] = param
+                        seen.add(id(param))
         for name, param in pyro.get_param_store().named_parameters():
             if id(param) not in seen:
                 named[f"store.{name}"] = param
@@ -259,7 +267,7 @@ def importable_path(program) -> tuple[str | None, str]:
         where = "in __main__" if module == "__main__" else f"'{qualname}', a lambda or closure"
         return None, (f"{type(program).__name__} {where} cannot be imported again; define it "
                       "in an importable module")
-    resolved = sys.modules.get(module)
+    resolved: object = sys.modules.get(module)
     for part in qualname.split("."):
         resolved = getattr(resolved, part, None)
     if resolved is not target:
@@ -404,6 +412,9 @@ def rebuild(spec: PairSpec | None, folder, data=None, trust_code: bool = False) 
                           "give the model again (--model / model= and guide=)")
     if spec.source == "factory":
         return _from_factory(spec.model, data, spec.options)
+    if spec.guide is None:
+        raise PplVaeError(f"{folder}'s config.json names the model ({spec.model}) but no guide; "
+                          "pass model= and guide= to load_run")
     owners: dict = {}
     model, guide = (_import_program(path, owners) for path in (spec.model, spec.guide))
     return Pair(model, guide, spec)

@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyro
 import torch
@@ -455,7 +457,7 @@ def times_scale(value: torch.Tensor, site: dict) -> torch.Tensor:
     return value if isinstance(scale, (int, float)) and scale == 1 else value * scale
 
 
-def per_example(value: torch.Tensor, site: dict, sum_dims: tuple) -> torch.Tensor:
+def per_example(value: torch.Tensor, site: Mapping[str, Any], sum_dims: tuple) -> torch.Tensor:
     """Reduce a tensor of ``site``'s batch shape to ``(K, batch)``, mask applied.
 
     After summing ``sum_dims`` only the particle and data dims can be larger

@@ -55,11 +55,12 @@ site (β) is ignored: these are the unscaled densities.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
 from pyro import poutine
-from pyro.distributions import MaskedDistribution
+from pyro.distributions import Distribution, MaskedDistribution
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent
@@ -325,7 +326,7 @@ def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan: Plan,
         raise PplVaeError(f"internal: log weights came back with shape {tuple(weights.total.shape)}"
                           f", not (draws, examples) = {(k, x.shape[0])}; a site's log-density was "
                           "not reduced to one number per example (ppl_vae.traces)")
-    out = {"log_weight": weights.total, "log_likelihood": weights.log_likelihood,
+    out: dict[str, torch.Tensor | None] = {"log_weight": weights.total, "log_likelihood": weights.log_likelihood,
            "log_prior": weights.log_prior, "log_guide": weights.log_guide}
     for name, msg in guide_record.sites.items():
         out[f"site:{name}"] = laid_out(msg, nesting, k)
@@ -408,11 +409,12 @@ def global_log_likelihood(pair: Pair, global_sites: dict[str, np.ndarray], x: to
     inputs = inputs or {}
     nesting, plan = pair.plan(x, inputs)
     draws = next(iter(global_sites.values())).shape[0]
-    out = {name: [] for name, _ in plan.observed if name not in plan.global_sites}
+    out: dict[str, list[torch.Tensor]] = {
+        name: [] for name, _ in plan.observed if name not in plan.global_sites}
     for s in tqdm(range(draws), desc="pointwise log-likelihood", leave=False,
                   disable=quiet or None):
         values = {name: torch.as_tensor(v[s], device=x.device) for name, v in global_sites.items()}
-        rows = {name: [] for name in out}
+        rows: dict[str, list[torch.Tensor]] = {name: [] for name in out}
         for start in range(0, x.shape[0], budget):
             chunk = slice(start, start + budget)
             trace = poutine.trace(poutine.condition(pair.model, data=values)).get_trace(
@@ -420,8 +422,8 @@ def global_log_likelihood(pair: Pair, global_sites: dict[str, np.ndarray], x: to
             for name, dims in plan.observed:
                 if name in rows:
                     site = trace.nodes[name]
-                    rows[name].append(per_example(site["fn"].log_prob(site["value"]), site,
-                                                  dims)[0])
+                    fn = cast(Distribution, site["fn"])  # an observed site's distribution
+                    rows[name].append(per_example(fn.log_prob(site["value"]), site, dims)[0])
         for name in out:
             out[name].append(torch.cat(rows[name]))
     return {name: torch.stack(v).double().cpu().numpy() for name, v in out.items()}

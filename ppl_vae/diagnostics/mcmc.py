@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -194,11 +195,11 @@ def _warning(sites: dict, divergences: int) -> str | None:
 def compare_to_guide(guide_idata: az.InferenceData, nuts_idata: az.InferenceData) -> dict:
     """Per site: sd ratios and mean gaps (module docstring) per example and dimension, their
     medians and extremes, with NUTS's R-hat, bulk ESS and divergences."""
-    examples = nuts_idata.posterior["example"].values
-    out = {}
-    for name in nuts_idata.posterior.data_vars:
-        nuts = nuts_idata.posterior[name]
-        guide = guide_idata.posterior[name].sel(example=examples)
+    examples = nuts_idata["posterior"]["example"].values
+    out: dict[str, Any] = {}
+    for name in nuts_idata["posterior"].data_vars:
+        nuts = nuts_idata["posterior"][name]
+        guide = guide_idata["posterior"][name].sel(example=examples)
         nuts_sd = nuts.std(("chain", "draw"))
         ratio = (guide.std(("chain", "draw")) / nuts_sd).values.reshape(len(examples), -1)
         gap = ((guide.mean(("chain", "draw")) - nuts.mean(("chain", "draw"))) / nuts_sd
@@ -212,10 +213,10 @@ def compare_to_guide(guide_idata: az.InferenceData, nuts_idata: az.InferenceData
                          "sd_ratio_range": [float(np.nanmin(ratio)), float(np.nanmax(ratio))],
                          "mean_gap_max_abs": float(np.nanmax(np.abs(gap))),
                          "rhat_max": float(np.nanmax(rhat)), "ess_bulk_min": float(np.nanmin(ess))}
-    divergences = int(nuts_idata.sample_stats["diverging"].values.sum())
+    divergences = int(nuts_idata["sample_stats"]["diverging"].values.sum())
     out["warning"] = _warning(out, divergences)
     out["divergences"] = divergences
     out["examples"] = [int(e) for e in examples]
-    out["chains"], out["draws"] = (int(nuts_idata.posterior.sizes["chain"]),
-                                   int(nuts_idata.posterior.sizes["draw"]))
+    out["chains"], out["draws"] = (int(nuts_idata["posterior"].sizes["chain"]),
+                                   int(nuts_idata["posterior"].sizes["draw"]))
     return out
