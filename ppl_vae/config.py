@@ -341,7 +341,8 @@ class PairSpec(Recorded):
                               f"{self.source!r}")
 
     def to_json(self) -> dict:
-        written = {"source": self.source, "model": self.model, "guide": self.guide}
+        written: dict[str, Any] = {"source": self.source, "model": self.model,
+                                   "guide": self.guide}
         if self.event_shape is not None:
             written["event_shape"] = list(self.event_shape)
         written["options"] = self.options

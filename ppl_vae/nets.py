@@ -15,6 +15,7 @@ stages; 28x28: two stages with 32 and 64 channels).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -63,7 +64,7 @@ class MLP(nn.Module):
     @property
     def head(self) -> nn.Linear:
         """The final linear layer."""
-        return self.net[-1]
+        return cast(nn.Linear, self.net[-1])  # the last layer made above
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(*batch, *in_shape) -> (*batch, hidden[-1])``: every layer but the head."""
@@ -98,7 +99,7 @@ class ConvEncoder(nn.Module):
     @property
     def head(self) -> nn.Linear:
         """The final linear layer."""
-        return self.dense[-1]
+        return cast(nn.Linear, self.dense[-1])  # the last layer made above
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(*batch, *event_shape) -> (*batch, hidden)``: every layer but the head."""

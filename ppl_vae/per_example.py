@@ -17,6 +17,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class PerExample:
 
     def save(self, path: Path) -> None:
         """Write the arrays and settings to ``path`` (``.npz``), atomically."""
-        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)
+        arrays: dict[str, Any] = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)
                   if getattr(self, f.name) is not None}
         atomic_write(Path(path), lambda handle: np.savez(handle, **arrays))
 

@@ -158,7 +158,7 @@ def _option_defaults(pair: PairSpec | None) -> dict:
         return {}
     defaults = {}
     for registry, name in ((MODELS, pair.model), (GUIDES, pair.guide)):
-        if name in registry:
+        if name is not None and name in registry:
             defaults.update({k: o.default for k, o in registry.options(name).items()})
     return _flatten({"pair": {"options": defaults}})
 

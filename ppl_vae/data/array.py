@@ -28,6 +28,7 @@ from __future__ import annotations
 import warnings
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -129,7 +130,8 @@ def load_array(
 
     def stored(rows: np.ndarray) -> Storage:
         if split.storage == "mmap":
-            return MappedStorage(data, rows, transpose=transpose, multiplier=factor)
+            mapped = cast(np.memmap, data)  # _open(..., mmap=True) maps every array
+            return MappedStorage(mapped, rows, transpose=transpose, multiplier=factor)
         x = data[rows] if transpose is None else data[rows].transpose(transpose)
         return compact(x, multiplier=factor)
 

@@ -31,7 +31,7 @@ def check_count(n: object) -> int | str | None:
 
 def resolve_n(n: int | str | None, default: int, available: int) -> int:
     """``n`` as a count: None is the source's ``default``, ``"all"`` every ``available`` example."""
-    return default if n is None else available if n == "all" else n
+    return default if n is None else n if isinstance(n, int) else available  # else "all"
 
 
 def check_n(n: int, available: int, source: str) -> int:

@@ -30,7 +30,7 @@ def check_storage(storage: object, extra: tuple = ()) -> str:
     allowed = (*STORAGE, *extra)
     if storage not in allowed:
         raise PplVaeError(f"option storage must be one of {', '.join(allowed)}, got {storage!r}")
-    return storage
+    return str(storage)
 
 
 def compact(raw: np.ndarray, multiplier: float = 1.0, divisor: float = 1.0) -> Storage:

@@ -204,10 +204,12 @@ class Dataset:
             f"event {self.event_shape}, {kind}, stored as {self.train_store.describe()}"
         )
         if self.factor_sizes is not None:
-            parts = [f"{a}({b})" for a, b in zip(self.factor_names, self.factor_sizes)]
+            names = self.factor_names or [f"factor{j}" for j in range(len(self.factor_sizes))]
+            parts = [f"{a}({b})" for a, b in zip(names, self.factor_sizes)]
             text += ", factors " + " ".join(parts)
         if self.train_labels is not None:
-            classes = int(torch.cat([self.train_labels, self.test_labels]).unique().numel())
+            labels = [t for t in (self.train_labels, self.test_labels) if t is not None]
+            classes = int(torch.cat(labels).unique().numel())
             mask = self.known.get("y")
             count = "" if mask is None else (
                 f", {int(mask.sum())} of {len(mask)} train labels known")
@@ -272,8 +274,8 @@ def _split(name: str) -> property:
 
 
 # Set after the class is made, so the dataclass reads ``train``/``test`` as its InitVars.
-Dataset.train = _split("train")
-Dataset.test = _split("test")
+Dataset.train = _split("train")  # type: ignore[attr-defined]  # an InitVar's name: set here
+Dataset.test = _split("test")  # type: ignore[attr-defined]  # an InitVar's name: set here
 
 
 def _check_inputs(ds: Dataset) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -130,7 +131,8 @@ class DspritesFile:
     def storage(self, rows: np.ndarray) -> Storage:
         """The images of file ``rows`` ``(m, 1, H, W)``: mapped, or packed bits."""
         if self.images.mapped is not None:
-            return MappedStorage(self.images.mapped[:, None], rows)
+            # a view of a np.memmap is one (numpy types it as a plain array)
+            return MappedStorage(cast(np.memmap, self.images.mapped[:, None]), rows)
         if self._packed is None:
             self._packed = self._pack()
         return BitStorage(torch.from_numpy(self._packed[rows]), (1, *self.images.shape[1:]))

@@ -86,7 +86,7 @@ def load_mnist(
     """
     split = split_options("mnist", shared)
     n = check_count(n)
-    n = None if n == "all" else n
+    n = n if isinstance(n, int) else None  # "all": the full official split
     if download:
         folder = _download(path, base_url, sha256)
     else:
@@ -164,7 +164,8 @@ def _read(source: Path) -> dict[str, np.ndarray]:
         return _read_npz(source)
     found = {key: _find(source, stem) for key, stem in IDX_FILES.items()}
     if all(found.values()):
-        arrays = {key: read_idx(file, 3 if key[0] == "x" else 1) for key, file in found.items()}
+        arrays = {key: read_idx(file, 3 if key[0] == "x" else 1) for key, file in found.items()
+                  if file is not None}
         return _check(arrays, source)
     if (source / "mnist.npz").is_file():
         return _read_npz(source / "mnist.npz")

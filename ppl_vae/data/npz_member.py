@@ -12,6 +12,7 @@ import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class NpzMember:
                 yield np.frombuffer(data, dtype=self.dtype).reshape((count, *row_shape))
 
 
-def _read_header(handle: object) -> tuple[tuple, bool, np.dtype]:
+def _read_header(handle: IO[bytes]) -> tuple[tuple, bool, np.dtype]:
     """Parse a ``.npy`` header: ``(shape, fortran_order, dtype)``."""
     version = np.lib.format.read_magic(handle)
     if version == (1, 0):

@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from ppl_vae.errors import PplVaeError
+
 Index = slice | torch.Tensor | np.ndarray
 CHUNK = 8192
 _SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)
@@ -271,6 +273,8 @@ class MappedStorage(Storage):
         """Every row, in file order, mapping one block of ``size`` of them at a time."""
         order = np.sort(self.rows)
         base = self.array
+        if base.filename is None:
+            raise PplVaeError("internal: a MappedStorage over an array with no file")
         row_bytes = math.prod(base.shape[1:]) * base.dtype.itemsize
         for start in range(0, len(order), size):
             wanted = order[start:start + size]

@@ -43,7 +43,8 @@ def importance_matrix(train_codes: np.ndarray, train_factors: np.ndarray,
     for k in range(n_factors):
         y_train, y_test = train_factors[:, k], test_factors[:, k]
         if len(np.unique(y_train)) < 2:
-            train_acc.append(1.0), test_acc.append(float(np.mean(y_test == y_train[0])))
+            train_acc.append(1.0)
+            test_acc.append(float(np.mean(y_test == y_train[0])))
             continue
         model = GradientBoostingClassifier(random_state=seed).fit(train_codes, y_train)
         importance[:, k] = np.abs(model.feature_importances_)

@@ -35,8 +35,8 @@ from ppl_vae.evaluate import evaluate_pair
 from ppl_vae.pair import Pair
 from ppl_vae.store import store_constraints
 from ppl_vae.traces import take
-from ppl_vae.training.schedules import DivergenceGuard, warmup_scale
 from ppl_vae.training.distributed import World
+from ppl_vae.training.schedules import DivergenceGuard, warmup_scale
 from ppl_vae.training.state import TrainState, rng_state
 
 if TYPE_CHECKING:  # board imports tensorboard, an optional extra
