@@ -41,7 +41,7 @@ class DiagonalGuide(PyroModule):
         self.encoder = make_encoder(tuple(event_shape), 2 * latent_dim, net, tuple(hidden),
                                     activation)
 
-    def distribution(self, x: torch.Tensor) -> dist.Distribution:
+    def distribution(self, x: torch.Tensor) -> dist.TorchDistribution:
         """``N(μ(x), diag σ(x)²)`` with event shape ``(K,)``."""
         return dist.Normal(*loc_and_scale(self.encoder(x))).to_event(1)
 

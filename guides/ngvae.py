@@ -59,7 +59,7 @@ class NGVAEGuide(PyroModule):
         loc, logit = self.encoder(x).chunk(2, dim=-1)
         return loc, torch.sigmoid(logit)
 
-    def precision_distribution(self, weight: torch.Tensor) -> dist.Distribution:
+    def precision_distribution(self, weight: torch.Tensor) -> dist.TorchDistribution:
         """``Π_k Gamma(λ_k; a(p_k), b(p_k))``."""
         return dist.Gamma(*self.components(weight)).to_event(1)
 

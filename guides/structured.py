@@ -32,6 +32,7 @@ from collections.abc import Callable
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions import TorchDistribution
 from pyro.nn import PyroModule
 from torch import nn
 
@@ -46,7 +47,7 @@ from ppl_vae.guides.diagonal import loc_and_scale
 from ppl_vae.nets import make_encoder
 from ppl_vae.registry import GUIDES
 
-Make = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.distributions.Distribution]
+Make = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], TorchDistribution]
 
 
 class StructuredGuide(PyroModule):
@@ -64,7 +65,7 @@ class StructuredGuide(PyroModule):
         nn.init.zeros_(self.coupling.weight)
         nn.init.zeros_(self.coupling.bias)
 
-    def distribution(self, x: torch.Tensor) -> torch.distributions.Distribution:
+    def distribution(self, x: torch.Tensor) -> TorchDistribution:
         """``q(z | x)`` with event shape ``(K,)``."""
         features = self.encoder.features(x)
         loc, scale = loc_and_scale(self.encoder.head(features))

@@ -31,7 +31,7 @@ class Autoencoder(VAE):
             raise PplVaeError(f"--prior-scale must be positive, got {prior_scale}")
         self.prior_scale = float(prior_scale)
 
-    def prior(self, x: torch.Tensor) -> dist.Distribution:
+    def prior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """``N(0, s² I_K)``."""
         zeros = x.new_zeros(self.latent_dim)
         return dist.Normal(zeros, zeros + self.prior_scale).to_event(1)

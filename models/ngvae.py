@@ -189,7 +189,7 @@ def _expected_kl_to_normal(q: NormalGivenGammaPrecision, p: dist.Normal) -> torc
     return torch.distributions.kl._kl_normal_normal(q, p)
 
 
-def student_t_marginal(loc, a, b) -> dist.Distribution:
+def student_t_marginal(loc, a, b) -> dist.TorchDistribution:
     """``∫ N(z; loc, λ⁻¹) Gamma(λ; a, b) dλ = t_{2a}(z; loc, √(b / a))`` per dimension."""
     return dist.StudentT(2 * a, loc, (b / a).sqrt())
 
@@ -254,13 +254,13 @@ class NGVAE(PyroModule):
         """``π_k``, the per-dimension prior weight of the informative component."""
         return torch.sigmoid(self.prior_logit)
 
-    def precision_prior(self) -> dist.Distribution:
+    def precision_prior(self) -> dist.Independent:
         """``Π_k [π_k Gamma(λ_k; α1, β1) + (1 - π_k) Gamma(λ_k; α2, β2)]``."""
         weight = self.prior_weight()
         mixing = dist.Categorical(probs=torch.stack([weight, 1 - weight], -1))
         return dist.MixtureSameFamily(mixing, dist.Gamma(*self._components())).to_event(1)
 
-    def z_given_precision(self, precision: torch.Tensor) -> dist.Distribution:
+    def z_given_precision(self, precision: torch.Tensor) -> dist.TorchDistribution:
         """``N(0, λ⁻¹)`` (normal_gamma) or ``N(0, 1)`` (normal), per dimension."""
         scale = precision.rsqrt() if self.z_prior == "normal_gamma" else torch.ones_like(precision)
         return dist.Normal(torch.zeros_like(precision), scale).to_event(1)
@@ -273,7 +273,7 @@ class NGVAE(PyroModule):
         log_ratio = q.log_prob(precision) - self.precision_prior().base_dist.log_prob(precision)
         return log_ratio.mean(0) + expected_gaussian_kl(loc, a, b, self.z_prior)
 
-    def z_marginal(self) -> dist.Distribution:
+    def z_marginal(self) -> dist.TorchDistribution:
         """``p(z_k) = ∫ p(z_k | λ_k) p(λ_k) dλ_k``: ``N(0, 1)`` (normal), or (normal_gamma)
         ``π_k t_{2α1}(0, √(β1/α1)) + (1 - π_k) t_{2α2}(0, √(β2/α2))``."""
         weight = self.prior_weight()

@@ -54,7 +54,7 @@ class VAE(PyroModule):
         """Refuse data outside the likelihood's support before training starts."""
         self.likelihood.check_data(x, name)
 
-    def prior(self, x: torch.Tensor) -> dist.Distribution:
+    def prior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """``N(0, I_K)`` on the device and dtype of ``x``."""
         zeros = x.new_zeros(self.latent_dim)
         return dist.Normal(zeros, zeros + 1.0).to_event(1)

@@ -206,7 +206,8 @@ class _StructuredPrecisionNormal(TorchDistribution):
         """The reparameterisation ``z = μ + L⁻ᵀ ε``; ``eps`` has shape ``(..., *batch, k)``."""
         return self.loc + self._solve_upper(eps)
 
-    def rsample(self, sample_shape: torch.Size = _NO_SAMPLE_SHAPE) -> Tensor:
+    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = _NO_SAMPLE_SHAPE
+                ) -> Tensor:
         """``z = μ + ν`` with ``Lᵀν = ε``, ``ε ~ N(0, I)``: shape ``sample_shape + batch + (k,)``."""
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)

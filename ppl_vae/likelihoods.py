@@ -141,7 +141,7 @@ class BernoulliLikelihood(Likelihood):
     needs_unit_interval = True
     needs_binary = True
 
-    def forward(self, h: torch.Tensor) -> dist.Distribution:
+    def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
         return BernoulliImage(h, self.event_dims)
 
     def mean(self, h: torch.Tensor) -> torch.Tensor:
@@ -154,7 +154,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
     name = "continuous_bernoulli"
     needs_unit_interval = True
 
-    def forward(self, h: torch.Tensor) -> dist.Distribution:
+    def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
         return dist.ContinuousBernoulli(logits=h).to_event(self.event_dims)
 
     def mean(self, h: torch.Tensor) -> torch.Tensor:
@@ -173,7 +173,7 @@ class GaussianLikelihood(Likelihood):
         self.fixed_log_sigma = None if sigma is None else float(torch.tensor(sigma).log())
         self.log_sigma = nn.Parameter(torch.zeros(())) if sigma is None else None
 
-    def forward(self, h: torch.Tensor) -> dist.Distribution:
+    def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
         log_sigma = self.log_sigma if self.log_sigma is not None else self.fixed_log_sigma
         return NormalImage(h, torch.as_tensor(log_sigma, dtype=h.dtype, device=h.device),
                            self.event_dims)

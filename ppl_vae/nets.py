@@ -160,7 +160,7 @@ def _use_conv(event_shape: tuple[int, ...], net: str) -> bool:
 
 
 def make_encoder(event_shape, out_dim: int, net: str = "auto", hidden=(400,),
-                 activation: str = "relu") -> nn.Module:
+                 activation: str = "relu") -> MLP | ConvEncoder:
     """An encoder ``(*batch, *event_shape) -> (*batch, out_dim)``: conv for square images.
 
     Both kinds expose ``features(x)`` (the last hidden layer) and ``head`` (the final

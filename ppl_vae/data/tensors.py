@@ -68,36 +68,37 @@ def from_tensors(
     split = SplitOptions(test_fraction, seed)
     if not isinstance(name, str) or not name:
         raise PplVaeError(f"name must be a non-empty string, got {name!r}")
-    x, labels = _unpack(x, labels, "x", "labels")
-    x = _examples(x, "x")
-    labels = None if labels is None else _labels(labels, len(x), "labels")
-    fields = _fields(fields, len(x), "fields")
+    given_x, given_labels = _unpack(x, labels, "x", "labels")
+    train_x = _examples(given_x, "x")
+    train_y = None if given_labels is None else _labels(given_labels, len(train_x), "labels")
+    train_f = _fields(fields, len(train_x), "fields")
+    test_y: torch.Tensor | None = None
     if test is None:
         if test_labels is not None or test_fields is not None:
             raise PplVaeError("test_labels/test_fields need test=; without test= the split "
                               "of x gives them")
         train_index, test_index = subset_split(
-            len(x), len(x), split.test_fraction, np.random.default_rng(split.seed))
-        x, test = x[train_index], x[test_index]
-        if labels is not None:
-            labels, test_labels = labels[train_index], labels[test_index]
-        fields, test_fields = ({k: v[train_index] for k, v in fields.items()},
-                               {k: v[test_index] for k, v in fields.items()})
+            len(train_x), len(train_x), split.test_fraction, np.random.default_rng(split.seed))
+        train_x, test_x = train_x[train_index], train_x[test_index]
+        if train_y is not None:
+            train_y, test_y = train_y[train_index], train_y[test_index]
+        train_f, test_f = ({k: v[train_index] for k, v in train_f.items()},
+                           {k: v[test_index] for k, v in train_f.items()})
     else:
-        test, test_labels = _unpack(test, test_labels, "test", "test_labels")
-        test = _examples(test, "test")
-        if test.shape[1:] != x.shape[1:]:
-            raise PplVaeError(f"test examples have shape {tuple(test.shape[1:])} but train ones "
-                              f"{tuple(x.shape[1:])}; give both the same event shape")
-        if (labels is None) != (test_labels is None):
+        given_test, given_test_labels = _unpack(test, test_labels, "test", "test_labels")
+        test_x = _examples(given_test, "test")
+        if test_x.shape[1:] != train_x.shape[1:]:
+            raise PplVaeError(f"test examples have shape {tuple(test_x.shape[1:])} but train ones "
+                              f"{tuple(train_x.shape[1:])}; give both the same event shape")
+        if (train_y is None) != (given_test_labels is None):
             raise PplVaeError("give labels for both train and test (labels= and test_labels=) "
                               "or for neither")
-        if test_labels is not None:
-            test_labels = _labels(test_labels, len(test), "test_labels")
-        test_fields = _fields(test_fields, len(test), "test_fields")
-    data = Dataset(name=name, spec=None, train=x, test=test, train_labels=labels,
-                   test_labels=test_labels, binary=is_binary(x.numpy(), test.numpy()),
-                   fields=fields, test_fields=test_fields)
+        if given_test_labels is not None:
+            test_y = _labels(given_test_labels, len(test_x), "test_labels")
+        test_f = _fields(test_fields, len(test_x), "test_fields")
+    data = Dataset(name=name, spec=None, train=train_x, test=test_x, train_labels=train_y,
+                   test_labels=test_y, binary=is_binary(train_x.numpy(), test_x.numpy()),
+                   fields=train_f, test_fields=test_f)
     return apply_labelled(data, labelled, split.seed)
 
 
