@@ -49,7 +49,7 @@ class NGVAEGuide(PyroModule):
         self.informative_rate = informative_rate  # the model's learned β1, shared
         self.encoder = make_encoder(tuple(event_shape), 2 * latent_dim, net)
 
-    def components(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def components(self, weight: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(a(p_k), b(p_k))`` on the relaxation path, with the model's β1 (learned or fixed)."""
         rate1 = None if self.informative_rate is None else self.informative_rate()
         return self.relaxation(weight, rate1)
@@ -88,7 +88,8 @@ class NGVAEGuide(PyroModule):
         for chunk in x.split(batch):
             loc, weight = self.heads(chunk)
             a, b = self.components(weight)
-            parts["loc"].append(loc), parts["weight"].append(weight)
+            parts["loc"].append(loc)
+            parts["weight"].append(weight)
             parts["variance"].append(b / (a - 1))
             if hasattr(model, "kl_per_dimension"):
                 parts["kl"].append(model.kl_per_dimension(loc, a, b))

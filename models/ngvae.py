@@ -104,20 +104,20 @@ class Relaxation:
             raise PplVaeError("component 1 must have the smaller mean variance: lower --rate1 "
                               "or raise --rate2")
 
-    def unit_sigmoid(self, w: torch.Tensor) -> torch.Tensor:
+    def unit_sigmoid(self, w: torch.Tensor | float) -> torch.Tensor:
         """``s_r(w)``: increasing in w, exactly 0 at w = 0 and 1 at w = 1."""
         low = 1.0 / (1.0 + math.exp(0.5 * self.sharpness))
         return (torch.sigmoid(self.sharpness * (torch.as_tensor(w) - 0.5)) - low) / (1 - 2 * low)
 
-    def __call__(self, w: torch.Tensor, rate1: torch.Tensor | None = None
+    def __call__(self, w: torch.Tensor | float, rate1: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Concentration and rate of the relaxed Gamma on λ (inverse-gamma on λ⁻¹);
         ``rate1``: a learned β1 per dimension (:class:`InformativeRate`) in place of the
         fixed one."""
         s = self.unit_sigmoid(w)
-        rate1 = self.rate1 if rate1 is None else rate1
+        beta1 = self.rate1 if rate1 is None else rate1
         return (self.concentration2 + (self.concentration1 - self.concentration2) * s,
-                self.rate2 + (rate1 - self.rate2) * s)
+                self.rate2 + (beta1 - self.rate2) * s)
 
     def mean_variance(self, w) -> torch.Tensor:
         """``E[λ⁻¹] = b(w) / (a(w) - 1)``."""

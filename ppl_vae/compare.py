@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def compare(a, b, names: tuple[str, str] | None = None) -> dict:
     names = names or (_name(a, "A"), _name(b, "B"))
     first, second = _examples(a, names[0]), _examples(b, names[1])
     _check_same(first, second, names)
-    result = {"a": names[0], "b": names[1], "n_examples": int(first.index.size),
+    result: dict[str, Any] = {"a": names[0], "b": names[1], "n_examples": int(first.index.size),
               "iw_samples": first.iw_samples, "of": first.likelihood_of}
     for quantity in QUANTITIES:
         values = getattr(first, quantity), getattr(second, quantity)
@@ -181,6 +182,6 @@ def _trust(side: PerExample) -> dict | None:
     """:func:`~ppl_vae.diagnostics.psis.trust_summary` of one side's log p̂, or None."""
     from ppl_vae.diagnostics.psis import trust_summary
 
-    if side.log_likelihood is None or side.khat is None:
+    if side.log_likelihood is None or side.khat is None or side.ess is None:
         return None
     return trust_summary(side.khat, side.ess, side.iw_samples, f"the IS {side.likelihood_of}")

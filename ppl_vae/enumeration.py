@@ -21,7 +21,9 @@ supports' sizes.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from pyro import poutine
@@ -57,7 +59,7 @@ class EnumeratedWeights:
         return -(q * self.log_likelihood.mean(1)).sum(0)
 
 
-def _site_term(site: dict, nesting: int) -> torch.Tensor:
+def _site_term(site: Mapping[str, Any], nesting: int) -> torch.Tensor:
     """``log_prob`` summed over every plate but the particle and data plates (kept as 1s)."""
     value = site["fn"].log_prob(site["value"])
     if site["mask"] is not None:
@@ -96,7 +98,7 @@ def enumerated_log_weights(model, guide, x: torch.Tensor, num_particles: int, ne
     joint = functools.reduce(torch.add, terms.values()).expand(shape)
     observed = functools.reduce(torch.add, [terms[name] for name, _ in plan.observed])
     observed = observed.expand(shape)
-    model_dims = sorted({model_trace.nodes[name]["infer"]["_enumerate_dim"]
+    model_dims = sorted({cast(dict, model_trace.nodes[name]["infer"])["_enumerate_dim"]
                          for name in plan.model_enumerated})
     if model_dims:  # log Σ_c p(c, ...); the observation term averaged under p(c | ...)
         posterior = (joint - joint.logsumexp(model_dims, keepdim=True)).exp()

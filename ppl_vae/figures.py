@@ -27,6 +27,7 @@ a figure is never worth the report.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from typing import cast
 import numpy as np
 import torch
 from pyro import poutine
-from pyro.distributions import Distribution, constraints
+from pyro.distributions import TorchDistribution, constraints
 
 from ppl_vae.contract import Figure, Panel, pair_hooks
 from ppl_vae.plots import canvas, draw, image_grid, save
@@ -181,7 +182,7 @@ def _traversal_range(model, x, site: str, means: torch.Tensor, inputs: dict) -> 
         x, **inputs)
     if site not in trace.nodes:  # a site the first example does not reach (a short sequence)
         raise NoImage(f"the first example has no site '{site}' to traverse")
-    support = cast(Distribution, trace.nodes[site]["fn"]).support  # a sample site's fn
+    support = cast(TorchDistribution, trace.nodes[site]["fn"]).support  # a sample site's fn
     while isinstance(support, constraints.independent):
         support = support.base_constraint
     if support is constraints.real:
@@ -313,7 +314,8 @@ def hook_figures(model, guide, x: torch.Tensor, folder: Path, errors: list[dict]
     written = []
     for role, figure_data, other in pair_hooks(model, guide, "figure_data"):
         figures = attempt(f"{role}.figure_data", lambda: figure_data(x, other), errors) or []
-        written += _attempt_all([(f.name, lambda f=f: draw(f, folder)) for f in figures], errors)
+        written += _attempt_all([(f.name, functools.partial(draw, f, folder)) for f in figures],
+                                errors)
     return written
 
 

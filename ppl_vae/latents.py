@@ -47,6 +47,7 @@ import torch
 from pyro import poutine
 from torch.distributions import Independent
 
+from ppl_vae.errors import PplVaeError
 from ppl_vae.traces import sample_sites, take
 
 if TYPE_CHECKING:
@@ -109,13 +110,14 @@ def within_covariance_and_draws(pair: Pair, x: torch.Tensor, batch: int = 500,
     (:func:`site_covariance`, the full matrix for chain, grid, full and IAF guides) and
     one draw ``z ~ q(z | x)`` per example ``(n, K)``, with a forked RNG (later draws
     are unchanged)."""
-    total, draws = 0.0, []
+    total: torch.Tensor | float = 0.0
+    draws = []
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         for rows, fn in _primary_site_by_chunk(pair, x, batch, inputs or {}):
             covariance = site_covariance(fn)
             total = total + covariance.reshape(rows, *covariance.shape[-2:]).double().sum(0)
             draws.append(fn.sample().reshape(rows, -1))
-    return total / x.shape[0], torch.cat(draws)
+    return torch.as_tensor(total) / x.shape[0], torch.cat(draws)
 
 
 def pair_representation(pair: Pair, device="cpu"):
@@ -212,7 +214,11 @@ def aggregate_covariance(means: torch.Tensor, variances: torch.Tensor | None = N
     """
     centred = means - means.mean(0)
     between = centred.T @ centred / max(means.shape[0] - 1, 1)
-    return between + (within if within is not None else torch.diag(variances.mean(0)))
+    if within is None:
+        if variances is None:
+            raise PplVaeError("aggregate_covariance needs variances= (n, K) or within= (K, K)")
+        within = torch.diag(variances.mean(0))
+    return between + within
 
 
 def variance_entropy(covariance: torch.Tensor) -> float:

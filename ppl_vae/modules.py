@@ -134,9 +134,11 @@ def roots(programs: tuple, called: list[nn.Module]) -> dict[str, nn.Module]:
 
 def named_buffers(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     """``{"<root>.<buffer>": tensor}`` for every buffer of the modules, each tensor once."""
-    named, seen = {}, set()
+    named: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
     for prefix, module in modules.items():
         for name, buffer in module.named_buffers():
             if id(buffer) not in seen:
-                named[f"{prefix}.{name}"], _ = buffer, seen.add(id(buffer))
+                named[f"{prefix}.{name}"] = buffer
+                seen.add(id(buffer))
     return named

@@ -76,7 +76,7 @@ def _histogram(ax, panel: Panel, fig) -> None:
     finite = values[np.isfinite(values)]
     if panel.log_x:
         low, high = min([finite.min(), *panel.lines]), max([finite.max(), *panel.lines])
-        bins = np.logspace(math.log10(low / 1.5), math.log10(high * 1.5), 50)
+        bins: np.ndarray | int = np.logspace(math.log10(low / 1.5), math.log10(high * 1.5), 50)
         ax.set_xscale("log")
     else:
         bins = 30 if finite.size < 2000 else 60

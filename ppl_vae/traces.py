@@ -430,9 +430,11 @@ def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[
     batch_params = batch_sized_params(model, guide, x, inputs)
     nesting = max_plate_nesting(model, guide, x, inputs)
     with torch.random.fork_rng(devices=[]):
-        traces = particle_traces(model, guide, x, 1, nesting, plate_one=False, inputs=inputs)
-        plan = make_plan(*traces, vectorized=_runs_vectorized(model, guide, x, nesting, inputs,
-                                                              bool(batch_params)),
+        model_trace, guide_trace = particle_traces(model, guide, x, 1, nesting, plate_one=False,
+                                                   inputs=inputs)
+        plan = make_plan(model_trace, guide_trace,
+                         vectorized=_runs_vectorized(model, guide, x, nesting, inputs,
+                                                     bool(batch_params)),
                          batch_params=batch_params)
     return nesting, plan
 

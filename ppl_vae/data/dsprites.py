@@ -102,7 +102,7 @@ class DspritesFile:
     def rows_for(self, codes: np.ndarray) -> np.ndarray:
         """File rows of the five-factor class codes ``(m, 5)`` (colour 0)."""
         keys = codes.astype(np.int64) @ STRIDES[1:]
-        if self._order is None:
+        if self._order is None or self._sorted_keys is None:  # (set together)
             return keys
         where = np.searchsorted(self._sorted_keys, keys)
         found = where < self.rows

@@ -40,6 +40,7 @@ or a mean ESS under ``ESS_WARN`` of the draws.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -117,7 +118,7 @@ def trust_summary(khat: np.ndarray, ess: np.ndarray, draws: int,
     khat, ess = np.asarray(khat, dtype=np.float64), np.asarray(ess, dtype=np.float64)
     fitted = draws >= MIN_TAIL_DRAWS and khat.size > 0
     share = float(np.mean(khat > BAD)) if fitted else None
-    summary = {
+    summary: dict[str, Any] = {
         "draws": int(draws),
         "khat_share_above_0.7": share,
         "khat_median": float(np.quantile(khat, 0.5, method="nearest")) if fitted else None,
