@@ -18,6 +18,8 @@ inverse); scoring any other value inverts each layer in K passes.
 
 from __future__ import annotations
 
+from typing import cast
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -37,10 +39,13 @@ def identity_flow(latent_dim: int, context_dim: int, hidden: int, reverse: bool
                   ) -> ConditionalAffineAutoregressive:
     """One IAF layer that starts as the identity (its output layer zeroed)."""
     order = torch.arange(latent_dim)
+    permutation = order.flip(0) if reverse else order
+    # Pyro annotates permutation as the legacy torch.LongTensor; an int64 tensor is one
     made = ConditionalAutoRegressiveNN(latent_dim, context_dim, [hidden],
-                                       permutation=order.flip(0) if reverse else order)
-    nn.init.zeros_(made.layers[-1].weight)
-    nn.init.zeros_(made.layers[-1].bias)
+                                       permutation=permutation)  # type: ignore[arg-type]
+    output = cast(nn.Linear, made.layers[-1])  # Pyro's MaskedLinear
+    nn.init.zeros_(output.weight)
+    nn.init.zeros_(output.bias)
     return ConditionalAffineAutoregressive(made)
 
 
@@ -66,7 +71,8 @@ class IAFGuide(PyroModule):
         features = self.encoder.features(x)
         base = dist.Normal(*loc_and_scale(self.encoder.head(features))).to_event(1)
         context = self.context(features)
-        return dist.TransformedDistribution(base, [f.condition(context) for f in self.flows])
+        return dist.TransformedDistribution(base, [cast(ConditionalAffineAutoregressive, f).condition(context)
+                                                for f in self.flows])
 
     def forward(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]), poutine.scale(scale=self.latent_scale):

@@ -320,26 +320,28 @@ def hook_figures(model, guide, x: torch.Tensor, folder: Path, errors: list[dict]
 
 
 def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path,
-                site: str, means: np.ndarray, errors: list[dict], inputs: dict | None = None,
+                site: str | None, means: np.ndarray | None, errors: list[dict],
+                inputs: dict | None = None,
                 steps: list[dict] | None = None, n: int = 16,
                 image_shape: tuple | None = None) -> list[str]:
     """The run report's figures of ``x`` (its first ``n`` for images); the file names written.
 
-    ``site`` and ``means`` are the primary latent site and its posterior means over ``x``;
-    ``image_shape``: the data's, when its examples are flat vectors.
+    ``site`` and ``means`` are the primary latent site and its posterior means over ``x``
+    (None where the pair has none: no traversals); ``image_shape``: the data's, when its examples are flat vectors.
     """
     folder.mkdir(parents=True, exist_ok=True)
     inputs = inputs or {}
     shown = take(inputs, slice(0, n))
-    figures = [
+    figures: list[tuple[str, Callable[[], str | None]]] = [
         ("reconstructions", lambda: reconstructions(model, guide, x[:n], folder, shown,
                                                     image_shape, x, inputs)),
         ("prior_samples", lambda: prior_samples(model, guide, x, folder, inputs=inputs,
                                                 image_shape=image_shape)),
-        ("traversals", lambda: traversals(model, guide, x[:n], site, means[:n], means.var(0),
-                                          "activity", folder, inputs=shown,
-                                          image_shape=image_shape)),
     ]
+    if site is not None and means is not None:
+        figures.append(("traversals", lambda: traversals(
+            model, guide, x[:n], site, means[:n], means.var(0), "activity", folder,
+            inputs=shown, image_shape=image_shape)))
     if metrics:
         figures.append(("loss_curve", lambda: loss_curve(metrics, folder, steps)))
     return _attempt_all(figures, errors) + hook_figures(model, guide, x, folder, errors)

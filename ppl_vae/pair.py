@@ -58,7 +58,7 @@ class Pair:
     model: Callable[..., Any]
     guide: Callable[..., Any]
     spec: PairSpec | None = None
-    store: StateDict = field(default_factory=lambda: {"params": {}, "constraints": {}})
+    store: StateDict = field(default_factory=lambda: StateDict(params={}, constraints={}))
     called: list | None = field(default=None, repr=False)
     site: str | None = None
     plans: dict = field(default_factory=dict, init=False, repr=False)
@@ -182,9 +182,9 @@ class Pair:
                     if id(param) not in seen:  # a network shared by model and guide: once
                         named[f"{prefix}.{name}"] = param
                         seen.add(id(param))
-        for name, param in pyro.get_param_store().named_parameters():
-            if id(param) not in seen:
-                named[f"store.{name}"] = param
+        for name, tensor in pyro.get_param_store().named_parameters():
+            if id(tensor) not in seen:
+                named[f"store.{name}"] = tensor
         return named
 
 

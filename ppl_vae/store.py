@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from pyro.distributions import constraints
+from pyro.params.param_store import StateDict
 
 MODULE_SEPARATOR = "$$$"  # pyro.module's names: the entry is the module's own tensor
 _BOUNDED = {"greater_than": ("lower_bound",), "greater_than_eq": ("lower_bound",),
@@ -55,7 +56,7 @@ def store_constraints(store: Mapping[str, Any]) -> dict[str, str | list]:
     return {name: value for name, value in spelled.items() if value is not None}
 
 
-def restore(store: dict, saved: dict[str, torch.Tensor], spelled: dict, device,
+def restore(store: StateDict, saved: dict[str, torch.Tensor], spelled: dict, device,
             modules: list[torch.nn.Module] | None = None) -> None:
     """Create the store's entries from a checkpoint's ``store.<name>`` tensors and constraints.
 

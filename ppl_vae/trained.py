@@ -244,11 +244,11 @@ def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
         pair = Pair(model, guide, spec)
     recorded_names = spec.names if spec is not None else None
     pair = with_names(pair, Names(**(recorded_names or {})))
-    device = resolve_device(device)
+    where = resolve_device(device)
     for module in pair.reached_modules().values():
-        module.to(device)
-    state = load_checkpoint(folder, map_location=device, name=BEST if best else CHECKPOINT)
+        module.to(where)
+    state = load_checkpoint(folder, map_location=where, name=BEST if best else CHECKPOINT)
     with engine_settings(pair.model, pair.guide):
-        load_parameters(pair, state["params"], device, probe_rows(config, data, device),
+        load_parameters(pair, state["params"], where, probe_rows(config, data, where),
                         state.get("buffers"), state.get("constraints", {}))
     return Run(pair, folder, config, read_metrics(folder))

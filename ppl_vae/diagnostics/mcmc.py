@@ -197,7 +197,7 @@ def compare_to_guide(guide_idata: az.InferenceData, nuts_idata: az.InferenceData
     medians and extremes, with NUTS's R-hat, bulk ESS and divergences."""
     examples = nuts_idata["posterior"]["example"].values
     out: dict[str, Any] = {}
-    for name in nuts_idata["posterior"].data_vars:
+    for name in map(str, nuts_idata["posterior"].data_vars):
         nuts = nuts_idata["posterior"][name]
         guide = guide_idata["posterior"][name].sel(example=examples)
         nuts_sd = nuts.std(("chain", "draw"))

@@ -100,7 +100,8 @@ def calibration(rank: np.ndarray, draws: int, rng: np.random.Generator,
     rank = np.asarray(rank, dtype=np.float64)
     u = (rank + rng.random(rank.shape)) / (draws + 1)
     dims = u.shape[1]
-    ks, coverage, curve, mean_u, counts = [], {f"{a:g}": [] for a in levels}, [], [], []
+    coverage: dict[str, list] = {f"{a:g}": [] for a in levels}
+    ks, curve, mean_u, counts = [], [], [], []
     for d in range(dims):
         column = u[:, d][np.isfinite(u[:, d])]
         counts.append(int(column.size))

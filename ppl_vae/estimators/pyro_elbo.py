@@ -69,7 +69,8 @@ class PyroELBO(Estimator):
         else:
             # Pyro 1.9 returns (ELBO, surrogate loss) here: the value of -ELBO, the
             # surrogate's gradient
-            elbo, surrogate = self.elbo._loss_and_surrogate_loss(model, guide, (x,), inputs)
+            elbo, surrogate = self.elbo._loss_and_surrogate_loss(  # type: ignore[attr-defined]
+                model, guide, (x,), inputs)  # (on the ELBOs that lack differentiable_loss)
             loss = -torch.as_tensor(elbo).detach() + surrogate - surrogate.detach()
         return loss / x.shape[0]
 
