@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import numbers as abstract_numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from ppl_vae.errors import PplVaeError
 
@@ -435,6 +435,14 @@ class DataSpec(Recorded):
         if self.labelled is not None:
             written["labelled"] = self.labelled
         return {**written, "flatten": True} if self.flatten else written
+
+    @overload
+    @classmethod
+    def from_json(cls, obj: dict) -> DataSpec: ...
+
+    @overload
+    @classmethod
+    def from_json(cls, obj: dict | None) -> DataSpec | None: ...
 
     @classmethod
     def from_json(cls, obj: dict | None) -> DataSpec | None:

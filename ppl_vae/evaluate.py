@@ -232,9 +232,9 @@ def _particle_chunk(model, guide, x, inputs, k, nesting, plan, n_total) -> dict:
     if plan.global_sites:
         return _global_chunk(model, guide, x, inputs, k, nesting, plan, n_total)
     if plan.enumerated:
-        w = enumerated_log_weights(model, guide, x, k, nesting, plan, inputs)
-        return {"elbo": k * w.elbo(), "reconstruction": k * w.reconstruction(),
-                "log_w": torch.logsumexp(w.log_weight, 0)}
+        summed = enumerated_log_weights(model, guide, x, k, nesting, plan, inputs)
+        return {"elbo": k * summed.elbo(), "reconstruction": k * summed.reconstruction(),
+                "log_w": torch.logsumexp(summed.log_weight, 0)}
     w = log_weights(model, guide, x, k, nesting, plan, inputs)
     return {"elbo": w.total.sum(0), "reconstruction": -w.log_likelihood.sum(0),
             "log_w": w.total}

@@ -24,7 +24,7 @@ _BOUNDED = {"greater_than": ("lower_bound",), "greater_than_eq": ("lower_bound",
             "half_open_interval": ("lower_bound", "upper_bound")}
 
 
-def _singletons() -> dict[str, object]:
+def _singletons() -> dict[str, constraints.Constraint]:
     return {name: value for name, value in vars(constraints).items()
             if isinstance(value, constraints.Constraint)}
 
@@ -41,7 +41,7 @@ def constraint_to_json(constraint) -> str | list | None:
     return None
 
 
-def constraint_from_json(spelled) -> object | None:
+def constraint_from_json(spelled) -> constraints.Constraint | None:
     """The constraint :func:`constraint_to_json` spelled, or None."""
     if isinstance(spelled, str):
         return _singletons().get(spelled)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from ppl_vae.cli.commands import named_for_guide
 from ppl_vae.cli.parser import (
@@ -16,6 +17,9 @@ from ppl_vae.cli.parser import (
 )
 from ppl_vae.config import DataSpec, EstimatorSpec, PairSpec, RunOptions, TrainConfig
 from ppl_vae.errors import PplVaeError
+
+if TYPE_CHECKING:  # the data package is imported when a command needs it
+    from ppl_vae.data import Dataset
 
 
 def _given(args, names) -> dict:
@@ -30,7 +34,8 @@ def cmd_train(args) -> None:
                                              else _new_request)(args)
     pair = build(spec.model, spec.guide, data=data, seed=config.seed, **spec.options)
     if not args.quiet and distributed.is_main_process():
-        print(f"training {pair.spec.model} / {pair.spec.guide} on {data.describe()}",
+        shown = pair.spec or spec  # build records the resolved spec
+        print(f"training {shown.model} / {shown.guide} on {data.describe()}",
               file=sys.stderr)
     names = spec.names or {}  # a resumed run's own, unless given again
     run_options = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions)
@@ -41,9 +46,10 @@ def cmd_train(args) -> None:
               resume=args.resume, overwrite=args.overwrite, pair=pair, **run_options)
     distributed.finish()
     if distributed.is_main_process():
-        evaluation = run.report.get("evaluation")
+        report = run.report or {}  # (the train command always reports)
+        evaluation = report.get("evaluation")
         print(json.dumps({"run": str(run.path), **(named_for_guide(evaluation) if evaluation
-                                                   else {"report_error": run.report.get(
+                                                   else {"report_error": report.get(
                                                        "report_error")})}))
 
 
@@ -70,7 +76,10 @@ def _training_given(args) -> dict:
     return _given(args, [f.name for f in dataclasses.fields(TrainConfig)])
 
 
-def _new_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig, list[str]]:
+Request = tuple[PairSpec, "Dataset", EstimatorSpec, TrainConfig, list[str] | dict[str, str]]
+
+
+def _new_request(args) -> Request:
     """Pair spec, data, estimator, training settings and inputs of a new run: flags, else
     defaults (:mod:`ppl_vae.config`)."""
     from ppl_vae.data import load_spec
@@ -85,7 +94,7 @@ def _new_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig, li
     return spec, data, estimator, config, _input_names(args.inputs or "")
 
 
-def _resume_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig, list[str]]:
+def _resume_request(args) -> Request:
     """The stored run's settings, overridden by the flags given; any change refused.
 
     The flags given are laid over the stored :class:`~ppl_vae.runs.RunConfig`
@@ -99,8 +108,8 @@ def _resume_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig,
     from ppl_vae.runs import read_run_config
 
     stored = read_run_config(args.out)
-    spec = stored.pair
-    if spec is None or spec.source not in ("registry", "factory") or stored.data is None:
+    spec, stored_data = stored.pair, stored.data
+    if spec is None or spec.source not in ("registry", "factory") or stored_data is None:
         raise PplVaeError(f"{args.out} holds a run of a user-written pair or data; resume it "
                           "from Python with ppl_vae.fit(..., resume=True)")
     if spec.source == "factory" and args.model is None:
@@ -119,13 +128,14 @@ def _resume_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig,
         **spec.options, **_given(args, pair_options())})
     data_given = {**_given(args, data_flags()), **({"name": args.data} if args.data else {}),
                   **({"seed": args.seed} if args.seed is not None else {})}
-    requested_data = DataSpec.from_json({**stored.data.to_json(), **data_given})
+    requested_data = DataSpec.from_json({**stored_data.to_json(), **data_given})
     data = None
-    if requested_data.name == stored.data.name:
+    if requested_data.name == stored_data.name:
         data = load_spec(requested_data)  # the loader's own spec: resolved paths and all
-        requested_data = DataSpec.from_json({**stored.data.to_json(),
-                                             **{k: data.spec[k] for k in data_given
-                                                if k in data.spec}})
+        loaded = data.spec or {}
+        requested_data = DataSpec.from_json({**stored_data.to_json(),
+                                             **{k: loaded[k] for k in data_given
+                                                if k in loaded}})
     requested = dataclasses.replace(stored, pair=requested_pair, data=requested_data,
                                     training=config, estimator=estimator)
     differences = stored.differences(requested)
@@ -134,6 +144,8 @@ def _resume_request(args) -> tuple[PairSpec, object, EstimatorSpec, TrainConfig,
                           f"({'; '.join(differences)}); only --epochs may change (to extend "
                           "the run): drop the changed flags, or start a new run with another "
                           "--out")
+    if data is None:  # (another data name is among the differences)
+        raise PplVaeError(f"internal: {args.out}'s data was not loaded")
     inputs = _stored_inputs(spec, stored.inputs) if args.inputs is None \
         else _input_names(args.inputs)
     return spec, data, estimator, config, inputs

@@ -24,6 +24,8 @@ BetaVAE and FactorVAE need rendered batches and are n/a there.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +56,7 @@ PRESETS = {
         "dci": {"num_train": 2_000, "num_test": 1_000},
     },
 }
-COMPUTE = {"beta_vae": compute_beta_vae, "factor_vae": compute_factor_vae, "mig": compute_mig,
+COMPUTE: dict[str, Callable[..., dict]] = {"beta_vae": compute_beta_vae, "factor_vae": compute_factor_vae, "mig": compute_mig,
            "dci": compute_dci}
 
 
@@ -78,7 +80,8 @@ def disentanglement_scores(representation, data, preset: str | dict = "fast",
         return None
     if not hasattr(data, "images_for_factors") or getattr(data, "renderer", True) is None:
         return _from_test_split(representation, data, seed)
-    out = {"preset": preset if isinstance(preset, str) else "custom", "source": "renderer",
+    out: dict[str, Any] = {"preset": preset if isinstance(preset, str) else "custom",
+           "source": "renderer",
            "seed": seed, **{name: None for name in COMPUTE}}
     for name, settings in settings_of.items():
         start = time.perf_counter()

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -89,13 +90,13 @@ def to_inference_data(draws: Draws, x: np.ndarray, test_index: np.ndarray, prima
         posterior[name] = values[None]
         dims[name] = ["example", *names] if local else names
         coords.update({d: np.arange(size) for d, size in zip(names, values.shape[1 + local:])})
-    stats = {"log_weight": draws.log_weight, "log_p_x_given_z": draws.log_likelihood,
+    given = {"log_weight": draws.log_weight, "log_p_x_given_z": draws.log_likelihood,
              "log_prior": draws.log_prior, "log_guide": draws.log_guide}
-    stats = {k: v for k, v in stats.items() if v is not None}
+    stats = {k: v for k, v in given.items() if v is not None}
     for key in stats:
         dims[key] = ["example"]
     observed = {"x": np.asarray(x)}
-    groups = {}
+    groups: dict[str, Any] = {}
     if predictive is not None:
         observed, groups["posterior_predictive"] = _predictive(predictive, dims, coords)
     for name, values in observed.items():
@@ -163,7 +164,9 @@ def posterior_summary(idata: az.InferenceData, site: str, examples: list | None)
         warnings.filterwarnings("ignore", message="Shape validation failed")
         summary = az.summary(idata, var_names=[site], kind="stats",
                              coords=None if examples is None else {"example": examples})
-    return summary.reset_index().rename(columns={"index": "variable"}).to_dict("records")
+    # a DataFrame (fmt="wide"); arviz's annotation also allows an xarray Dataset
+    table = summary.reset_index()  # type: ignore[call-arg]
+    return table.rename(columns={"index": "variable"}).to_dict("records")
 
 
 def write_netcdf(idata: az.InferenceData, path: Path) -> Path:

@@ -27,6 +27,8 @@ pixels (``az.plot_ppc`` on ``x`` itself) give two spikes for binary images; use 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -100,10 +102,10 @@ def check_statistics(draws: Draws, labels: np.ndarray | None = None) -> dict:
         "draws": S}``; each entry holds ``share_extreme``, ``median`` and ``p_values``
         (per example, or per class with ``classes``, ``observed`` and ``replicated_interval``).
     """
-    if not draws.replicated:
+    if not draws.replicated or draws.replicated_log_likelihood is None:
         raise PplVaeError("no replicated data: draw it with posterior_predictive(...) or "
                           "pair_draws(..., replicate=True)")
-    out = {"draws": int(draws.replicated_log_likelihood.shape[0]), "mean": {},
+    out: dict[str, Any] = {"draws": int(draws.replicated_log_likelihood.shape[0]), "mean": {},
            "class_means": None, "extreme_range": [EXTREME, 1 - EXTREME]}
     for site, replicated in draws.replicated.items():
         t_rep = example_means(replicated, 2)

@@ -104,7 +104,8 @@ class GradientScale:
     """
 
     def __init__(self, nesting: int):
-        self.nesting, self.factor = nesting, None
+        self.nesting = nesting
+        self.factor: torch.Tensor | None = None
 
     def __call__(self, guide_trace):
         trace = guide_trace.copy()
@@ -118,6 +119,8 @@ class GradientScale:
 
     def _scale(self, site: dict, grad: torch.Tensor) -> torch.Tensor:
         """``grad · r`` with ``r`` broadcast on the site's particle and data dims."""
+        if self.factor is None:
+            raise RuntimeError("internal: the pathwise gradient factor is set before backward")
         shape = [1] * grad.dim()
         batch_end = grad.dim() - site["fn"].event_dim
         shape[batch_end - self.nesting - 1] = self.factor.shape[0]

@@ -14,7 +14,7 @@ import functools
 from typing import TYPE_CHECKING
 
 import torch
-from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch.distributions import kl_divergence
 
 from ppl_vae.errors import PplVaeError
@@ -43,7 +43,7 @@ class TraceBound(Estimator):
     def __init__(self, name: str, analytic_kl: bool, num_particles: int = 1):
         super().__init__(num_particles)
         self.name, self.analytic_kl = name, analytic_kl
-        self._pyro: dict[tuple, ELBO] = {}
+        self._pyro: dict[tuple, Trace_ELBO | TraceEnum_ELBO] = {}
 
     def check(self, plan: Plan) -> None:
         """``meanfield`` would sample an enumerated site: refuse, naming the estimator that sums."""

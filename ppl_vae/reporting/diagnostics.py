@@ -189,7 +189,7 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
                          site=site)
 
 
-def _check(n_examples: int, draws: int, metrics: str, data) -> None:
+def _check(n_examples: int, draws: int, metrics: str | dict, data) -> None:
     """One-line errors for bad settings, before any work."""
     if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
         raise PplVaeError(f"--n-examples must be a positive integer, got {n_examples!r}")
@@ -335,7 +335,8 @@ def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metri
               progress, checks: Checks):
     """The work of :func:`diagnose_pair`, inside the pair's scope."""
     model, guide, device = pair.model, pair.guide, pair.device
-    seconds, start = {}, time.perf_counter()
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
 
     def lap(name: str) -> None:
         seconds[name] = time.perf_counter() - start - sum(seconds.values())
@@ -362,6 +363,7 @@ def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metri
     progress.next("latent statistics and netCDF")
     built = Report(pair)
     primary = pair.primary_site(x_all, inputs)
+    code: dict
     if primary in plan.global_sites:
         latents, code = {"site": None, "reason": f"n/a: the site studied, '{primary}', is "
                          "global (one value for all examples); name a local one with --site"}, {}
@@ -382,10 +384,11 @@ def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metri
     built.draw(lambda errors: diagnostic_figures(model, guide, x, shown_inputs, data, idata, khat,
                                                  np.arange(n), latents, code, folder, shown,
                                                  errors))
-    if ppc is not None:
-        site = next(iter(predictive.replicated))
+    if ppc is not None and predictive is not None:
+        replicated = predictive.replicated
+        site = next(iter(replicated))
         built.draw(lambda errors: [name for name in [attempt("ppc", lambda: ppc_figure(
-            ppc, example_means(predictive.replicated[site], 2), site, folder), errors)] if name])
+            ppc, example_means(replicated[site], 2), site, folder), errors)] if name])
     built.ask_hooks(x)
     lap("figures")
 
