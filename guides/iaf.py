@@ -71,8 +71,8 @@ class IAFGuide(PyroModule):
         features = self.encoder.features(x)
         base = dist.Normal(*loc_and_scale(self.encoder.head(features))).to_event(1)
         context = self.context(features)
-        return dist.TransformedDistribution(base, [cast(ConditionalAffineAutoregressive, f).condition(context)
-                                                for f in self.flows])
+        flows = [cast(ConditionalAffineAutoregressive, f) for f in self.flows]
+        return dist.TransformedDistribution(base, [f.condition(context) for f in flows])
 
     def forward(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]), poutine.scale(scale=self.latent_scale):

@@ -303,7 +303,8 @@ def posterior_forest(idata, site: str, examples: list, folder: Path) -> str:
     return "posterior_forest.png"
 
 
-def _attempt_all(named: list[tuple[str, Callable[[], str | None]]], errors: list[dict]) -> list[str]:
+def _attempt_all(named: list[tuple[str, Callable[[], str | None]]], errors: list[dict]
+                 ) -> list[str]:
     """:func:`attempt` each ``(name, make)``; the file names of those that were written."""
     written = [attempt(name, make, errors) for name, make in named]
     return [w for w in written if w is not None]
@@ -327,7 +328,8 @@ def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path
     """The run report's figures of ``x`` (its first ``n`` for images); the file names written.
 
     ``site`` and ``means`` are the primary latent site and its posterior means over ``x``
-    (None where the pair has none: no traversals); ``image_shape``: the data's, when its examples are flat vectors.
+    (None where the pair has none: no traversals); ``image_shape``: the data's, when its
+    examples are flat vectors.
     """
     folder.mkdir(parents=True, exist_ok=True)
     inputs = inputs or {}

@@ -56,8 +56,9 @@ PRESETS = {
         "dci": {"num_train": 2_000, "num_test": 1_000},
     },
 }
-COMPUTE: dict[str, Callable[..., dict]] = {"beta_vae": compute_beta_vae, "factor_vae": compute_factor_vae, "mig": compute_mig,
-           "dci": compute_dci}
+COMPUTE: dict[str, Callable[..., dict]] = {
+    "beta_vae": compute_beta_vae, "factor_vae": compute_factor_vae, "mig": compute_mig,
+    "dci": compute_dci}
 
 
 def disentanglement_scores(representation, data, preset: str | dict = "fast",

@@ -326,8 +326,9 @@ def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan: Plan,
         raise PplVaeError(f"internal: log weights came back with shape {tuple(weights.total.shape)}"
                           f", not (draws, examples) = {(k, x.shape[0])}; a site's log-density was "
                           "not reduced to one number per example (ppl_vae.traces)")
-    out: dict[str, torch.Tensor | None] = {"log_weight": weights.total, "log_likelihood": weights.log_likelihood,
-           "log_prior": weights.log_prior, "log_guide": weights.log_guide}
+    out: dict[str, torch.Tensor | None] = {
+        "log_weight": weights.total, "log_likelihood": weights.log_likelihood,
+        "log_prior": weights.log_prior, "log_guide": weights.log_guide}
     for name, msg in guide_record.sites.items():
         out[f"site:{name}"] = laid_out(msg, nesting, k)
         out[f"kl:{name}"] = _kl_terms(msg, model_record.sites[name], nesting, k)

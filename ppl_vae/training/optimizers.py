@@ -62,7 +62,8 @@ _REFUSED = {"lbfgs": "it needs a closure that re-evaluates the loss, which an SV
 
 def known() -> dict[str, type]:
     """Recorded name -> class: Pyro's own optimizers and those of ``torch.optim``."""
-    table: dict[str, type] = {optim_key(kind.__name__): kind for kind in (ClippedAdam, AdagradRMSProp, DCTAdam)}
+    table: dict[str, type] = {optim_key(kind.__name__): kind
+                              for kind in (ClippedAdam, AdagradRMSProp, DCTAdam)}
     for name in torch.optim.__all__:
         kind = getattr(torch.optim, name)
         if isinstance(kind, type) and issubclass(kind, torch.optim.Optimizer) \
