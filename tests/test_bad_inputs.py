@@ -158,6 +158,13 @@ def test_resume_without_checkpoint(binary_data, tmp_path):
     assert "cannot resume" in _one_line(error)
 
 
+def test_resume_without_a_folder(binary_data):
+    pair = ppl_vae.build("vae", latent_dim=2, data=binary_data)
+    with pytest.raises(PplVaeError) as error:
+        ppl_vae.fit(pair.model, pair.guide, binary_data, epochs=1, resume=True, quiet=True)
+    assert "give out=" in _one_line(error)
+
+
 def test_batch_size_zero(binary_data):
     pair = ppl_vae.build("vae", latent_dim=2, data=binary_data)
     with pytest.raises(PplVaeError) as error:

@@ -21,6 +21,7 @@ def test_wheel_installs_models_and_guides_under_ppl_vae(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "ppl_vae/models/vae.py" in names and "ppl_vae/guides/diagonal.py" in names
     assert not any(n.startswith(("models/", "guides/")) for n in names)
+    assert "ppl_vae/py.typed" in names  # PEP 561: type checkers read the annotations
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
