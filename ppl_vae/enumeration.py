@@ -98,6 +98,7 @@ def enumerated_log_weights(model, guide, x: torch.Tensor, num_particles: int, ne
     joint = functools.reduce(torch.add, terms.values()).expand(shape)
     observed = functools.reduce(torch.add, [terms[name] for name, _ in plan.observed])
     observed = observed.expand(shape)
+    # (EnumMessenger writes _enumerate_dim into an enumerated site's infer dict)
     model_dims = sorted({cast(dict, model_trace.nodes[name]["infer"])["_enumerate_dim"]
                          for name in plan.model_enumerated})
     if model_dims:  # log Σ_c p(c, ...); the observation term averaged under p(c | ...)
