@@ -320,6 +320,14 @@ def hook_figures(model, guide, x: torch.Tensor, folder: Path, errors: list[dict]
     return written
 
 
+def _moments(site: str | None, means: np.ndarray | None, n: int
+             ) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(site, means[:n], means.var(0))`` for the traversals, or an error without moments."""
+    if site is None or means is None:
+        raise ValueError("no posterior moments of a primary latent site to traverse")
+    return site, means[:n], means.var(0)
+
+
 def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path,
                 site: str | None, means: np.ndarray | None, errors: list[dict],
                 inputs: dict | None = None,
@@ -328,8 +336,8 @@ def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path
     """The run report's figures of ``x`` (its first ``n`` for images); the file names written.
 
     ``site`` and ``means`` are the primary latent site and its posterior means over ``x``
-    (None where the pair has none: no traversals); ``image_shape``: the data's, when its
-    examples are flat vectors.
+    (None where the pair has none: the traversals are then recorded as failed);
+    ``image_shape``: the data's, when its examples are flat vectors.
     """
     folder.mkdir(parents=True, exist_ok=True)
     inputs = inputs or {}
@@ -339,11 +347,10 @@ def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path
                                                     image_shape, x, inputs)),
         ("prior_samples", lambda: prior_samples(model, guide, x, folder, inputs=inputs,
                                                 image_shape=image_shape)),
+        ("traversals", lambda: traversals(model, guide, x[:n], *_moments(site, means, n),
+                                          "activity", folder, inputs=shown,
+                                          image_shape=image_shape)),
     ]
-    if site is not None and means is not None:
-        figures.append(("traversals", lambda: traversals(
-            model, guide, x[:n], site, means[:n], means.var(0), "activity", folder,
-            inputs=shown, image_shape=image_shape)))
     if metrics:
         figures.append(("loss_curve", lambda: loss_curve(metrics, folder, steps)))
     return _attempt_all(figures, errors) + hook_figures(model, guide, x, folder, errors)
