@@ -70,8 +70,8 @@ def varying_factors(vary: str | list[str] | tuple[str, ...] | None) -> list[int]
     names in ``vary`` (a sequence, or one comma-separated string as the CLI gives it)."""
     if vary is None:
         return list(range(len(FACTOR_NAMES)))
-    names = vary.split(",") if isinstance(vary, str) else list(vary)
-    names = {str(name).strip() for name in names} - {""}
+    given = vary.split(",") if isinstance(vary, str) else list(vary)
+    names = {str(name).strip() for name in given} - {""}
     unknown = sorted(names - set(FACTOR_NAMES))
     if unknown or not names:
         raise PplVaeError(f"option vary must name shapes factors from {', '.join(FACTOR_NAMES)}"
