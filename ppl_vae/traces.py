@@ -207,14 +207,19 @@ class PerExample(Messenger):
     def _process_message(self, msg) -> None:
         if msg["type"] == "sample" and not site_is_subsample(msg):
             for frame in msg["cond_indep_stack"]:
-                if frame.name == DATA_PLATE and frame.full_size not in (None, frame.size):
+                if _subsampled_data(frame):
                     msg["scale"] = msg["scale"] * (frame.size / frame.full_size)
+
+
+def _subsampled_data(frame) -> bool:
+    """Whether a plate frame is the ``"data"`` plate with fewer examples than its size."""
+    return frame.name == DATA_PLATE and frame.full_size not in (None, frame.size)
 
 
 def subsampled(trace) -> bool:
     """Whether a trace's ``"data"`` plate is subsampled (``subsample=`` fewer than its size)."""
-    return any(f.name == DATA_PLATE and f.full_size not in (None, f.size)
-               for site in sample_sites(trace) for f in site["cond_indep_stack"])
+    return any(_subsampled_data(f) for site in sample_sites(trace)
+               for f in site["cond_indep_stack"])
 
 
 class ScaleLatent(Messenger):
