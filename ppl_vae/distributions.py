@@ -371,7 +371,7 @@ class ChainPrecisionNormal(_StructuredPrecisionNormal):
     }
     _param_event_ndims: ClassVar[dict[str, int]] = {"loc": 1, "diag": 1, "offdiag": 1}
 
-    def __init__(self, loc: Tensor, diag: Tensor, offdiag: Tensor, validate_args=None):
+    def __init__(self, loc: Tensor, diag: Tensor, offdiag: Tensor, validate_args: bool | None = None):
         if loc.dim() < 1:
             raise ValueError("loc must have at least one dimension (the latent)")
         k = loc.shape[-1]
@@ -391,7 +391,7 @@ class ChainPrecisionNormal(_StructuredPrecisionNormal):
     @classmethod
     def from_raw(
         cls, loc: Tensor, raw_diag: Tensor, offdiag: Tensor, min_diag: float = DEFAULT_MIN_DIAG,
-        validate_args=None,
+        validate_args: bool | None = None,
     ) -> ChainPrecisionNormal:
         """Build from unconstrained network outputs: ``d = softplus(raw_diag) + min_diag``.
 
@@ -403,7 +403,7 @@ class ChainPrecisionNormal(_StructuredPrecisionNormal):
 
     @classmethod
     def from_flat(
-        cls, flat: Tensor, k: int, min_diag: float = DEFAULT_MIN_DIAG, validate_args=None
+        cls, flat: Tensor, k: int, min_diag: float = DEFAULT_MIN_DIAG, validate_args: bool | None = None
     ) -> ChainPrecisionNormal:
         """``from_raw(*split_chain_params(flat, k))``: one head of ``chain_param_count(k)``."""
         return cls.from_raw(*split_chain_params(flat, k), min_diag=min_diag,
@@ -529,7 +529,7 @@ class GridPrecisionNormal(_StructuredPrecisionNormal):
     _param_event_ndims: ClassVar[dict[str, int]] = {"loc": 1, "diag_blocks": 3, "coupling_blocks": 3}
 
     def __init__(
-        self, loc: Tensor, diag_blocks: Tensor, coupling_blocks: Tensor, validate_args=None
+        self, loc: Tensor, diag_blocks: Tensor, coupling_blocks: Tensor, validate_args: bool | None = None
     ):
         if diag_blocks.dim() < 3 or diag_blocks.shape[-1] != diag_blocks.shape[-2]:
             raise ValueError(
@@ -556,7 +556,7 @@ class GridPrecisionNormal(_StructuredPrecisionNormal):
     @classmethod
     def from_raw(
         cls, loc: Tensor, raw_diag_blocks: Tensor, coupling_blocks: Tensor,
-        min_diag: float = DEFAULT_MIN_DIAG, validate_args=None,
+        min_diag: float = DEFAULT_MIN_DIAG, validate_args: bool | None = None,
     ) -> GridPrecisionNormal:
         """Build from unconstrained outputs: ``D = tril(raw, -1) + diag(softplus(diag raw) +
         min_diag)``; entries above the diagonal are dropped, couplings used as they are."""
@@ -567,7 +567,7 @@ class GridPrecisionNormal(_StructuredPrecisionNormal):
     @classmethod
     def from_flat(
         cls, flat: Tensor, rows: int, cols: int, min_diag: float = DEFAULT_MIN_DIAG,
-        validate_args=None,
+        validate_args: bool | None = None,
     ) -> GridPrecisionNormal:
         """``from_raw(*split_grid_params(flat, rows, cols))``: one head of
         ``grid_param_count(rows, cols)`` numbers."""

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyro
 import torch
@@ -38,6 +38,9 @@ from ppl_vae.modules import frozen, named_buffers, roots
 from ppl_vae.naming import Names, renamed
 from ppl_vae.registry import GUIDES, MODELS
 from ppl_vae.traces import Plan, collapsed_pair, particle_traces, prepare, primary_site, take
+
+if TYPE_CHECKING:
+    from ppl_vae.data.dataset import Dataset
 
 PROBE_ROWS = 256  # examples a plan is found on, outside training (memoized: found once)
 
@@ -357,8 +360,9 @@ def built_spec(model) -> PairSpec | None:
         return None
 
 
-def build(model: str, guide: str | None = None, *, data=None, event_shape=None,
-          seed: int | None = 0, **options) -> Pair:
+def build(model: str, guide: str | None = None, *, data: Dataset | None = None,
+          event_shape: tuple[int, ...] | None = None, seed: int | None = 0,
+          **options: Any) -> Pair:
     """Build the registered ``model`` and ``guide`` (default: the model's own choice).
 
     Args:

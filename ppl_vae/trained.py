@@ -6,15 +6,17 @@ this module puts a pair back together from it and evaluates and samples it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyro
 import torch
 from pyro import poutine
 
 from ppl_vae import store
-from ppl_vae.data.dataset import split_examples, split_inputs, split_size
+from ppl_vae.data.dataset import Dataset, split_examples, split_inputs, split_size
 from ppl_vae.devices import resolve_device
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
@@ -214,8 +216,10 @@ def probe_rows(config: RunConfig, data, device):
     return probe
 
 
-def load_run(folder, model=None, guide=None, device: str = "cpu", *, data=None,
-             trust_code: bool = False, best: bool = False) -> Run:
+def load_run(folder: str | Path, model: Callable[..., Any] | None = None,
+             guide: Callable[..., Any] | None = None, device: str = "cpu", *,
+             data: Dataset | None = None, trust_code: bool = False,
+             best: bool = False) -> Run:
     """Rebuild the pair of a run folder and load its last (or ``best``) checkpoint.
 
     Args:

@@ -23,10 +23,21 @@ inflates: ``summary.md`` recomputes the active-only count from the raw fields).
 Each run writes ``benchmarks/results/reproduce/ngvae_factors/<config>_f<F>_seed<S>.json``
 (its per-epoch metrics included) and is skipped when that file exists, so an interrupted
 study continues where it stopped; ``--plot`` redraws ``informative_vs_factors.png`` from
-the JSON files, with ``summary.md`` (one row per run). Runs go in priority order (NGVAE seed 0, NGVAE seed 1, VAE/β-VAE)::
+the JSON files, with ``summary.md`` (one row per run). Runs go in priority order (NGVAE
+seed 0, NGVAE seed 1, VAE/β-VAE)::
 
     OMP_NUM_THREADS=1 nice python benchmarks/reproduce/ngvae_factors.py
     python benchmarks/reproduce/ngvae_factors.py --plot
+
+Variants keep the one setting and change one thing, each in its own subfolder
+``size<S>_steps<N>/`` with its own figure and summary (:func:`folder_for`): the image size
+(does the count follow the pixel count?) and the budget (were the 2,000-step counts still
+moving?)::
+
+    OMP_NUM_THREADS=1 nice python benchmarks/reproduce/ngvae_factors.py --size 64 \
+        --configs ngvae_normal --seeds 0
+    OMP_NUM_THREADS=1 nice python benchmarks/reproduce/ngvae_factors.py --steps 8000 \
+        --configs ngvae_normal ngvae_normal_gamma --factors 2 5 --seeds 0
 """
 
 from __future__ import annotations
@@ -56,7 +67,7 @@ CONFIGS = {  # name -> (model, options); every other setting is SETTING's
 }
 SETTING = {"latent_dim": 15, "net": "conv", "likelihood": "bernoulli"}
 TRAINING = {"elbo": "meanfield", "batch_size": 64, "lr": 1e-3}
-SIZE, STATISTICS_EXAMPLES, SEEDS = 32, 5_000, (0, 1)
+SIZE, STEPS, STATISTICS_EXAMPLES, SEEDS = 32, 2_000, 5_000, (0, 1)
 RESULTS = Path("benchmarks/results/reproduce/ngvae_factors")
 
 
@@ -68,10 +79,18 @@ def plan(seeds=SEEDS, configs=tuple(CONFIGS), factors=tuple(VARYING)) -> list[tu
     return [(c, f, s) for group in (ngvae, others) for s in seeds for f in factors for c in group]
 
 
-def load(factors: int):
-    """The data of ``factors`` varying factors at 32×32, the source's default
+def load(factors: int, size: int = SIZE):
+    """The data of ``factors`` varying factors at ``size``×``size``, the source's default
     ``n = min(20,000, grid)`` (data seed 0 for every run)."""
-    return ppl_vae.data.load("shapes", size=SIZE, vary=VARYING[factors], seed=0)
+    return ppl_vae.data.load("shapes", size=size, vary=VARYING[factors], seed=0)
+
+
+def folder_for(size: int, steps: int) -> Path:
+    """Where a run's JSON goes: the main study (32×32, 2,000 steps) in :data:`RESULTS`, a
+    variant (another image size or budget) in its own subfolder with its own summary."""
+    if (size, steps) == (SIZE, STEPS):
+        return RESULTS
+    return RESULTS / f"size{size}_steps{steps}"
 
 
 def factor_information(pair, data, seed: int) -> np.ndarray:
@@ -82,10 +101,11 @@ def factor_information(pair, data, seed: int) -> np.ndarray:
     return mutual_information(discretize(codes), factors) / entropies(factors)
 
 
-def train_and_measure(config: str, factors: int, seed: int, steps: int, quiet: bool) -> dict:
+def train_and_measure(config: str, factors: int, seed: int, steps: int, quiet: bool,
+                      size: int = SIZE) -> dict:
     """Train one run for about ``steps`` steps, then its counts and statistics."""
     model, options = CONFIGS[config]
-    data = load(factors)
+    data = load(factors, size)
     pair = ppl_vae.build(model, data=data, seed=seed, **SETTING, **options)
     per_epoch = len(data.train_store) // TRAINING["batch_size"]
     epochs = max(1, round(steps / per_epoch))
@@ -102,7 +122,7 @@ def train_and_measure(config: str, factors: int, seed: int, steps: int, quiet: b
     information = factor_information(pair, data, seed)
     return {
         "study": "ngvae_factors", "config": config, "model": model, "options": options,
-        "factors": factors, "vary": VARYING[factors], "seed": seed, "size": SIZE,
+        "factors": factors, "vary": VARYING[factors], "seed": seed, "size": size,
         "n": data.spec["n"], "n_train": len(data.train_store), "setting": SETTING,
         "training": TRAINING, "epochs": epochs, "steps": run.metrics[-1]["step"],
         "seconds_train": round(seconds_train, 1),
@@ -168,8 +188,10 @@ def plot(folder: Path = RESULTS) -> Path:
         ax.title.set_fontsize(9)
     axes[0].set_ylabel("count (of K = 15)")
     axes[0].legend(fontsize=8)
-    fig.suptitle("shapes 32×32, one setting for every run: hollow = mean over seeds, "
-                 "dots = runs", fontsize=10)
+    size = runs[0]["size"] if runs else SIZE
+    steps = round(np.mean([r["steps"] for r in runs]), -2) if runs else STEPS
+    fig.suptitle(f"shapes {size}×{size}, ~{steps:.0f} steps, one setting for every run: "
+                 "hollow = mean over seeds, dots = runs", fontsize=10)
     fig.tight_layout()
     path = folder / "informative_vs_factors.png"
     fig.savefig(path, dpi=120)
@@ -204,25 +226,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", type=int, nargs="+", choices=list(VARYING),
                         default=list(VARYING))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--size", type=int, choices=(32, 64), default=SIZE,
+                        help="image size; a size or budget other than the study's goes to "
+                             "its own subfolder")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot", action="store_true",
                         help="only redraw the figure and summary.md")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    folder = folder_for(args.size, args.steps)
     if args.plot:
-        print(plot(), summary())
+        print(plot(folder), summary(folder))
         return 0
     torch.set_num_threads(args.threads)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for config, factors, seed in plan(args.seeds, args.configs, args.factors):
-        path = RESULTS / f"{config}_f{factors}_seed{seed}.json"
+        path = folder / f"{config}_f{factors}_seed{seed}.json"
         if path.exists():
             continue
-        record = train_and_measure(config, factors, seed, args.steps, args.quiet)
+        record = train_and_measure(config, factors, seed, args.steps, args.quiet, args.size)
         record["command"] = "python " + " ".join(sys.argv)
         path.write_text(json.dumps(record, indent=1) + "\n")
-        plot(), summary()
+        plot(folder), summary(folder)
         print(f"{config} {factors} factors seed {seed}: informative {record['informative']}, "
               f"active {record['active_units']}, active encoding a factor "
               f"{record['active_dims_encoding_a_factor']}, {record['seconds_total']:.0f} s",
