@@ -22,7 +22,9 @@ calibration of the guide (``sbc`` simulations; :mod:`ppl_vae.diagnostics.sbc`) a
 NUTS reference for the first ``mcmc_examples`` examples.
 
 Numbers: per-example Pareto k̂ (:mod:`ppl_vae.diagnostics.psis`), the IS
-log-likelihood and ELBO from the same draws, the latent statistics
+log-likelihood and ELBO from the same draws (the IS number with its trust, k̂ and ESS;
+when they say it is not reliable, one :class:`~ppl_vae.errors.PplVaeWarning` line, as
+:func:`ppl_vae.evaluate` gives, after the report is written), the latent statistics
 (:mod:`ppl_vae.latents`, with the per-dimension KL of the draws), ``az.summary``
 of three examples, the model's and guide's ``report`` hooks, and
 for datasets with factors the disentanglement scores
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -76,7 +79,7 @@ from ppl_vae.diagnostics.predictive import check_statistics, example_means
 from ppl_vae.diagnostics.psis import importance_ess, pareto_k, summarize_k, trust_summary
 from ppl_vae.diagnostics.sbc import LEVELS, simulation_based_calibration
 from ppl_vae.engine import engine_settings
-from ppl_vae.errors import PplVaeError
+from ppl_vae.errors import PplVaeError, PplVaeWarning
 from ppl_vae.evaluate import check_inputs
 from ppl_vae.figures import attempt, diagnostic_figures
 from ppl_vae.latents import pair_representation
@@ -282,7 +285,16 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
                                                      draws)
     write_report(folder, report, diagnostics_markdown)
     progress.done(folder)
+    _warn_untrusted(report["psis"])
     return report
+
+
+def _warn_untrusted(psis: dict) -> None:
+    """The warning of the IS log-likelihood's trust, when it has one, as one
+    :class:`~ppl_vae.errors.PplVaeWarning` (``evaluate`` raises the same)."""
+    warning = (psis.get("log_likelihood_trust") or {}).get("warning")
+    if warning:
+        warnings.warn(f"diagnose: {warning}", PplVaeWarning, stacklevel=3)
 
 
 class _Progress:
