@@ -120,7 +120,7 @@ def main() -> None:
     n = args.ppc_examples
     predictive = posterior_predictive(run, x_test[:n], draws=100)
     checks = check_statistics(predictive, labels[:n])
-    ppc_figure(checks, example_means(predictive.replicated["x"], 2), "x", args.out)
+    ppc_figure(checks, {"x": example_means(predictive.replicated["x"], 2)}, args.out)
     result["ppc"] = {"examples": n, "draws": checks["draws"],
                      "share_extreme_ink": checks["mean"]["x"]["share_extreme"],
                      "share_extreme_log_lik": checks["log_lik"]["share_extreme"],

@@ -31,6 +31,12 @@ moments are the Student-t marginal's, ``b/(a-1)``, not one λ draw's:
   are compared on ``ρ_rms``, not on the score;
 - the PCA spectrum of the posterior means (:func:`pca_spectrum`).
 
+Padding never enters them: an example whose entries at the site are masked, in the
+guide or in the model (``poutine.mask`` or ``dist.mask``, as a sequence model masks the
+steps past each sequence's length), is left out of every statistic
+(:func:`unpadded_rows`); its moments are NaN in :func:`pair_moments`. No model is
+recognised by name: the masks come from the traces.
+
 The functions of a pair take the :class:`~ppl_vae.Pair` (:func:`pair_moments`,
 :func:`pair_statistics`, :func:`pair_representation`); :func:`posterior_moments`,
 :func:`latent_statistics` and :func:`mean_representation` are their ``(model, guide)``
@@ -48,7 +54,7 @@ from pyro import poutine
 from torch.distributions import Independent
 
 from ppl_vae.errors import PplVaeError
-from ppl_vae.traces import sample_sites, take
+from ppl_vae.traces import take
 
 if TYPE_CHECKING:
     from ppl_vae.pair import Pair
@@ -72,28 +78,51 @@ def _primary_site(pair: Pair, x: torch.Tensor, inputs: dict) -> str:
 
 
 def _primary_site_by_chunk(pair: Pair, x: torch.Tensor, batch: int, inputs: dict):
-    """``(rows, fn)`` for each chunk of ``x``: the primary latent site's distribution under
-    the guide (the collapsed guide where declared)."""
+    """``(rows, fn, kept)`` for each chunk of ``x``: the primary latent site's distribution
+    under the guide (the collapsed guide where declared) and which of the chunk's examples
+    hold no padding at that site (:func:`unpadded_rows`)."""
     name = _primary_site(pair, x, inputs)
-    guide = (pair.collapsed or pair).guide  # analytic moments
+    source = pair.collapsed or pair  # analytic moments
     for start in range(0, x.shape[0], batch):
         chunk, given = x[start:start + batch], take(inputs, slice(start, start + batch))
-        sites = {s["name"]: s for s in sample_sites(poutine.trace(guide).get_trace(chunk,
-                                                                                   **given))}
-        yield chunk.shape[0], sites[name]["fn"]
+        guide_trace = poutine.trace(source.guide).get_trace(chunk, **given)
+        model_trace = poutine.trace(poutine.replay(source.model, trace=guide_trace)).get_trace(
+            chunk, **given)
+        site = guide_trace.nodes[name]
+        yield chunk.shape[0], site["fn"], unpadded_rows(site, model_trace.nodes.get(name),
+                                                        chunk.shape[0])
+
+
+def unpadded_rows(guide_site: dict, model_site: dict | None, rows: int) -> torch.Tensor:
+    """``(rows,)`` bool: the examples whose every entry of the site counts.
+
+    An entry is padding where the guide's or the model's site is masked
+    (``poutine.mask``, ``dist.mask``: :func:`ppl_vae.diagnostics.draws.site_mask`), as a
+    sequence model masks the steps past each sequence's length; an example with any
+    padding at the site leaves the statistics, whatever values its padding holds.
+    """
+    from ppl_vae.diagnostics.draws import site_mask  # it imports the pair, which reads us
+
+    kept = torch.ones(rows, dtype=torch.bool, device=guide_site["value"].device)
+    for site in (guide_site, model_site):
+        mask = None if site is None else site_mask(site)
+        if mask is not None:
+            kept &= mask.reshape(rows, -1).all(1)
+    return kept
 
 
 @torch.no_grad()
 def pair_moments(pair: Pair, x: torch.Tensor, batch: int = 500, inputs: dict | None = None):
     """``(site, means, variances)``: per-example mean and variance ``(n, K)`` of the pair's
     primary latent site (:meth:`ppl_vae.Pair.primary_site`), of the collapsed guide where
-    declared."""
+    declared; NaN in the rows of examples padded at that site (:func:`unpadded_rows`)."""
     inputs = inputs or {}
     means, variances = [], []
-    for rows, fn in _primary_site_by_chunk(pair, x, batch, inputs):
+    for rows, fn, kept in _primary_site_by_chunk(pair, x, batch, inputs):
         mean, variance = site_moments(fn)
-        means.append(mean.reshape(rows, -1))
-        variances.append(variance.reshape(rows, -1))
+        nan = torch.tensor(float("nan"), device=mean.device, dtype=mean.dtype)
+        means.append(torch.where(kept[:, None], mean.reshape(rows, -1), nan))
+        variances.append(torch.where(kept[:, None], variance.reshape(rows, -1), nan))
     return _primary_site(pair, x, inputs), torch.cat(means), torch.cat(variances)
 
 
@@ -109,15 +138,19 @@ def within_covariance_and_draws(pair: Pair, x: torch.Tensor, batch: int = 500,
     """``(E_x Σ(x), z)``: the mean within-example covariance ``(K, K)`` of the primary site
     (:func:`site_covariance`, the full matrix for chain, grid, full and IAF guides) and
     one draw ``z ~ q(z | x)`` per example ``(n, K)``, with a forked RNG (later draws
-    are unchanged)."""
+    are unchanged). Examples padded at the site (:func:`unpadded_rows`) are left out of
+    the mean, and their draws are NaN."""
     total: torch.Tensor | float = 0.0
-    draws = []
+    draws, count = [], 0
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        for rows, fn in _primary_site_by_chunk(pair, x, batch, inputs or {}):
+        for rows, fn, kept in _primary_site_by_chunk(pair, x, batch, inputs or {}):
             covariance = site_covariance(fn)
-            total = total + covariance.reshape(rows, *covariance.shape[-2:]).double().sum(0)
-            draws.append(fn.sample().reshape(rows, -1))
-    return torch.as_tensor(total) / x.shape[0], torch.cat(draws)
+            covariance = covariance.reshape(rows, *covariance.shape[-2:]).double()
+            total = total + covariance[kept].sum(0)
+            count += int(kept.sum())
+            draw = fn.sample().reshape(rows, -1)
+            draws.append(torch.where(kept[:, None], draw, torch.full_like(draw, float("nan"))))
+    return torch.as_tensor(total) / max(count, 1), torch.cat(draws)
 
 
 def pair_representation(pair: Pair, device="cpu"):
@@ -291,20 +324,27 @@ def pca_spectrum(means: np.ndarray) -> dict:
 
 def pair_statistics(pair: Pair, x: torch.Tensor, inputs: dict | None = None,
                     moments: tuple | None = None) -> dict:
-    """The statistics of the module docstring, as plain numbers and lists.
+    """The statistics of the module docstring, as plain numbers and lists, over the examples
+    that hold no padding at the site (``examples``; ``padded_examples`` left out).
 
     ``moments``: the ``(site, means, variances)`` of :func:`pair_moments` on ``x``,
     when already computed.
     """
     site, means, variances = moments or pair_moments(pair, x, inputs=inputs)
+    kept = ~means.isnan().any(1)  # padded examples are NaN (pair_moments)
+    if not kept.any():
+        raise PplVaeError(f"every example is padding at latent site '{site}'; study a site "
+                          "that holds real values (--site)")
+    means, variances = means[kept], variances[kept]
     activity, mean_variance = means.var(0), variances.mean(0)
     active = activity > ACTIVE_THRESHOLD
     corr, score = decorrelation(means[:, active]) if active.sum() >= 2 else (None, None)
     within, draws = within_covariance_and_draws(pair, x, inputs=inputs)
+    draws = draws[kept]
     aggregate = aggregate_covariance(means.double(), within=within.to(means.device))
-    kept = active.nonzero().flatten()
+    used = active.nonzero().flatten()
     sampled, ceiling = sampled_decorrelation(draws)
-    active_aggregate = correlation_of_covariance(aggregate[kept][:, kept])
+    active_aggregate = correlation_of_covariance(aggregate[used][:, used])
     return {
         "site": site,
         "activity": activity.tolist(),
@@ -315,9 +355,11 @@ def pair_statistics(pair: Pair, x: torch.Tensor, inputs: dict | None = None,
         "correlation_rms_active": None if corr is None else correlation_rms(corr),
         "correlation_all": decorrelation(means)[0].tolist(),
         "variance_entropy": variance_entropy(aggregate),
-        "decorrelation_aggregate": aggregate_decorrelation(aggregate[kept][:, kept])
-        if len(kept) > 1 else None,
-        "decorrelation_aggregate_dims": len(kept),
+        "decorrelation_aggregate": aggregate_decorrelation(aggregate[used][:, used])
+        if len(used) > 1 else None,
+        "decorrelation_aggregate_dims": len(used),
+        "examples": int(kept.sum()),
+        "padded_examples": int((~kept).sum()),
         "correlation_rms_aggregate": correlation_rms(active_aggregate),
         "decorrelation_aggregate_all_dims": aggregate_decorrelation(aggregate)
         if len(activity) > 1 else None,

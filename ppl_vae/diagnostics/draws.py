@@ -46,7 +46,8 @@ exists when the guide and the prior site are both ``Independent`` over
 univariate base distributions (``Normal(...).to_event(1)``): ``q_d`` and
 ``p_d`` are the base distributions' ``log_prob`` per element. Otherwise the
 dimensions are not separable and the entry is ``None`` (n/a). The scale of a
-site (β) is ignored: these are the unscaled densities.
+site (β) is ignored: these are the unscaled densities. The mean is over the
+entries that count: padding (masked entries) is left out of it, not counted as 0.
 
 :func:`pair_draws` takes the :class:`~ppl_vae.Pair`; :func:`collect_draws` is its
 ``(model, guide)`` form, for scripts.
@@ -216,6 +217,27 @@ def _kl_terms(guide_msg, model_msg, nesting: int, k: int) -> torch.Tensor | None
     return laid.reshape(laid.shape[0], laid.shape[1], -1)
 
 
+def _counted(msg, nesting: int, k: int) -> torch.Tensor | None:
+    """Where a site's entries count (1) or are padding (0), laid out as its KL terms
+    ``(k, n, D)``; None when its KL is n/a."""
+    if not _separable(msg["fn"]):
+        return None
+    mask = site_mask(msg)
+    mask = torch.ones_like(msg["value"]) if mask is None else mask
+    laid = per_example_layout(mask.float(), msg["fn"].event_dim, _frames(msg), nesting, k)
+    return laid.reshape(laid.shape[0], laid.shape[1], -1)
+
+
+def _mean_over_counted(terms: torch.Tensor, counted: torch.Tensor | None) -> np.ndarray:
+    """Per-dimension mean of KL terms ``(S, N, D)`` over draws and examples, padding left out
+    (a dimension that is padding everywhere is NaN)."""
+    terms = terms.double()
+    if counted is None:
+        return terms.mean((0, 1)).cpu().numpy()
+    counted = counted.double().expand_as(terms)
+    return (terms.sum((0, 1)) / counted.sum((0, 1))).cpu().numpy()
+
+
 def prepare_draws(pair: Pair, x: torch.Tensor, inputs: dict | None = None
                   ) -> tuple[int, Plan]:
     """Plate nesting and plan of the pair (:meth:`ppl_vae.Pair.plan`)."""
@@ -295,7 +317,7 @@ def _as_draws(out: dict) -> Draws:
         return {name[len(prefix):]: value.cpu().numpy() for name, value in out.items()
                 if name.startswith(prefix)}
 
-    kl = {name[3:]: None if value is None else value.double().mean((0, 1)).cpu().numpy()
+    kl = {name[3:]: None if value is None else _mean_over_counted(value, out[f"counted:{name[3:]}"])
           for name, value in out.items() if name.startswith("kl:")}
     return Draws(group("site:"), numpy("log_weight"), numpy("log_likelihood"),
                  numpy("log_prior"), numpy("log_guide"), kl, group("global:"), group("rep:"),
@@ -332,6 +354,7 @@ def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan: Plan,
     for name, msg in guide_record.sites.items():
         out[f"site:{name}"] = laid_out(msg, nesting, k)
         out[f"kl:{name}"] = _kl_terms(msg, model_record.sites[name], nesting, k)
+        out[f"counted:{name}"] = _counted(msg, nesting, k)
     if replicate:
         plate = particle_plate(k, -(nesting + 1)) if k > 1 else None
         out.update(_replicate(model, _as_trace(guide_record), x, inputs, nesting, plan, k,

@@ -70,24 +70,41 @@ def p_values(replicated: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """Mid-p ``P(T_rep > T_obs) + ½ P(T_rep = T_obs)`` over the first axis of ``replicated``.
 
     ``observed`` broadcasts against ``replicated`` (one value per example, or one per
-    draw and example for a discrepancy).
+    draw and example for a discrepancy). NaN where the example is padding throughout
+    (no observed or no replicated value).
     """
     above = (replicated > observed).mean(0)
     ties = (replicated == observed).mean(0)
-    return above + 0.5 * ties
+    missing = np.isnan(replicated).all(0) | np.isnan(np.broadcast_to(observed,
+                                                                      replicated.shape)).all(0)
+    return np.where(missing, np.nan, above + 0.5 * ties)
 
 
 def example_means(values: np.ndarray, leading: int) -> np.ndarray:
     """The mean over every axis after the first ``leading`` ones, NaN (masked) entries left out."""
     flat = values.reshape(values.shape[:leading] + (-1,)).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(flat, axis=-1) if np.isnan(flat).any() else flat.mean(-1)
+    if not np.isnan(flat).any():
+        return flat.mean(-1)
+    counted = np.isfinite(flat).sum(-1)
+    total = np.where(np.isfinite(flat), flat, 0.0).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counted > 0, total / np.maximum(counted, 1), np.nan)
+
+
+def finite(values) -> np.ndarray:
+    """The finite entries of ``values`` (p-values of padding are NaN)."""
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
 
 
 def _summary(p: np.ndarray) -> dict:
-    """Share of extreme p-values and quantiles, and the p-values themselves."""
-    return {"share_extreme": float(np.mean((p < EXTREME) | (p > 1 - EXTREME))),
-            "median": float(np.median(p)), "p_values": p.tolist()}
+    """Share of extreme p-values and their median over the examples that have one (padding
+    throughout has none: NaN), and the p-values themselves."""
+    defined = finite(p)
+    if not defined.size:
+        return {"share_extreme": None, "median": None, "p_values": p.tolist()}
+    return {"share_extreme": float(np.mean((defined < EXTREME) | (defined > 1 - EXTREME))),
+            "median": float(np.median(defined)), "p_values": p.tolist()}
 
 
 def check_statistics(draws: Draws, labels: np.ndarray | None = None) -> dict:
@@ -121,10 +138,10 @@ def check_statistics(draws: Draws, labels: np.ndarray | None = None) -> dict:
 
 def _class_means(t_rep: np.ndarray, t_obs: np.ndarray, labels: np.ndarray) -> dict:
     """Per class: the observed mean of ``T`` over its examples, the replicated 95 % interval,
-    and the p-value of that class mean."""
+    and the p-value of that class mean (examples that are padding throughout left out)."""
     classes = np.unique(labels)
-    observed = np.array([t_obs[labels == c].mean() for c in classes])
-    replicated = np.stack([t_rep[:, labels == c].mean(1) for c in classes], 1)  # (S, classes)
+    observed = np.array([example_means(t_obs[labels == c], 0) for c in classes])
+    replicated = np.stack([example_means(t_rep[:, labels == c], 1) for c in classes], 1)
     p = p_values(replicated, observed)
     return {**_summary(p), "classes": classes.tolist(), "observed": observed.tolist(),
             "replicated_interval": np.quantile(replicated, [0.025, 0.975], axis=0).T.tolist()}

@@ -27,9 +27,14 @@ or too wide by its coverage at the highest level, and biased by the mean of ``u`
 
 SBC is defined for amortized guides of local latents: a global site's guide
 ``q(θ)`` is fitted to the training data, not a function of ``x``, so it cannot be
-re-run on simulated data (refused). Every observed site must reach the guide: the
-observation ``x`` and any observed site named like one of the pair's inputs (which
-then receives the simulated value); others are refused.
+re-run on simulated data (refused). Every observed site's simulated value reaches
+the guide as the pair's data: a site named like one of the pair's inputs becomes
+that input; any other site is put back into the entries of ``x`` it observes, found
+by running the model on numbered data (:func:`data_places`), so a program with
+several observed sites (one per time step of a sequence, ``obs=x[:, t]``, or two
+parts of one example) is calibrated as it is written. Masked entries (padding) keep
+the template's values. A site whose observation is computed from ``x`` otherwise
+(``obs=2 * x``) or is data of the model's own is refused in one line.
 """
 
 from __future__ import annotations
@@ -41,11 +46,11 @@ import torch
 from pyro import poutine
 from scipy import stats
 
-from ppl_vae.diagnostics.draws import laid_out, pair_draws
+from ppl_vae.diagnostics.draws import laid_out, pair_draws, site_mask
 from ppl_vae.errors import PplVaeError
 from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair
-from ppl_vae.traces import OBS_SITE, runnable
+from ppl_vae.traces import runnable
 
 LEVELS = (0.5, 0.9)
 ALPHA = 0.05
@@ -57,7 +62,10 @@ def simulate(pair: Pair, template: torch.Tensor, inputs: dict) -> tuple[torch.Te
 
     ``template`` and ``inputs`` give the shapes (and any conditioning input the
     model does not observe); ``truth`` maps each guide site to ``(M, *shape)``,
-    NaN where masked.
+    NaN where masked. Each observed site's simulated value goes back where the model
+    reads its observation: into the input of its name, or into the entries of ``x``
+    it observes (:func:`data_places`); entries no site observes, and masked ones,
+    keep the template's values.
     """
     nesting, plan = pair.plan(template, inputs)
     if plan.global_sites:
@@ -65,23 +73,76 @@ def simulate(pair: Pair, template: torch.Tensor, inputs: dict) -> tuple[torch.Te
                           f"{sorted(plan.global_sites)} are global: their q is fitted to the "
                           "training data and cannot be re-run on simulated data")
     observed = [name for name, _ in plan.observed]
-    stray = [name for name in observed if name != OBS_SITE and name not in inputs]
-    if stray:
-        raise PplVaeError(f"SBC hands the guide every simulated observation, but observed "
-                          f"site(s) {stray} are neither '{OBS_SITE}' nor an input of the pair; "
-                          "pass them as inputs (fit(..., inputs=[...]))")
+    places = data_places(pair, template, inputs, [n for n in observed if n not in inputs])
     trace = poutine.trace(poutine.uncondition(runnable(pair.model))).get_trace(template,
                                                                              **inputs)
-    simulated = dict(inputs)
+    simulated, x_sim = dict(inputs), template.clone()
     for name in observed:
-        value, like = trace.nodes[name]["value"], (template if name == OBS_SITE
-                                                   else inputs[name])
-        if value.numel() != like.numel():
-            raise PplVaeError(f"the simulated '{name}' has shape {tuple(value.shape)}, which "
-                              f"cannot be put back as the data's {tuple(like.shape)}")
-        simulated[name] = value.reshape(like.shape).to(like.dtype)
+        value = trace.nodes[name]["value"]
+        if name in inputs:
+            like = inputs[name]
+            if value.numel() != like.numel():
+                raise PplVaeError(f"the simulated '{name}' has shape {tuple(value.shape)}, "
+                                  f"which cannot be put back as the input's "
+                                  f"{tuple(like.shape)}")
+            simulated[name] = value.reshape(like.shape).to(like.dtype)
+            continue
+        index = _broadcast(places[name], value, name)
+        mask = site_mask(trace.nodes[name])
+        keep = torch.ones_like(index, dtype=torch.bool) if mask is None else mask
+        x_sim.view(-1)[index[keep]] = value[keep].to(x_sim.dtype)
     truth = {name: laid_out(trace.nodes[name], nesting, 1)[0] for name, _ in plan.guide}
-    return simulated.pop(OBS_SITE), simulated, truth
+    return x_sim, simulated, truth
+
+
+def data_places(pair: Pair, x: torch.Tensor, inputs: dict, names: list[str]
+                ) -> dict[str, torch.Tensor]:
+    """For each observed site in ``names``, the flat index into ``x`` of each entry of its
+    observation (a tensor shaped like the observation).
+
+    The model is run on ``x`` numbered ``0, 1, 2, …`` (entry by entry) and again numbered
+    backwards; an observation that is a part of ``x`` (a slice, a step of a sequence, a
+    reshape or a gather) reads the same places both times. One that the model computes
+    from ``x`` otherwise (scaled, thresholded, multiplied by a mask) does not, and is
+    refused in one line: its simulated value cannot be written back into ``x``.
+    """
+    if not names:
+        return {}
+    n = x.numel()
+    exact = 2 / torch.finfo(x.dtype).eps if x.is_floating_point() else 0
+    dtype = x.dtype if n <= exact else torch.float64  # every index a distinct number
+    forward = torch.arange(n, dtype=dtype, device=x.device).reshape(x.shape)
+    runs = [poutine.trace(runnable(pair.model)).get_trace(numbered, **inputs)
+            for numbered in (forward, (n - 1) - forward)]
+    places = {}
+    for name in names:
+        up, down = (run.nodes[name]["value"].double() for run in runs)
+        if not _numbered_alike(up, down, n):
+            raise PplVaeError(f"SBC hands the guide the simulated observations as its data, "
+                              f"but observed site '{name}' is not a part of x (the model "
+                              "observes a function of x, or data of its own); observe x or "
+                              "parts of it, or pass the observed value as an input "
+                              "(fit(..., inputs=[...]))")
+        places[name] = up.long()
+    return places
+
+
+def _numbered_alike(up: torch.Tensor, down: torch.Tensor, n: int) -> bool:
+    """Whether two observations read the same entries of ``x`` numbered ``0..n-1`` forwards
+    (``up``) and backwards (``down``)."""
+    if up.shape != down.shape or not torch.equal(up, (n - 1) - down):
+        return False
+    return bool(torch.equal(up, up.round()) and ((up >= 0) & (up < n)).all())
+
+
+def _broadcast(index: torch.Tensor, value: torch.Tensor, name: str) -> torch.Tensor:
+    """The places of an observation, broadcast to the shape of its simulated value."""
+    try:
+        return torch.broadcast_to(index, value.shape)
+    except RuntimeError:
+        raise PplVaeError(f"the simulated '{name}' has shape {tuple(value.shape)}, which "
+                          f"cannot be put back as the observation's {tuple(index.shape)}"
+                          ) from None
 
 
 def ranks(truth: np.ndarray, draws: np.ndarray, rng: np.random.Generator) -> np.ndarray:

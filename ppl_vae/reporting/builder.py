@@ -47,14 +47,19 @@ class Report:
     def latent_code(self, x: torch.Tensor, inputs: dict) -> tuple[dict, dict]:
         """``(latents, code)``: the statistics of :func:`ppl_vae.latents.pair_statistics` over
         ``x``, and the primary ``site`` with its ``means`` and ``variances`` as numpy arrays
-        ``(n, K)`` for the figures (``{}`` where the guide has no moments)."""
+        ``(n, K)`` for the figures, over the examples without padding at the site
+        (``{}`` where the guide has no moments)."""
         try:
             site, means, variances = pair_moments(self.pair, x, inputs=inputs)
         except NotImplementedError:
             return {"site": None, "reason": NO_MOMENTS}, {}
+        kept = ~means.isnan().any(1)  # padding at the site (NaN) is never drawn
+        if not kept.any():
+            return {"site": None, "reason": f"n/a: every example is padding at latent site "
+                    f"'{site}'; study another with --site"}, {}
         latents = pair_statistics(self.pair, x, inputs=inputs, moments=(site, means, variances))
-        return latents, {"site": site, "means": means.double().cpu().numpy(),
-                         "variances": variances.double().cpu().numpy()}
+        return latents, {"site": site, "means": means[kept].double().cpu().numpy(),
+                         "variances": variances[kept].double().cpu().numpy()}
 
     def draw(self, figures: Callable[[list[dict]], list[str]]) -> None:
         """Keep the file names ``figures(figure_errors)`` writes (a function of

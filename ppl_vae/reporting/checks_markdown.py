@@ -8,6 +8,10 @@ def _fmt(value, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _share(value) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def _ppc(ppc: dict | None) -> list[str]:
     if ppc is None:
         return []
@@ -18,9 +22,9 @@ def _ppc(ppc: dict | None) -> list[str]:
              "uniform; posterior predictive p-values crowd towards 0.5, so more is a misfit)", ""]
     for site, entry in ppc["mean"].items():
         lines.append(f"- mean of `{site}` per example (ink for binary images): "
-                     f"**{entry['share_extreme']:.0%}** extreme, median p "
+                     f"**{_share(entry['share_extreme'])}** extreme, median p "
                      f"{_fmt(entry['median'])}")
-    lines.append(f"- discrepancy -log p(x | z) per example: **{ppc['log_lik']['share_extreme']:.0%}**"
+    lines.append(f"- discrepancy -log p(x | z) per example: **{_share(ppc['log_lik']['share_extreme'])}**"
                  f" extreme, median p {_fmt(ppc['log_lik']['median'])} (p near 0: the example "
                  "is less likely under its reconstruction than the model's replicates, which "
                  "the decoder does not explain; near 1: more likely, the decoder's noise is "
@@ -28,7 +32,7 @@ def _ppc(ppc: dict | None) -> list[str]:
     for site, entry in (ppc.get("class_means") or {}).items():
         worst = sorted(zip(entry["p_values"], entry["classes"]),
                        key=lambda pc: -abs(pc[0] - 0.5))[:3]
-        lines.append(f"- class-wise mean of `{site}`: {entry['share_extreme']:.0%} of "
+        lines.append(f"- class-wise mean of `{site}`: {_share(entry['share_extreme'])} of "
                      f"{len(entry['classes'])} classes extreme; furthest: "
                      + ", ".join(f"class {c} (p {p:.3f})" for p, c in worst))
     lines += ["- in the netCDF: group `posterior_predictive`; "

@@ -397,10 +397,10 @@ def _diagnose(pair, data, x_all, inputs, folder, n_examples, draws, quiet, metri
                                                  np.arange(n), latents, code, folder, shown,
                                                  errors))
     if ppc is not None and predictive is not None:
-        replicated = predictive.replicated
-        site = next(iter(replicated))
+        means = {site: example_means(values, 2)
+                 for site, values in predictive.replicated.items()}
         built.draw(lambda errors: [name for name in [attempt("ppc", lambda: ppc_figure(
-            ppc, example_means(replicated[site], 2), site, folder), errors)] if name])
+            ppc, means, folder), errors)] if name])
     built.ask_hooks(x)
     lap("figures")
 
