@@ -15,7 +15,7 @@ from ppl_vae.data.tensors import from_tensors
 from ppl_vae.diagnostics.check_figures import MAX_SITE_ROWS, ppc_figure
 from ppl_vae.plots import DPI
 from ppl_vae.reporting.diagnostics import Checks, diagnose_pair
-from tests.ppca import K, PPCA, SIGMA, PosteriorGuide, ppca_data
+from tests.ppca import PPCA, SIGMA, K, PosteriorGuide, ppca_data
 
 ROW_INCHES = 3.8
 
