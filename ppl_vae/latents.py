@@ -111,6 +111,12 @@ def unpadded_rows(guide_site: dict, model_site: dict | None, rows: int) -> torch
     return kept
 
 
+def too_few_unpadded(site: str, count: int) -> str:
+    """Why the statistics of ``site`` are n/a: fewer than two examples without padding."""
+    return (f"n/a: {count} example(s) hold no padding at latent site '{site}' and the "
+            "statistics need two; study an earlier step of the sequence with --site")
+
+
 @torch.no_grad()
 def pair_moments(pair: Pair, x: torch.Tensor, batch: int = 500, inputs: dict | None = None):
     """``(site, means, variances)``: per-example mean and variance ``(n, K)`` of the pair's
@@ -332,9 +338,8 @@ def pair_statistics(pair: Pair, x: torch.Tensor, inputs: dict | None = None,
     """
     site, means, variances = moments or pair_moments(pair, x, inputs=inputs)
     kept = ~means.isnan().any(1)  # padded examples are NaN (pair_moments)
-    if not kept.any():
-        raise PplVaeError(f"every example is padding at latent site '{site}'; study a site "
-                          "that holds real values (--site)")
+    if kept.sum() < 2:
+        raise PplVaeError(too_few_unpadded(site, int(kept.sum())))
     means, variances = means[kept], variances[kept]
     activity, mean_variance = means.var(0), variances.mean(0)
     active = activity > ACTIVE_THRESHOLD

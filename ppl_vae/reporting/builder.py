@@ -27,7 +27,7 @@ import torch
 from ppl_vae import runs
 from ppl_vae.contract import pair_hooks
 from ppl_vae.figures import attempt
-from ppl_vae.latents import pair_moments, pair_statistics
+from ppl_vae.latents import pair_moments, pair_statistics, too_few_unpadded
 from ppl_vae.pair import Pair
 
 NO_MOMENTS = ("the guide's distribution has no analytic mean/variance; activity statistics "
@@ -48,18 +48,19 @@ class Report:
         """``(latents, code)``: the statistics of :func:`ppl_vae.latents.pair_statistics` over
         ``x``, and the primary ``site`` with its ``means`` and ``variances`` as numpy arrays
         ``(n, K)`` for the figures, over the examples without padding at the site
-        (``{}`` where the guide has no moments)."""
+        (``{}`` where the guide has no moments or every example is padding there; the
+        statistics are n/a, with their ``reason``, below two such examples)."""
         try:
             site, means, variances = pair_moments(self.pair, x, inputs=inputs)
         except NotImplementedError:
             return {"site": None, "reason": NO_MOMENTS}, {}
         kept = ~means.isnan().any(1)  # padding at the site (NaN) is never drawn
-        if not kept.any():
-            return {"site": None, "reason": f"n/a: every example is padding at latent site "
-                    f"'{site}'; study another with --site"}, {}
-        latents = pair_statistics(self.pair, x, inputs=inputs, moments=(site, means, variances))
-        return latents, {"site": site, "means": means[kept].double().cpu().numpy(),
-                         "variances": variances[kept].double().cpu().numpy()}
+        code = {"site": site, "means": means[kept].double().cpu().numpy(),
+                "variances": variances[kept].double().cpu().numpy()} if kept.any() else {}
+        if kept.sum() < 2:
+            return {"site": site, "reason": too_few_unpadded(site, int(kept.sum()))}, code
+        return pair_statistics(self.pair, x, inputs=inputs,
+                               moments=(site, means, variances)), code
 
     def draw(self, figures: Callable[[list[dict]], list[str]]) -> None:
         """Keep the file names ``figures(figure_errors)`` writes (a function of

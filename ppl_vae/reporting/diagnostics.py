@@ -333,6 +333,8 @@ def _latent_code(built: Report, x_all, inputs, kl_per_dim: dict) -> tuple[dict, 
     """The shared latent statistics over the whole test set (:meth:`Report.latent_code`), with
     the per-dimension KL of the draws."""
     latents, code = built.latent_code(x_all, inputs)
+    if "reason" in latents:
+        return latents, {}  # no statistics for the figures to draw
     if code:
         kl = kl_per_dim.get(code["site"])
         latents.update({

@@ -82,13 +82,14 @@ def _rms(latents: dict, which: str) -> str:
 
 
 def _no_code(latents: dict) -> list[str]:
-    """The latent section of a guide without moments: why the statistics are n/a."""
+    """The latent section without statistics (a guide without moments, a site that is
+    padding): why they are n/a."""
     return ["## Latent activity", "", f"- {latents.get('reason')}", ""]
 
 
 def _code_lines(latents: dict) -> list[str]:
     """The run's latent section: activity, informative dimensions, decorrelation."""
-    if latents.get("site") is None:
+    if latents.get("site") is None or "reason" in latents:
         return _no_code(latents)
     return [
         f"## Latent code (site '{latents['site']}')",
@@ -203,7 +204,7 @@ def _evaluations(evaluations: list[dict], settings: dict) -> list[str]:
 
 
 def _latents(latents: dict) -> list[str]:
-    if latents.get("site") is None:
+    if latents.get("site") is None or "reason" in latents:
         return _no_code(latents)
     pca, kl = latents["pca"], latents["kl_per_dim"]
     kl_text = latents["kl_per_dim_note"] if kl is None else ", ".join(

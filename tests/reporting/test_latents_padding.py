@@ -18,6 +18,7 @@ from pyro import poutine
 from ppl_vae import Pair
 from ppl_vae.diagnostics import pair_draws
 from ppl_vae.latents import pair_moments, pair_statistics
+from ppl_vae.reporting.builder import Report
 
 STEPS, KEYS = 4, 2
 
@@ -93,3 +94,12 @@ def test_the_kl_per_dimension_leaves_the_padding_out():
     m = 0.5 * x[full, -1]  # KL(N(m, 0.7²) ‖ N(0, 1)) per dimension, averaged over them
     exact = (0.5 * (0.49 + m**2 - 1) - np.log(0.7)).mean(0)
     np.testing.assert_allclose(kl[0], exact, atol=0.03)
+
+
+def test_a_site_with_under_two_unpadded_examples_has_no_statistics_and_says_why():
+    x, inputs = sequences(0.0)
+    inputs = {"lengths": torch.where(torch.arange(60) == 7, STEPS, 1)}  # one full sequence
+    latents, code = Report(Pair(model, make_guide(True))).latent_code(x, inputs)
+    assert latents["reason"].startswith("n/a: 1 example(s) hold no padding at latent site 'z_3'")
+    assert code["means"].shape == (1, KEYS)  # that example's, for the traversals
+    np.testing.assert_allclose(code["means"][0], 0.5 * x[7, -1].numpy(), rtol=1e-6)
