@@ -96,3 +96,25 @@ def test_sbc_refuses_an_observation_computed_from_x(template):
     with pytest.raises(PplVaeError, match="observed site 'x' is not a part of x"):
         simulation_based_calibration(Pair(scaled, make_guide()), x, simulations=20, draws=9,
                                      inputs=inputs)
+
+
+def test_sbc_runs_on_pyros_deep_markov_model():
+    """The DMM example as written (an observed site per step, ``obs=x[:, t - 1, :]``, masks
+    past each length): SBC simulates every step, hands the guide the simulated sequences
+    and leaves each sequence's padded steps out of the ranks."""
+    from examples.pyro_tutorials import dmm
+    from ppl_vae.naming import Names, renamed
+
+    torch.manual_seed(0)
+    sequences = dmm.Sequences(dmm.DMM(input_dim=88, z_dim=2, emission_dim=4, transition_dim=4,
+                                      rnn_dim=4))
+    names = Names(plate="z_minibatch", keywords={"lengths": ["lengths", None, None]})
+    pair = Pair(renamed(sequences.model, names), renamed(sequences.guide, names))
+    data = dmm.synthetic_chorales(n=24, steps=6)
+    lengths = data.inputs("test")["lengths"]
+    result = simulation_based_calibration(pair, data.test, simulations=40, draws=9,
+                                          inputs={"lengths": lengths}, seed=0)
+    assert len(result["dimensions"]) == 6 * 2  # z_1 ... z_6, two dimensions each
+    ranks = np.asarray(result["ranks"]).reshape(40, 6, 2)
+    padded = (torch.arange(6) >= lengths[torch.arange(40) % len(lengths), None]).numpy()
+    assert (ranks[padded] == -1).all() and (ranks[~padded] >= 0).all()
