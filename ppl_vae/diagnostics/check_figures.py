@@ -53,7 +53,8 @@ def ppc_figure(checks: dict, replicated_means: dict[str, np.ndarray], folder: Pa
         fig.clear()
         rows = fig.subplots(len(sites), 3, squeeze=False)
         for row, site in enumerate(sites):
-            _ppc_row(rows[row], checks, replicated_means[site], site, joint=row == 0)
+            _ppc_row(rows[row], checks, replicated_means[site], site, joint=row == 0,
+                     together=" (all sites)" if len(sites) > 1 else "")
     save(fig, folder / "ppc.png")
     return "ppc.png"
 
@@ -92,7 +93,8 @@ def _ppc_sites(axes, checks: dict, replicated_means: dict[str, np.ndarray]) -> N
     axes[2].legend(fontsize=8)
 
 
-def _ppc_row(axes, checks: dict, replicated_means: np.ndarray, site: str, joint: bool) -> None:
+def _ppc_row(axes, checks: dict, replicated_means: np.ndarray, site: str, joint: bool,
+             together: str = "") -> None:
     """The three panels of one observed site: means observed against replicated, p-values,
     class-wise means (or per-example intervals without labels)."""
     entry = checks["mean"][site]
@@ -115,7 +117,7 @@ def _ppc_row(axes, checks: dict, replicated_means: np.ndarray, site: str, joint:
                  label=f"mean of '{site}': {_share(entry['share_extreme'])} extreme")
     if joint:
         axes[1].hist(finite(checks["log_lik"]["p_values"]), bins=grid, alpha=0.6, color="C1",
-                     label=f"-log p(obs|z), all sites: "
+                     label=f"-log p(obs|z){together}: "
                            f"{_share(checks['log_lik']['share_extreme'])} extreme")
     for edge in (0, 1 - EXTREME):
         axes[1].axvspan(edge, edge + EXTREME, color="C3", alpha=0.15)
