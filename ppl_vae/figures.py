@@ -356,8 +356,9 @@ def run_figures(model, guide, x: torch.Tensor, metrics: list[dict], folder: Path
     return _attempt_all(figures, errors) + hook_figures(model, guide, x, folder, errors)
 
 
-def scatter_colours(data) -> dict[str, np.ndarray]:
-    """The test labels and each ground-truth factor of ``data``, by name."""
+def scatter_colours(data, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The test labels and each ground-truth factor of ``data``, by name; only the test
+    examples at ``rows`` where given (those whose posterior means are drawn)."""
     colours = {}
     if getattr(data, "test_labels", None) is not None:
         colours["label"] = data.test_labels.cpu().numpy()
@@ -366,7 +367,7 @@ def scatter_colours(data) -> dict[str, np.ndarray]:
         names = getattr(data, "factor_names", None) or range(factors.shape[1])
         for j, name in enumerate(names):
             colours[str(name)] = factors[:, j].cpu().numpy()
-    return colours
+    return colours if rows is None else {name: values[rows] for name, values in colours.items()}
 
 
 def diagnostic_figures(model, guide, x: torch.Tensor, inputs: dict, data, idata, khat_values,
@@ -398,8 +399,8 @@ def diagnostic_figures(model, guide, x: torch.Tensor, inputs: dict, data, idata,
             ("correlation", lambda: correlation(latents["correlation_all"], latents["activity"],
                                                 folder)),
             ("posterior_variances", lambda: posterior_variances(code["variances"], folder)),
-            ("latent_scatter", lambda: latent_scatter(code["means"], scatter_colours(data),
-                                                      folder)),
+            ("latent_scatter", lambda: latent_scatter(
+                code["means"], scatter_colours(data, code.get("rows")), folder)),
             ("pca_spectrum", lambda: pca_spectrum(latents["pca"]["explained"], folder)),
         ]
     return _attempt_all(figures, errors) + hook_figures(model, guide, x, folder, errors)

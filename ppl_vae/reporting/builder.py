@@ -47,8 +47,8 @@ class Report:
     def latent_code(self, x: torch.Tensor, inputs: dict) -> tuple[dict, dict]:
         """``(latents, code)``: the statistics of :func:`ppl_vae.latents.pair_statistics` over
         ``x``, and the primary ``site`` with its ``means`` and ``variances`` as numpy arrays
-        ``(n, K)`` for the figures, over the examples without padding at the site
-        (``{}`` where the guide has no moments or every example is padding there; the
+        ``(n, K)`` for the figures, over the examples without padding at the site, whose
+        positions in ``x`` are ``rows`` (``{}`` where the guide has no moments or every example is padding there; the
         statistics are n/a, with their ``reason``, below two such examples)."""
         try:
             site, means, variances = pair_moments(self.pair, x, inputs=inputs)
@@ -56,7 +56,8 @@ class Report:
             return {"site": None, "reason": NO_MOMENTS}, {}
         kept = ~means.isnan().any(1)  # padding at the site (NaN) is never drawn
         code = {"site": site, "means": means[kept].double().cpu().numpy(),
-                "variances": variances[kept].double().cpu().numpy()} if kept.any() else {}
+                "variances": variances[kept].double().cpu().numpy(),
+                "rows": kept.nonzero().squeeze(1).cpu().numpy()} if kept.any() else {}
         if kept.sum() < 2:
             return {"site": site, "reason": too_few_unpadded(site, int(kept.sum()))}, code
         return pair_statistics(self.pair, x, inputs=inputs,

@@ -103,3 +103,19 @@ def test_a_site_with_under_two_unpadded_examples_has_no_statistics_and_says_why(
     assert latents["reason"].startswith("n/a: 1 example(s) hold no padding at latent site 'z_3'")
     assert code["means"].shape == (1, KEYS)  # that example's, for the traversals
     np.testing.assert_allclose(code["means"][0], 0.5 * x[7, -1].numpy(), rtol=1e-6)
+
+
+def test_the_latent_scatter_colours_each_drawn_mean_by_its_own_example():
+    from ppl_vae.data.dataset import Dataset
+    from ppl_vae.figures import scatter_colours
+
+    x, inputs = sequences(0.0)
+    labels = torch.arange(60)  # label n = example n: a shifted pairing cannot pass
+    data = Dataset("padded", None, train=x, test=x, train_labels=labels, test_labels=labels)
+    latents, code = Report(Pair(model, make_guide(True))).latent_code(x, inputs)
+    full = (inputs["lengths"] == STEPS).nonzero().squeeze(1).numpy()
+    np.testing.assert_array_equal(code["rows"], full)
+    colours = scatter_colours(data, code["rows"])
+    assert len(colours["label"]) == len(code["means"])
+    np.testing.assert_array_equal(colours["label"], full)
+    np.testing.assert_allclose(code["means"], 0.5 * x[full, -1].numpy(), rtol=1e-6)
