@@ -57,6 +57,8 @@ from ppl_vae.errors import PplVaeError
 from ppl_vae.traces import take
 
 if TYPE_CHECKING:
+    from pyro.poutine.runtime import Message
+
     from ppl_vae.pair import Pair
 
 ACTIVE_THRESHOLD = 0.01
@@ -93,7 +95,7 @@ def _primary_site_by_chunk(pair: Pair, x: torch.Tensor, batch: int, inputs: dict
                                                         chunk.shape[0])
 
 
-def unpadded_rows(guide_site: dict, model_site: dict | None, rows: int) -> torch.Tensor:
+def unpadded_rows(guide_site: Message, model_site: Message | None, rows: int) -> torch.Tensor:
     """``(rows,)`` bool: the examples whose every entry of the site counts.
 
     An entry is padding where the guide's or the model's site is masked
@@ -103,7 +105,8 @@ def unpadded_rows(guide_site: dict, model_site: dict | None, rows: int) -> torch
     """
     from ppl_vae.diagnostics.draws import site_mask  # it imports the pair, which reads us
 
-    kept = torch.ones(rows, dtype=torch.bool, device=guide_site["value"].device)
+    value = guide_site["value"]
+    kept = torch.ones(rows, dtype=torch.bool, device=value.device if value is not None else None)
     for site in (guide_site, model_site):
         mask = None if site is None else site_mask(site)
         if mask is not None:

@@ -56,7 +56,7 @@ entries that count: padding (masked entries) is left out of it, not counted as 0
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -71,6 +71,10 @@ from ppl_vae.chunks import chunks
 from ppl_vae.errors import PplVaeError
 from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair
+
+if TYPE_CHECKING:
+    from ppl_vae.trained import Run
+
 from ppl_vae.traces import (
     DATA_PLATE,
     PARTICLE_PLATE,
@@ -130,6 +134,11 @@ class Draws:
     replicated_log_likelihood: np.ndarray | None = None
     observed: dict[str, np.ndarray] = field(default_factory=dict)
     pointwise: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def pair_of(run: Run | Pair) -> Pair:
+    """The pair of a :class:`ppl_vae.Run` (its ``pair``), or ``run`` itself when a pair."""
+    return run if isinstance(run, Pair) else run.pair
 
 
 def per_example_layout(value: torch.Tensor, event_dim: int, frames: dict, nesting: int,

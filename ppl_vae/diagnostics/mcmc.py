@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import numpy as np
@@ -37,10 +37,14 @@ import torch
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_sample
 
-from ppl_vae.diagnostics.draws import per_example_layout, site_mask
+from ppl_vae.diagnostics.draws import pair_of, per_example_layout, site_mask
 from ppl_vae.diagnostics.inference_data import site_dims
 from ppl_vae.errors import PplVaeError
 from ppl_vae.traces import runnable, sample_sites, take
+
+if TYPE_CHECKING:
+    from ppl_vae.pair import Pair
+    from ppl_vae.trained import Run
 
 RHAT, ESS = 1.01, 100
 
@@ -119,7 +123,8 @@ def _one_example(model, x_n, inputs_n, names, nesting, draws, warmup, chains, se
         np.stack(diverging)
 
 
-def nuts_reference(run, x: torch.Tensor, test_index=None, inputs: dict | None = None,
+def nuts_reference(run: Run | Pair, x: torch.Tensor, test_index: np.ndarray | list[int] | None = None,
+                   inputs: dict | None = None,
                    draws: int = 500, warmup: int = 500, chains: int = 4, seed: int = 0,
                    primary: str | None = None, jit: bool = False) -> az.InferenceData:
     """NUTS draws of ``p(z | x_n)`` for each example of ``x``, laid out as the guide's export.
@@ -140,7 +145,7 @@ def nuts_reference(run, x: torch.Tensor, test_index=None, inputs: dict | None = 
             about twice as fast for a model whose shapes and control flow do not depend
             on values; off by default, since not every program traces.
     """
-    pair = getattr(run, "pair", run)
+    pair = pair_of(run)
     for name, value, low in (("draws", draws, 1), ("warmup", warmup, 1), ("chains", chains, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise PplVaeError(f"NUTS {name} must be an integer of at least {low}, got {value!r}"

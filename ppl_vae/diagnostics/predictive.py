@@ -27,18 +27,22 @@ pixels (``az.plot_ppc`` on ``x`` itself) give two spikes for binary images; use 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ppl_vae.diagnostics.draws import Draws, pair_draws
+from ppl_vae.diagnostics.draws import Draws, pair_draws, pair_of
 from ppl_vae.errors import PplVaeError
+
+if TYPE_CHECKING:
+    from ppl_vae.pair import Pair
+    from ppl_vae.trained import Run
 
 EXTREME = 0.025
 
 
-def posterior_predictive(run, x: torch.Tensor, draws: int = 100, inputs: dict | None = None,
+def posterior_predictive(run: Run | Pair, x: torch.Tensor, draws: int = 100, inputs: dict | None = None,
                          budget: int = 8192) -> Draws:
     """Replicated data for the examples ``x``: every observed site, at ``draws`` guide draws.
 
@@ -56,7 +60,7 @@ def posterior_predictive(run, x: torch.Tensor, draws: int = 100, inputs: dict | 
         ``log_likelihood`` ``log p(x_rep | z_s)`` and ``log p(x | z_s)`` ``(draws, N)``,
         and ``sites`` the guide draws ``z_s`` that made them.
     """
-    pair = getattr(run, "pair", run)
+    pair = pair_of(run)
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 2:
         raise PplVaeError(f"posterior predictive draws must be an integer of at least 2, got "
                           f"{draws!r}")

@@ -40,17 +40,21 @@ the template's values. A site whose observation is computed from ``x`` otherwise
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pyro import poutine
 from scipy import stats
 
-from ppl_vae.diagnostics.draws import laid_out, pair_draws, site_mask
+from ppl_vae.diagnostics.draws import laid_out, pair_draws, pair_of, site_mask
 from ppl_vae.errors import PplVaeError
 from ppl_vae.modules import frozen
 from ppl_vae.pair import Pair
 from ppl_vae.traces import runnable
+
+if TYPE_CHECKING:
+    from ppl_vae.trained import Run
 
 LEVELS = (0.5, 0.9)
 ALPHA = 0.05
@@ -213,7 +217,7 @@ def verdict(result: dict, levels: tuple) -> str:
 
 
 @torch.no_grad()
-def simulation_based_calibration(run, x: torch.Tensor, simulations: int = 200, draws: int = 99,
+def simulation_based_calibration(run: Run | Pair, x: torch.Tensor, simulations: int = 200, draws: int = 99,
                                  inputs: dict | None = None, levels: tuple = LEVELS,
                                  seed: int = 0, budget: int = 8192, quiet: bool = True) -> dict:
     """SBC of the pair's guide; see the module docstring.
@@ -234,7 +238,7 @@ def simulation_based_calibration(run, x: torch.Tensor, simulations: int = 200, d
         ``{"verdict", "sites": {site: numbers of calibration()}, ...}`` where the
         top-level numbers pool every guide site's dimensions.
     """
-    pair = getattr(run, "pair", run)
+    pair = pair_of(run)
     for name, value in (("simulations", simulations), ("draws", draws)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 2:
             raise PplVaeError(f"SBC {name} must be an integer of at least 2, got {value!r}")

@@ -52,14 +52,16 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ppl_vae.chunks import log_mean_exp
-from ppl_vae.data.dataset import ROW_INDEX, split_examples, split_size
+from ppl_vae.data.dataset import ROW_INDEX, Dataset, split_examples, split_size
 from ppl_vae.diagnostics.check_figures import nuts_figure, ppc_figure, sbc_figure
 from ppl_vae.diagnostics.disentanglement import check_preset, disentanglement_scores
 from ppl_vae.diagnostics.draws import (
@@ -137,9 +139,11 @@ class Checks:
                                   f"got {value!r}")
 
 
-def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str = "cpu",
-             quiet: bool = False, metrics: str | dict = "fast", seed: int = 0, model=None, guide=None,
-             data=None, trust_code: bool = False, checks: Checks | None = None,
+def diagnose(run_folder: str | Path, n_examples: int = 100, draws: int = 1000,
+             device: str = "cpu", quiet: bool = False, metrics: str | dict = "fast",
+             seed: int = 0, model: Callable[..., Any] | None = None,
+             guide: Callable[..., Any] | None = None, data: Dataset | None = None,
+             trust_code: bool = False, checks: Checks | None = None,
              site: str | None = None) -> dict:
     """Diagnose a run folder; write ``RUN/diagnostics/`` and return the report.
 
@@ -167,7 +171,7 @@ def diagnose(run_folder, n_examples: int = 100, draws: int = 1000, device: str =
     from ppl_vae.runs import read_run_config
     from ppl_vae.trained import load_run
 
-    recorded = read_run_config(run_folder).data
+    recorded = read_run_config(Path(run_folder)).data
     if data is None:
         if recorded is None:
             raise PplVaeError(f"{run_folder} was trained on user data; pass data= to "
@@ -220,11 +224,12 @@ def _make_folder(folder: Path) -> None:
         raise PplVaeError(f"cannot create {folder}: {error.strerror}") from None
 
 
-def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draws: int = 1000,
-                  quiet: bool = False, metrics: str | dict = "fast", seed: int = 0, pair=None,
-                  run_name: str | None = None, inputs: dict | None = None,
-                  run_folder=None, checks: Checks | None = None,
-                  site: str | None = None) -> dict:
+def diagnose_pair(model: Callable[..., Any], guide: Callable[..., Any], data: Dataset,
+                  out_folder: str | Path, *, n_examples: int = 100, draws: int = 1000,
+                  quiet: bool = False, metrics: str | dict = "fast", seed: int = 0,
+                  pair: Pair | None = None, run_name: str | None = None,
+                  inputs: dict | None = None, run_folder: str | Path | None = None,
+                  checks: Checks | None = None, site: str | None = None) -> dict:
     """Diagnose any model/guide pair keeping the contract; write into ``out_folder``.
 
     Args:
@@ -281,7 +286,7 @@ def diagnose_pair(model, guide, data, out_folder, *, n_examples: int = 100, draw
     report["run"] = run_name
     report["pair"] = _describe(pair)
     if run_folder is not None:
-        report["evaluations"] = recorded_evaluations(run_folder, report["settings"]["n_examples"],
+        report["evaluations"] = recorded_evaluations(Path(run_folder), report["settings"]["n_examples"],
                                                      draws)
     write_report(folder, report, diagnostics_markdown)
     progress.done(folder)
