@@ -29,6 +29,7 @@ from ppl_vae.errors import PplVaeError
 
 LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
 PRECISIONS = ("fp32", "bf16")
+LABELLED_BATCHES = ("mixed", "spaced")
 BINARIZE = ("none", "static", "sampled", "dynamic")
 
 
@@ -132,6 +133,15 @@ class TrainConfig:
                             "this many epochs, keeping RUN/best.pt (0: off)", "training")
     log_every: int = setting(0, "also record the training loss every this many steps in "
                              "RUN/steps.jsonl (0: per epoch only)", "training")
+    labelled_batches: str = setting("mixed", "where inputs are partly known: mixed (every batch "
+                                    "drawn from all examples) or spaced (labelled-only batches "
+                                    "spaced through the epoch, stepped as Pyro's SVI: "
+                                    "ppl_vae.training.labelled)", "training",
+                                    choices=LABELLED_BATCHES)
+    auxiliary: str | None = setting(None, "an auxiliary loss(x, **inputs) stepped on its own "
+                                    "after each labelled batch (spaced), as "
+                                    "package.module:function; fit(auxiliary=...) also takes a "
+                                    "(model, guide) pair", "training", none="none")
     divergence_factor: float = setting(10.0, "stop, keeping the last good checkpoint, when the "
                                        "loss gets this many times its magnitude worse than its "
                                        "best", "training")
@@ -188,7 +198,8 @@ class TrainConfig:
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas) or not self.eps > 0:
             raise PplVaeError(f"--betas must be two numbers in [0, 1) and --eps positive, got "
                               f"{','.join(map(str, self.betas))} and {self.eps}")
-        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("precision", PRECISIONS)):
+        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("precision", PRECISIONS),
+                              ("labelled_batches", LABELLED_BATCHES)):
             if getattr(self, name) not in allowed:
                 raise PplVaeError(f"{_flag(name)} must be one of {', '.join(allowed)}, got "
                                   f"'{getattr(self, name)}'")

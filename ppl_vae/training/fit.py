@@ -42,7 +42,7 @@ from ppl_vae.pair import Pair, built_spec, objects_spec, with_names
 from ppl_vae.runs import Environment, RunConfig
 from ppl_vae.traces import take
 from ppl_vae.trained import Run, load_parameters
-from ppl_vae.training import checks, distributed, optimizers, speedups
+from ppl_vae.training import checks, distributed, labelled, optimizers, speedups
 from ppl_vae.training.mixed_precision import MixedPrecision
 from ppl_vae.training.schedules import TrainingDiverged, lr_scheduler
 from ppl_vae.training.session import Session
@@ -52,7 +52,7 @@ from ppl_vae.training.state import TrainState, set_rng_state
 def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         plate: str = "data", out=None, resume: bool = False, overwrite: bool = False,
         pair: Pair | None = None, config: TrainConfig | None = None, optim=None,
-        on_step: Callable[[], object] | None = None, **settings) -> Run:
+        on_step: Callable[[], object] | None = None, auxiliary=None, **settings) -> Run:
     """Train ``model``/``guide`` on ``data``'s training split with SVI; see the module docstring.
 
     Args:
@@ -80,12 +80,20 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
             class's options.
         on_step: called with no arguments after every optimizer step, without gradients
             and with the pair's parameters as Pyro's param store (Pyro's ``clip_params()``).
+        auxiliary: with ``labelled_batches="spaced"``, an objective stepped on its own after
+            each labelled batch, as the second ``SVI`` of Pyro's ss-vae example: a
+            ``(model, guide)`` pair (stepped on ``Trace_ELBO``) or a callable
+            ``loss(x, **inputs)`` summed over the batch (:mod:`~ppl_vae.training.labelled`).
         settings: also :class:`~ppl_vae.config.RunOptions` fields (``device``, ``quiet``,
             ``eval_every``, ``tensorboard``, ...) and the estimator's options
             (``particles=5``, ``alpha=0.5``, ``tc_weight=6``).
     """
     config, options, estimator_options = _split_settings(config, settings)
     config, choice = optimizers.resolve(config, optim, settings.get("optim_args"), settings)
+    if auxiliary is not None:
+        config = dataclasses.replace(config, auxiliary=labelled.auxiliary_name(auxiliary))
+    elif config.auxiliary is not None:
+        auxiliary = labelled.imported_auxiliary(config.auxiliary)
     checks.check_dataset(data)
     pair = pair or Pair(model, guide)
     if pair.spec is None:  # how a run folder rebuilds it (a Pair made by hand has none yet)
@@ -97,6 +105,8 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
     estimator.check_warmup(config.warmup_steps)
     input_names = checks.check_input_names(names.fields(), data)
     world, device = distributed.setup(resolve_device(options.device))
+    labelled.check_auxiliary(config.labelled_batches, auxiliary, world.size)
+    auxiliary_loss = labelled.auxiliary_loss(auxiliary)
     if device.type == "cpu":
         speedups.keep_freed_memory()
     folder = None if out is None else Path(out)
@@ -126,6 +136,7 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         session = _session(pair, estimator, config, options, world, resident, generator, folder,
                            resume, choice)
         session.on_step = on_step
+        session.auxiliary = auxiliary_loss
         if board is not None and world.is_main:
             session.board = board(folder, pair, resident, getattr(data, "image_shape", None),
                                   session.state.epoch)
@@ -266,7 +277,9 @@ def _session(pair, estimator, config, options, world, resident, generator, folde
                           "pyro.module reached by model or guide); register the networks with "
                           "pyro.module(name, net) or make the programs PyroModules")
     n = resident["train_x"].shape[0]
-    steps_per_epoch = n // min(config.batch_size, n)
+    spaced = labelled.SpacedBatches.of(resident["known"], config.batch_size) \
+        if config.labelled_batches == "spaced" else None
+    steps_per_epoch = n // min(config.batch_size, n) if spaced is None else len(spaced.steps())
     loss_of = distributed.pair_loss(pair, estimator, n, world,
                                     any(k.startswith("store.") for k in params))
     optimizer = optimizers.build(params, config, choice)
@@ -287,7 +300,7 @@ def _session(pair, estimator, config, options, world, resident, generator, folde
         state = TrainState.from_checkpoint(saved)
     return Session(pair, loss_of, config, options, world, resident, params, optimizer,
                    scheduler, generator, state, folder,
-                   optimizers.loss_scale(config, min(config.batch_size, n)))
+                   optimizers.loss_scale(config, min(config.batch_size, n)), spaced=spaced)
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ from ppl_vae.pair import Pair
 from ppl_vae.store import store_constraints
 from ppl_vae.traces import take
 from ppl_vae.training.distributed import World
+from ppl_vae.training.labelled import SpacedBatches, step_as_svi
 from ppl_vae.training.schedules import DivergenceGuard, warmup_scale
 from ppl_vae.training.state import TrainState, rng_state
 
@@ -74,10 +75,15 @@ class Session:
     loss_scale: float = 1.0
     on_step: Callable[[], object] | None = None
     board: Board | None = None
+    spaced: SpacedBatches | None = None  # labelled-only batches (ppl_vae.training.labelled)
+    auxiliary: Callable[..., torch.Tensor] | None = None  # (x, **inputs) -> summed loss
 
     def __post_init__(self):
         self.batch_size = min(self.config.batch_size, self.data["train_x"].shape[0])
         self.steps_per_epoch = self.data["train_x"].shape[0] // self.batch_size
+        self.slices = None if self.spaced is None else self.spaced.steps()
+        if self.slices is not None:
+            self.steps_per_epoch = len(self.slices)
         self.guard = DivergenceGuard(self.config.divergence_factor, self.state.guard)
         self.state.guard = self.guard.state
         self.scale = warmup_scale(self.state.epoch * self.steps_per_epoch + self.state.step,
@@ -96,7 +102,8 @@ class Session:
         """The remaining steps of the current epoch, then its end (:meth:`end_epoch`)."""
         state, data, config = self.state, self.data, self.config
         if state.perm is None:
-            state.start_epoch(data["train_x"].shape[0], self.generator, data["device"])
+            order = None if self.spaced is None else self.spaced.order(self.generator)
+            state.start_epoch(data["train_x"].shape[0], self.generator, data["device"], order)
             self.guard.start_epoch()
         assert state.perm is not None and state.running is not None \
             and state.grads_finite is not None  # set by start_epoch
@@ -107,19 +114,22 @@ class Session:
         for step in range(first_step, self.steps_per_epoch):
             global_step = state.epoch * self.steps_per_epoch + step
             self.scale = warmup_scale(global_step, config.warmup_steps, config.warmup_start)
-            index = self.world.shard(perm[step * self.batch_size:(step + 1) * self.batch_size])
+            if self.slices is None:
+                index = self.world.shard(perm[step * self.batch_size:
+                                              (step + 1) * self.batch_size])
+                labelled = False
+            else:
+                start_row, stop_row, labelled = self.slices[step]
+                index = perm[start_row:stop_row]
             batch = data["train_x"][index]
             if data["dynamic"]:
                 batch = torch.bernoulli(batch)
-            with data["precision"]:
-                loss = self.loss_of(batch, take(data["train_in"], index),
-                                    take(data["known"], index), self.scale)
-            self.optimizer.zero_grad(set_to_none=True)
-            (loss if self.loss_scale == 1.0 else loss * self.loss_scale).backward()
-            if config.clip_norm is not None:
-                norm = torch.nn.utils.clip_grad_norm_(self.params.values(), config.clip_norm)
-                state.grads_finite = state.grads_finite & torch.isfinite(norm)
-            self.optimizer.step()
+            inputs = take(data["train_in"], index)
+            loss = self.descend(lambda: self.loss_of(batch, inputs, take(data["known"], index),
+                                                     self.scale))
+            if labelled and self.auxiliary is not None:
+                aux = self.auxiliary
+                self.descend(lambda: aux(batch, **inputs) / batch.shape[0])
             if self.scheduler is not None:
                 self.scheduler.step()
             if self.on_step is not None:
@@ -137,6 +147,28 @@ class Session:
             if interrupted():
                 raise KeyboardInterrupt
         self.end_epoch(time.perf_counter() - start, first_step)
+
+    def descend(self, loss_of: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on ``loss_of()`` (per example; backward of ``loss_scale ·``
+        it), clipped where asked; with spaced batches, as Pyro's ``SVI.step``
+        (:func:`~ppl_vae.training.labelled.step_as_svi`). Returns the loss."""
+        config, state = self.config, self.state
+        assert state.grads_finite is not None  # set by start_epoch
+        self.optimizer.zero_grad(set_to_none=True)
+
+        def backward() -> torch.Tensor:
+            with self.data["precision"]:
+                loss = loss_of()
+            (loss if self.loss_scale == 1.0 else loss * self.loss_scale).backward()
+            return loss
+
+        loss = backward() if self.spaced is None else \
+            step_as_svi(self.optimizer, self.params, backward)
+        if config.clip_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params.values(), config.clip_norm)
+            state.grads_finite = state.grads_finite & torch.isfinite(norm)
+        self.optimizer.step()
+        return loss
 
     def sync(self, done: int, global_step: int) -> None:
         """The one host read of a window: divergence guard, step log, progress bar."""

@@ -48,9 +48,11 @@ class TrainState:
         """The fields a checkpoint holds (older ones lack some: defaults)."""
         return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
-    def start_epoch(self, n: int, generator: torch.Generator, device) -> None:
-        """A fresh order of the ``n`` examples, zeroed sums."""
-        self.perm = torch.randperm(n, generator=generator)
+    def start_epoch(self, n: int, generator: torch.Generator, device,
+                    order: torch.Tensor | None = None) -> None:
+        """A fresh order of the ``n`` examples (``order``: one drawn by a schedule), zeroed
+        sums."""
+        self.perm = torch.randperm(n, generator=generator) if order is None else order
         self.running = torch.zeros((), device=device)
         self.grads_finite = torch.ones((), dtype=torch.bool, device=device)
 
