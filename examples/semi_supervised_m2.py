@@ -66,6 +66,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -75,6 +76,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import ppl_vae
+from examples.pyro_tutorials.ss_vae_m2 import SSVAE
 
 CLASSES = 10
 
@@ -203,6 +205,8 @@ def load_data(args, seed: int):
 
 def run_seed(seed: int, args) -> dict:
     """Train M2 and the baseline on one seed's split and label mask; their test numbers."""
+    if args.pyro_tutorial:
+        return run_pyro_tutorial(seed, args)
     data = load_data(args, seed)
     pixels = data.train[0].numel()
     pyro.set_rng_seed(seed)
@@ -250,6 +254,134 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+PYRO_VALIDATION = 10_000  # Pyro's example validates on training images 50,000-60,000
+
+
+def pyro_label_draw(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """The known-label mask Pyro's example draws: ``count / 10`` per class, each class's
+    rows (in data order) shuffled in turn by numpy's legacy generator seeded with ``seed``
+    (what ``pyro.set_rng_seed(seed)`` leaves it), the first ones kept."""
+    if count % CLASSES:
+        raise SystemExit(f"--labelled {count}: Pyro's draw takes the same count per class, "
+                         f"give a multiple of {CLASSES}")
+    rng = np.random.RandomState(seed)
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for digit in range(CLASSES):
+        rows = np.flatnonzero(labels.numpy() == digit)
+        rng.shuffle(rows)
+        mask[torch.from_numpy(rows[: count // CLASSES])] = True
+    return mask
+
+
+def load_pyro_split(args, seed: int):
+    """Pyro's example's data: grey levels; training images 0-50,000 for training with
+    :func:`pyro_label_draw`'s labels known, 50,000-60,000 for validation; the official
+    10,000 for test. Returns the data set and the validation images and labels."""
+    full = ppl_vae.data.load("mnist", path=args.data_path, n="all", binarize="none")
+    n = len(full.train) - PYRO_VALIDATION
+    labels = full.train_labels[:n]
+    data = ppl_vae.data.from_tensors(full.train[:n], full.test, labels=labels,
+                                     test_labels=full.test_labels,
+                                     name=f"mnist (first {n} train, Pyro's label draw)")
+    data.known = {"y": pyro_label_draw(labels, args.labelled, seed)}
+    return data, full.train[n:], full.train_labels[n:]
+
+
+def pyro_accuracy(m2: SSVAE, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of ``x`` the classifier ``q(y | x)`` labels ``y`` (argmax)."""
+    with torch.no_grad():
+        return (m2.classifier(x) == y).float().mean().item()
+
+
+def train_pyro_baseline(data, valid_x, valid_y, seed: int, args) -> dict:
+    """The classifier alone, as the M2 arm builds it (same class, init and seed): Adam
+    (lr, betas as M2), cross-entropy on the known labels, batches of ``--batch-size``,
+    ``--baseline-steps`` steps; test accuracy at the best validation accuracy (measured
+    every 25 steps)."""
+    pyro.set_rng_seed(seed)
+    classifier = SSVAE().encoder_y  # softmax output: its log is the log-probability
+    known = data.known["y"]
+    x, y = data.train[known].flatten(1), data.train_labels[known]
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=args.lr, betas=tuple(args.betas))
+    generator = torch.Generator().manual_seed(seed)
+    best, step = {"validation_accuracy": -1.0}, 0
+    while step < args.baseline_steps:
+        for index in torch.randperm(len(x), generator=generator).split(args.batch_size):
+            optimizer.zero_grad()
+            F.nll_loss(classifier(x[index]).log(), y[index], reduction="sum").backward()
+            optimizer.step()
+            step += 1
+            if step % 25 == 0 or step == args.baseline_steps:
+                with torch.no_grad():
+                    valid = (classifier(valid_x.flatten(1)).argmax(-1) == valid_y).float().mean()
+                    test = (classifier(data.test.flatten(1)).argmax(-1)
+                            == data.test_labels).float().mean()
+                if valid.item() > best["validation_accuracy"]:
+                    best = {"validation_accuracy": valid.item(), "test_accuracy": test.item(),
+                            "step": step}
+            if step == args.baseline_steps:
+                break
+    return best
+
+
+def run_pyro_tutorial(seed: int, args) -> dict:
+    """M2 as Pyro's ``ss_vae_M2.py`` runs it, trained by ``fit``: its networks and init
+    (:class:`SSVAE`), labelled-only batches spaced through the epoch with a second Adam
+    step on the classification pair (``labelled_batches="spaced"``, ``auxiliary=``), Adam
+    lr 4.2e-4, β1 0.9; validation and test accuracy after every epoch, the test accuracy
+    reported at the first epoch of best validation accuracy."""
+    data, valid_x, valid_y = load_pyro_split(args, seed)
+    valid_x = valid_x.flatten(1)
+    pyro.set_rng_seed(seed)
+    m2 = SSVAE(aux_loss_multiplier=args.alpha)
+    labelled = int(data.known["y"].sum())
+    steps = -(-labelled // args.batch_size) + -(-(len(data.train) - labelled) // args.batch_size)
+    curve: list[dict] = []
+    clock = [time.perf_counter(), 0]
+
+    def after_step():
+        clock[1] += 1
+        if clock[1] % steps == 0:
+            curve.append({"epoch": len(curve) + 1,
+                          "validation_accuracy": pyro_accuracy(m2, valid_x, valid_y),
+                          "test_accuracy": pyro_accuracy(m2, data.test.flatten(1),
+                                                         data.test_labels),
+                          "seconds": round(time.perf_counter() - clock[0], 1)})
+            print(f"draw {seed} epoch {len(curve)}: validation {curve[-1]['validation_accuracy']:.4f} "
+                  f"test {curve[-1]['test_accuracy']:.4f}", file=sys.stderr, flush=True)
+            clock[0] = time.perf_counter()
+            if args.progress is not None:  # what is done so far, should the run be cut short
+                Path(args.progress).write_text(json.dumps({"seed": seed, "per_epoch": curve},
+                                                          indent=1) + "\n")
+
+    start = time.perf_counter()
+    run = ppl_vae.fit(m2.model, m2.guide, data,
+                      elbo=TraceEnum_ELBO(max_plate_nesting=1, strict_enumeration_warning=False),
+                      inputs={"ys": "y:onehot"}, labelled_batches="spaced",
+                      auxiliary=(m2.model_classify, m2.guide_classify), epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, betas=tuple(args.betas),
+                      seed=seed, device=args.device, quiet=True, eval_every=0, report=False,
+                      on_step=after_step)
+    m2_seconds = time.perf_counter() - start
+    best = max(curve, key=lambda r: r["validation_accuracy"])  # the first of equals
+    start = time.perf_counter()
+    baseline = train_pyro_baseline(data, valid_x, valid_y, seed, args)
+    return {
+        "seed": seed, "n_train": len(data.train), "n_labelled": labelled,
+        "n_validation": len(valid_x), "schedule": "spaced", "steps_per_epoch": steps,
+        "m2_accuracy": best["test_accuracy"], "m2_best_validation_epoch": best["epoch"],
+        "m2_best_validation_accuracy": best["validation_accuracy"],
+        "m2_last_accuracy": curve[-1]["test_accuracy"],
+        "baseline_accuracy": baseline["test_accuracy"], "baseline": baseline,
+        "m2_test_elbo": run.metrics[-1]["test_elbo"],
+        "m2_seconds": round(m2_seconds, 1),
+        "baseline_seconds": round(time.perf_counter() - start, 1),
+        "labelled_images_sum": float(data.train[data.known["y"]].sum()),
+        "per_epoch": curve,
+        "train_objective": [m["train_objective"] for m in run.metrics],
+    }
+
+
 def _labelled(text: str) -> int | float:
     """``--labelled``: a count (``100``) or a fraction (``0.1``)."""
     value = float(text)
@@ -257,7 +389,8 @@ def _labelled(text: str) -> int | float:
 
 
 PYRO_TUTORIAL = {"dataset": "mnist", "train_size": 50_000, "epochs": 50, "batch_size": 200,
-                 "lr": 4.2e-4, "alpha": 46.0, "activation": "softplus", "grey": True}
+                 "lr": 4.2e-4, "betas": [0.9, 0.999], "alpha": 46.0, "activation": "softplus",
+                 "grey": True}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -285,15 +418,26 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--betas", type=float, nargs=2, default=[0.9, 0.999])
+    parser.add_argument("--baseline-steps", type=int, default=2000,
+                        help="--pyro-tutorial: steps of the classifier trained alone")
     parser.add_argument("--baseline-epochs", type=int, default=100)
     parser.add_argument("--iw-samples", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--progress", type=Path, default=None,
+                        help="--pyro-tutorial: rewrite this JSON file with the per-epoch "
+                             "accuracies after every epoch")
     parser.add_argument("--runs", type=Path, default=None,
                         help="keep each seed's run folder here (an interrupted run resumes)")
     args = parser.parse_args(argv)
     if args.pyro_tutorial:
-        vars(args).update(PYRO_TUTORIAL)
+        given = {k: v for k, v in vars(args).items() if v != parser.get_default(k)}
+        vars(args).update({**PYRO_TUTORIAL, **{k: given[k] for k in
+                                                ("epochs", "batch_size") if k in given}})
+        if args.detach_unlabelled:
+            parser.error("--detach-unlabelled is an arm of the mixed-batch M2 classes, not of "
+                         "--pyro-tutorial")
     if args.quick:
         args.dataset, args.labelled, args.epochs = "digits", 0.2, 2
         args.latent_dim, args.hidden, args.baseline_epochs, args.iw_samples = 8, 64, 20, 10

@@ -30,14 +30,37 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from torch import nn
 
 
-def mlp(sizes: list[int], last: nn.Module | None = None) -> nn.Sequential:
-    """Linear layers with softplus between them (Pyro's example's ``MLP``)."""
+def hidden_layers(sizes: list[int]) -> list[nn.Module]:
+    """Linear layers, each followed by softplus, weights and biases drawn from N(0, 0.001²)
+    after PyTorch's default draw (Pyro's example's ``MLP``: the same draws for one seed)."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.Softplus())
-    return nn.Sequential(*layers, *([last] if last is not None else []))
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        linear = nn.Linear(a, b)
+        nn.init.normal_(linear.weight, 0.0, 1e-3)
+        nn.init.normal_(linear.bias, 0.0, 1e-3)
+        layers += [linear, nn.Softplus()]
+    return layers
+
+
+def mlp(sizes: list[int], last: nn.Module | None = None) -> nn.Sequential:
+    """Hidden layers (:func:`hidden_layers`), then a linear output layer (PyTorch's
+    default init) and ``last``."""
+    return nn.Sequential(*hidden_layers(sizes[:-1]), nn.Linear(sizes[-2], sizes[-1]),
+                         *([last] if last is not None else []))
+
+
+class LocScale(nn.Module):
+    """Hidden layers, then two linear heads: the location and ``exp`` of the second (the
+    scale), built in Pyro's order (``output_activation=[None, Exp]``)."""
+
+    def __init__(self, sizes: list[int], out: int):
+        super().__init__()
+        self.hidden = nn.Sequential(*hidden_layers(sizes))
+        self.loc, self.log_scale = nn.Linear(sizes[-1], out), nn.Linear(sizes[-1], out)
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.hidden(inputs)
+        return self.loc(h), torch.exp(self.log_scale(h))
 
 
 def concat(*parts: torch.Tensor) -> torch.Tensor:
@@ -55,7 +78,7 @@ class SSVAE(nn.Module):
         self.output_size, self.z_dim = output_size, z_dim
         self.aux_loss_multiplier = aux_loss_multiplier
         self.encoder_y = mlp([input_size, hidden, output_size], nn.Softmax(dim=-1))
-        self.encoder_z = mlp([input_size + output_size, hidden, 2 * z_dim])
+        self.encoder_z = LocScale([input_size + output_size, hidden], z_dim)
         self.decoder = mlp([z_dim + output_size, hidden, input_size], nn.Sigmoid())
 
     def model(self, xs, ys=None):
@@ -79,8 +102,8 @@ class SSVAE(nn.Module):
                 alpha = self.encoder_y(xs)
                 ys = pyro.sample("y", dist.OneHotCategorical(alpha),
                                  infer={"enumerate": "parallel"})
-            loc, raw_scale = self.encoder_z(concat(xs, ys)).chunk(2, -1)
-            pyro.sample("z", dist.Normal(loc, torch.exp(raw_scale)).to_event(1))
+            loc, scale = self.encoder_z(concat(xs, ys))
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     def model_classify(self, xs, ys=None):
         pyro.module("ss_vae", self)
@@ -100,8 +123,11 @@ class SSVAE(nn.Module):
 
 
 def m2_loss(m2: SSVAE):
-    """The two losses Pyro's example steps with two SVIs, summed: ``TraceEnum_ELBO`` on the
-    pair and, for labelled batches, ``Trace_ELBO`` on the classification pair."""
+    """The two losses Pyro's example steps with two SVIs, summed into one step (mixed
+    batches): ``TraceEnum_ELBO`` on the pair and, for labelled examples, ``Trace_ELBO`` on
+    the classification pair. Pyro's own schedule, two steps on labelled-only batches, is
+    ``fit(..., labelled_batches="spaced", auxiliary=(m2.model_classify, m2.guide_classify))``
+    with ``elbo=TraceEnum_ELBO(max_plate_nesting=1)``."""
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     aux = Trace_ELBO()
 

@@ -37,7 +37,7 @@ from ppl_vae.data.dataset import ROW_INDEX, split_inputs
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import ESTIMATORS, as_estimator
-from ppl_vae.naming import parse_inputs
+from ppl_vae.naming import parse_inputs, program_inputs
 from ppl_vae.pair import Pair, built_spec, objects_spec, with_names
 from ppl_vae.runs import Environment, RunConfig
 from ppl_vae.traces import take
@@ -136,7 +136,9 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         session = _session(pair, estimator, config, options, world, resident, generator, folder,
                            resume, choice)
         session.on_step = on_step
-        session.auxiliary = auxiliary_loss
+        if auxiliary_loss is not None:  # handed the inputs under the programs' own keywords
+            session.auxiliary = lambda x, **given: auxiliary_loss(
+                x, **program_inputs(pair.model, given))
         if board is not None and world.is_main:
             session.board = board(folder, pair, resident, getattr(data, "image_shape", None),
                                   session.state.epoch)
