@@ -76,7 +76,11 @@ from torch import nn
 from torch.nn import functional as F
 
 import ppl_vae
-from examples.pyro_tutorials.ss_vae_m2 import SSVAE
+
+try:
+    from examples.pyro_tutorials.ss_vae_m2 import SSVAE
+except ModuleNotFoundError:  # run as a script: examples/ itself is on the path
+    from pyro_tutorials.ss_vae_m2 import SSVAE
 
 CLASSES = 10
 

@@ -47,7 +47,10 @@ def batch_for(labels: int) -> int:
 
 
 def load_example():
-    """The user script, imported from its file (examples/ is not a package)."""
+    """The user script, imported from its file (examples/ is not a package); it imports
+    ``examples.pyro_tutorials``, so the repository's root goes on the path."""
+    if str(EXAMPLE.parents[1]) not in sys.path:
+        sys.path.insert(0, str(EXAMPLE.parents[1]))
     spec = importlib.util.spec_from_file_location("semi_supervised_m2", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

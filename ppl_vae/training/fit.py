@@ -83,13 +83,16 @@ def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         auxiliary: with ``labelled_batches="spaced"``, an objective stepped on its own after
             each labelled batch, as the second ``SVI`` of Pyro's ss-vae example: a
             ``(model, guide)`` pair (stepped on ``Trace_ELBO``) or a callable
-            ``loss(x, **inputs)`` summed over the batch (:mod:`~ppl_vae.training.labelled`).
+            ``loss(x, **inputs)`` summed over the batch, or ``"package.module:function"``
+            naming one (:mod:`~ppl_vae.training.labelled`).
         settings: also :class:`~ppl_vae.config.RunOptions` fields (``device``, ``quiet``,
             ``eval_every``, ``tensorboard``, ...) and the estimator's options
             (``particles=5``, ``alpha=0.5``, ``tc_weight=6``).
     """
     config, options, estimator_options = _split_settings(config, settings)
     config, choice = optimizers.resolve(config, optim, settings.get("optim_args"), settings)
+    if isinstance(auxiliary, str):
+        config, auxiliary = dataclasses.replace(config, auxiliary=auxiliary), None
     if auxiliary is not None:
         config = dataclasses.replace(config, auxiliary=labelled.auxiliary_name(auxiliary))
     elif config.auxiliary is not None:

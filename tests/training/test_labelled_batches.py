@@ -222,6 +222,9 @@ def test_bad_settings_are_one_line_errors():
     with pytest.raises(PplVaeError, match="labelled-batches must be one of"):
         ppl_vae.fit(tiny.model, tiny.guide, data, inputs=["y"], labelled_batches="pyro",
                     **common)
+    with pytest.raises(PplVaeError, match="cannot import the auxiliary objective"):
+        ppl_vae.fit(tiny.model, tiny.guide, data, inputs=["y"], labelled_batches="spaced",
+                    auxiliary="no_such_module:loss", **common)
     with pytest.raises(PplVaeError, match="auxiliary= takes"):
         ppl_vae.fit(tiny.model, tiny.guide, data, inputs=["y"], labelled_batches="spaced",
                     auxiliary=3, **common)
