@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--progress", str(out / f"{name}.partial.json")])
             record = example.run_seed(draw, example_args)
             record.update(row="m2", arm="pyro_schedule", labels=labels, epochs=args.epochs,
+                          budget="paper" if args.epochs >= 50 else
+                          f"short: {args.epochs} of Pyro's 50 epochs",
                           batch_size=batch, setting="published" if batch == PYRO_BATCH else
                           f"unpublished (batch {batch}: Pyro asserts labels % batch == 0)",
                           steps=args.epochs * record["steps_per_epoch"],
