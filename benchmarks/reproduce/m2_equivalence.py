@@ -54,10 +54,13 @@ def compare(ours_folder: str, epochs: int) -> dict:
                          "within_noise": abs(gap) < noise})
     return {"draws": draws, "epochs": epochs, "ours": ours_folder, "rows": rows,
             "agree": all(r["within_noise"] for r in rows),
-            "same_labelled_images": all(
-                abs(pyro[d]["labelled_images_sum"] - ours[d]["labelled_images_sum"]) < 1e-2
-                for d in draws if "labelled_images_sum" in ours[d]),
+            "same_labelled_images": {
+                d: abs(pyro[d]["labelled_images_sum"] - ours[d]["labelled_images_sum"]) < 1e-2
+                for d in draws if "labelled_images_sum" in ours[d]
+                and "labelled_images_sum" in pyro[d]},
             "pyro_seconds_per_epoch": [pyro[d]["seconds_per_epoch"] for d in draws],
+            "ours_seconds_per_epoch": [statistics.fmean(e["seconds"] for e in ours[d]["per_epoch"])
+                                       for d in draws],
             "command": "python " + " ".join(sys.argv)}
 
 

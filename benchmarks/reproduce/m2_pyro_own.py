@@ -149,6 +149,17 @@ def run(labels: int, draw: int, epochs: int, batch_size: int, data_path: Path,
             "command": COMMAND[0]}
 
 
+def from_log(labels: int, draw: int, epochs_asked: int, batch_size: int, scratch: Path) -> dict:
+    """The record of a run stopped early (to free the CPU), from the epochs its log holds."""
+    per_epoch = parse_log((scratch / f"labels{labels}_draw{draw}.log").read_text())
+    best = max(per_epoch, key=lambda r: r["validation_accuracy"])
+    return {"loop": "pyro_own", "labels": labels, "draw": draw, "epochs": len(per_epoch),
+            "epochs_asked": epochs_asked, "stopped_early": True, "batch_size": batch_size,
+            "per_epoch": per_epoch, "best_validation_epoch": best["epoch"],
+            "test_accuracy_at_best_validation": best["test_accuracy"],
+            "seconds": None, "seconds_per_epoch": None, "command": COMMAND[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=int, default=3000)
@@ -159,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", type=Path, default=Path("runs/reproduce/m2_pyro_own"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tag", default="", help="suffix of the result file's name")
+    parser.add_argument("--from-log", action="store_true",
+                        help="write the record of a run stopped early from its log")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     COMMAND.append("python " + " ".join(sys.argv))
@@ -168,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         if path.exists():
             continue
         scratch = args.scratch / f"labels{args.labels}_draw{draw}"
+        if args.from_log:
+            record = from_log(args.labels, draw, args.epochs, args.batch_size, scratch)
+            path.write_text(json.dumps(record, indent=1) + "\n")
+            continue
         record = run(args.labels, draw, args.epochs, args.batch_size, args.data_path.resolve(),
                      scratch.resolve())
         for name in [n for n in sys.modules if n == "utils" or n.startswith("utils.")]:
