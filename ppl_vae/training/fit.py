@@ -52,7 +52,8 @@ from ppl_vae.training.state import TrainState, set_rng_state
 def fit(model, guide, data, *, elbo="trace", inputs=(), observe: str = "x",
         plate: str = "data", out=None, resume: bool = False, overwrite: bool = False,
         pair: Pair | None = None, config: TrainConfig | None = None, optim=None,
-        on_step: Callable[[], object] | None = None, auxiliary=None, **settings) -> Run:
+        on_step: Callable[[], object] | None = None,
+        auxiliary: labelled.Auxiliary | str | None = None, **settings) -> Run:
     """Train ``model``/``guide`` on ``data``'s training split with SVI; see the module docstring.
 
     Args:

@@ -48,7 +48,8 @@ from pyro.infer import Trace_ELBO
 
 from ppl_vae.errors import PplVaeError
 
-MODES = ("mixed", "spaced")
+Program = Callable[..., object]
+Auxiliary = tuple[Program, Program] | Callable[..., torch.Tensor]  # what fit(auxiliary=) takes
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def _sizes(count: int, batch_size: int) -> list[int]:
     return [min(batch_size, count - start) for start in range(0, count, batch_size)]
 
 
-def auxiliary_loss(auxiliary) -> Callable[..., torch.Tensor] | None:
+def auxiliary_loss(auxiliary: Auxiliary | None) -> Callable[..., torch.Tensor] | None:
     """``loss(x, **inputs)`` summed over the batch, from what ``fit(auxiliary=...)`` took."""
     if auxiliary is None:
         return None
@@ -134,7 +135,7 @@ def auxiliary_loss(auxiliary) -> Callable[..., torch.Tensor] | None:
                       f"not {type(auxiliary).__name__}")
 
 
-def auxiliary_name(auxiliary) -> str | None:
+def auxiliary_name(auxiliary: Auxiliary | None) -> str | None:
     """What a run records of its auxiliary objective: ``module:name`` (``+`` for a pair)."""
     if auxiliary is None:
         return None
@@ -143,7 +144,7 @@ def auxiliary_name(auxiliary) -> str | None:
                     for p in parts)
 
 
-def imported_auxiliary(name: str):
+def imported_auxiliary(name: str) -> Callable[..., torch.Tensor]:
     """The callable a recorded ``package.module:function`` names (``--auxiliary``)."""
     module, _, attribute = name.partition(":")
     try:
@@ -175,7 +176,7 @@ def step_as_svi(optimizer: torch.optim.Optimizer, params: dict[str, torch.Tensor
     return loss
 
 
-def check_auxiliary(mode: str, auxiliary, world_size: int) -> None:
+def check_auxiliary(mode: str, auxiliary: Auxiliary | None, world_size: int) -> None:
     """One-line errors for an auxiliary objective without spaced batches, and for DDP."""
     if auxiliary is not None and mode != "spaced":
         raise PplVaeError("auxiliary= is stepped on labelled-only batches: give "
