@@ -16,7 +16,10 @@ while labelled batches remain, and the next unlabelled batch otherwise; so the l
 batches sit at steps ``1, 1 + k, 1 + 2k, ...``. That needs ``k >= 2`` (at most half the
 examples labelled), and a labelled and an unlabelled example at least.
 
-Each step moves the parameters as one ``SVI.step`` does: gradients are zeroed between
+Each step moves the parameters as one ``SVI.step`` does: on the batch's summed loss
+(``B ·`` the per-example loss, whatever the optimizer; Adam is invariant to that scale
+only up to its ``ε``, which matters for M2's tiny initial weights, whose first gradients
+are small), and with SVI's gradients: they are zeroed between
 steps, not freed, so a parameter that the step's trace reaches (a ``pyro.param`` or
 ``pyro.module`` site) but that gets no gradient from it still moves by Adam's momentum
 (the classifier of M2 on a labelled batch of the ELBO, where ``y`` is given), and a
@@ -32,7 +35,7 @@ batch, either
   ``poutine.scale`` carries the multiplier), or
 - a callable ``loss(x, **inputs)`` returning the batch's summed loss.
 
-Both steps use the loss per example, as the ELBO's (:mod:`~ppl_vae.training.optimizers`).
+Both steps are taken on the batch's summed loss, as SVI takes them.
 Not valid under ``torchrun`` (one process only).
 """
 

@@ -108,8 +108,9 @@ class Session:
         assert state.perm is not None and state.running is not None \
             and state.grads_finite is not None  # set by start_epoch
         perm = state.perm.to(data["train_x"].index_device)
-        if self.batch_size == data["train_x"].shape[0]:  # full batch: rows in their order, as
-            perm = perm.sort().values  # Pyro's full-batch programs (params sized by x) expect
+        if self.batch_size == data["train_x"].shape[0] and self.spaced is None:
+            perm = perm.sort().values  # full batch: rows in their order, as Pyro's full-batch
+            # programs (params sized by x) expect
         start, first_step = time.perf_counter(), state.step
         for step in range(first_step, self.steps_per_epoch):
             global_step = state.epoch * self.steps_per_epoch + step
@@ -126,10 +127,10 @@ class Session:
                 batch = torch.bernoulli(batch)
             inputs = take(data["train_in"], index)
             loss = self.descend(lambda: self.loss_of(batch, inputs, take(data["known"], index),
-                                                     self.scale))
+                                                     self.scale), batch.shape[0])
             if labelled and self.auxiliary is not None:
                 aux = self.auxiliary
-                self.descend(lambda: aux(batch, **inputs) / batch.shape[0])
+                self.descend(lambda: aux(batch, **inputs) / batch.shape[0], batch.shape[0])
             if self.scheduler is not None:
                 self.scheduler.step()
             if self.on_step is not None:
@@ -148,18 +149,20 @@ class Session:
                 raise KeyboardInterrupt
         self.end_epoch(time.perf_counter() - start, first_step)
 
-    def descend(self, loss_of: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def descend(self, loss_of: Callable[[], torch.Tensor], rows: int) -> torch.Tensor:
         """One optimizer step on ``loss_of()`` (per example; backward of ``loss_scale ·``
-        it), clipped where asked; with spaced batches, as Pyro's ``SVI.step``
+        it), clipped where asked; with spaced batches, as Pyro's ``SVI.step``: on the
+        batch's summed loss (``rows ·`` it) and with SVI's gradients
         (:func:`~ppl_vae.training.labelled.step_as_svi`). Returns the loss."""
         config, state = self.config, self.state
         assert state.grads_finite is not None  # set by start_epoch
         self.optimizer.zero_grad(set_to_none=True)
+        scale = self.loss_scale if self.spaced is None else float(rows)
 
         def backward() -> torch.Tensor:
             with self.data["precision"]:
                 loss = loss_of()
-            (loss if self.loss_scale == 1.0 else loss * self.loss_scale).backward()
+            (loss if scale == 1.0 else loss * scale).backward()
             return loss
 
         loss = backward() if self.spaced is None else \
