@@ -36,7 +36,8 @@ def _sd(values: list[float]) -> float:
 def compare(ours_folder: str, epochs: int) -> dict:
     """Per epoch and metric: each side's mean and sd over draws, the paired differences."""
     pyro = {int(p.stem.split("draw")[1]): json.loads(p.read_text())
-            for p in sorted((RESULTS / "m2_pyro_own").glob("labels3000_draw*.json"))}
+            for p in sorted((RESULTS / "m2_pyro_own").glob("labels3000_draw*.json"))
+            if p.stem.split("draw")[1].isdigit()}
     ours = {d: _ours(RESULTS / "m2" / ours_folder, d) for d in pyro}
     draws = sorted(d for d in pyro if ours[d] is not None
                    and len(ours[d]["per_epoch"]) >= epochs and len(pyro[d]["per_epoch"]) >= epochs)
