@@ -171,7 +171,8 @@ def m2_beats_alone(runs: list[dict]) -> str:
     """Whether M2 beats the same classifier trained alone, draw by draw (same labels)."""
     gaps = [r["m2_accuracy"] - r["baseline_accuracy"] for r in runs]
     wins = sum(g > 0 for g in gaps)
-    said = "beats" if wins == len(gaps) else "does not beat" if wins == 0 else "beats on some"
+    said = "beats" if wins == len(gaps) else "does not beat" if wins == 0 else \
+        "beats on some draws"
     return (f"M2 {said} the classifier alone ({wins} of {len(gaps)} draws, mean gap "
             f"{statistics.fmean(gaps):+.3f})")
 
