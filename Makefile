@@ -30,7 +30,7 @@ demo: $(STAMP)
 	@echo "report: runs/demo/report.md, figures: runs/demo/figures/"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check ppl_vae models guides tests examples benchmarks docs/hooks

@@ -172,7 +172,8 @@ def step_as_svi(optimizer: torch.optim.Optimizer, params: dict[str, torch.Tensor
     reached = set()
     for site in capture.trace.nodes.values():
         value = site["value"]
-        reached.add(id(value.unconstrained() if hasattr(value, "unconstrained") else value))
+        if value is not None:
+            reached.add(id(value.unconstrained() if hasattr(value, "unconstrained") else value))
     for p in params.values():
         if p.grad is None and id(p) in reached and p in optimizer.state:
             p.grad = torch.zeros_like(p)
