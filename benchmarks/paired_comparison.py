@@ -69,7 +69,7 @@ def load_data(args) -> object:
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """``--dataset``, ``--data-path``, ``--train-size``, ``--test-size``."""
     parser.add_argument("--dataset", choices=("mnist5k", "mnist"), default="mnist5k")
-    parser.add_argument("--data-path", default="/work/shared/data/mnist",
+    parser.add_argument("--data-path", default="../shared/data/mnist",
                         help="folder of the four MNIST IDX files (--dataset mnist)")
     parser.add_argument("--train-size", type=int, default=10_000)
     parser.add_argument("--test-size", type=int, default=1_000)

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=50, help="Pyro's default: 50")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--data-path", default="/work/shared/data/mnist")
+    parser.add_argument("--data-path", default="../shared/data/mnist")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=200)
-    parser.add_argument("--data-path", type=Path, default=Path("/work/shared/data/mnist"))
+    parser.add_argument("--data-path", type=Path, default=Path("../shared/data/mnist"))
     parser.add_argument("--scratch", type=Path, default=Path("runs/reproduce/m2_pyro_own"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tag", default="", help="suffix of the result file's name")

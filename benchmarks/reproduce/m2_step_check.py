@@ -44,7 +44,7 @@ RESULT = Path("benchmarks/results/reproduce/m2_equivalence/step_check.json")
 def pyro_class(scratch: Path):
     """Pyro's ``SSVAE`` class, from the mirror's script."""
     script, commit = m2_pyro_own.extract(scratch)
-    m2_pyro_own.stand_ins(Path("/work/shared/data/mnist"))
+    m2_pyro_own.stand_ins(Path("../shared/data/mnist"))
     sys.path.insert(0, str(scratch))
     return runpy.run_path(str(script), run_name="ss_vae_M2")["SSVAE"], commit
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=int, default=240)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=200)
-    parser.add_argument("--data-path", default="/work/shared/data/mnist")
+    parser.add_argument("--data-path", default="../shared/data/mnist")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     example = runpy.run_path(str(ROOT / "examples" / "semi_supervised_m2.py"),
