@@ -1,7 +1,8 @@
 """Pyro's own ``examples/vae/ss_vae_M2.py``, run offline on the local MNIST files.
 
 The script, its ``utils/custom_mlp.py`` and ``utils/mnist_cached.py`` are taken
-unchanged from the Pyro mirror (``git show HEAD:examples/vae/...``) into a scratch
+unchanged from a clone of Pyro's repository (``PYRO_REPO``, default the mirror this
+project was built beside; ``git show HEAD:examples/vae/...``) into a scratch
 folder; the script's ``main(args)`` is called with the defaults of its command line and
 ``--aux-loss`` (as its example run). What is substituted, and nothing else:
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import runpy
 import subprocess
@@ -45,7 +47,7 @@ import torch
 
 from ppl_vae.data.idx import read_idx
 
-MIRROR = Path("/work/.mirror/pyro-ppl+pyro/repo")
+MIRROR = Path(os.environ.get("PYRO_REPO", "/work/.mirror/pyro-ppl+pyro/repo"))  # a Pyro clone
 FILES = ["examples/vae/ss_vae_M2.py", "examples/vae/utils/custom_mlp.py",
          "examples/vae/utils/mnist_cached.py"]
 RESULTS = Path("benchmarks/results/reproduce/m2_pyro_own")
