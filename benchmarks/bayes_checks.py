@@ -52,6 +52,13 @@ def load_data(args) -> object:
     with the seed; statically binarized."""
     if args.dataset == "mnist5k":
         return ppl_vae.data.load("mnist5k", binarize="static")
+    return real_mnist(args)
+
+
+def real_mnist(args) -> object:
+    """``--train-size`` + ``--test-size`` real MNIST images from the IDX files at
+    ``--data-path`` (official train and test sets, drawn with ``--seed``), statically
+    binarized."""
     n = args.train_size + args.test_size
     return ppl_vae.data.load("mnist", path=args.data_path, n=n, seed=args.seed,
                              binarize="static", test_fraction=args.test_size / n)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +30,9 @@ import torch
 
 import ppl_vae
 from ppl_vae.errors import PplVaeWarning
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bayes_checks import add_data_options, real_mnist  # noqa: E402  (the same data options)
 
 GUIDES = ("diagonal", "full")
 
@@ -61,18 +65,7 @@ def load_data(args) -> object:
     if args.dataset == "mnist5k":
         return ppl_vae.data.load("mnist5k", seed=args.seed, binarize="static",
                                  test_fraction=0.2)
-    n = args.train_size + args.test_size
-    return ppl_vae.data.load("mnist", path=args.data_path, n=n, seed=args.seed,
-                             binarize="static", test_fraction=args.test_size / n)
-
-
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """``--dataset``, ``--data-path``, ``--train-size``, ``--test-size``."""
-    parser.add_argument("--dataset", choices=("mnist5k", "mnist"), default="mnist5k")
-    parser.add_argument("--data-path", default="../shared/data/mnist",
-                        help="folder of the four MNIST IDX files (--dataset mnist)")
-    parser.add_argument("--train-size", type=int, default=10_000)
-    parser.add_argument("--test-size", type=int, default=1_000)
+    return real_mnist(args)
 
 
 def main() -> None:
