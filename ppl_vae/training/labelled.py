@@ -41,7 +41,6 @@ Not valid under ``torchrun`` (one process only).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,6 +49,7 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from ppl_vae.errors import PplVaeError
+from ppl_vae.pair import import_path
 
 Program = Callable[..., object]
 Auxiliary = tuple[Program, Program] | Callable[..., torch.Tensor]  # what fit(auxiliary=) takes
@@ -149,12 +149,9 @@ def auxiliary_name(auxiliary: Auxiliary | None) -> str | None:
 
 def imported_auxiliary(name: str) -> Callable[..., torch.Tensor]:
     """The callable a recorded ``package.module:function`` names (``--auxiliary``)."""
-    module, _, attribute = name.partition(":")
     try:
-        found = importlib.import_module(module)
-        for part in attribute.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError, ValueError) as error:
+        found = import_path(name)
+    except PplVaeError as error:
         raise PplVaeError(f"cannot import the auxiliary objective {name} ({error}); give it "
                           "from Python: fit(..., auxiliary=loss or (model, guide))") from None
     if "+" in name or not callable(found):
