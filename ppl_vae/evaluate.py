@@ -30,7 +30,8 @@ and the IS log-likelihood is ``None`` with the reason in ``log_likelihood_note``
 A pair that declares a collapsed form (:attr:`ppl_vae.Pair.collapsed`:
 auxiliary sites integrated out in closed form) is evaluated on it — the numbers
 then measure ``p(x)`` rather than the auxiliary variables' proposal — and the
-bounds of the pair as trained are reported beside them under ``uncollapsed``.
+bounds of the pair as trained are reported beside them under ``uncollapsed``, with their
+own trust and warning.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from ppl_vae.traces import log_weights, particle_traces, take
 from ppl_vae.traces import per_example as site_per_example
 
 TRUST_ROWS = 256
+UNCOLLAPSED = "for the pair as trained (auxiliary sites drawn, not integrated out), "
 
 
 def check_inputs(inputs: dict | None, n: int) -> dict:
@@ -114,19 +116,21 @@ def evaluate_pair(pair, x: torch.Tensor, iw_samples: int = 1000, budget: int = 8
             result = _evaluate(pair, x, iw_samples, budget, quiet, inputs)
         else:
             result = _evaluate(pair.collapsed, x, iw_samples, budget, quiet, inputs)
-            raw = _evaluate(pair, x, iw_samples, budget, quiet, inputs)
+            raw = _evaluate(pair, x, iw_samples, budget, quiet, inputs, UNCOLLAPSED)
             result.update(collapsed=True, uncollapsed={
                 k: raw[k] for k in ("elbo", "log_likelihood", "log_likelihood_se",
                                     "log_likelihood_trust", "reconstruction", "kl")})
-    warning = (result["log_likelihood_trust"] or {}).get("warning")
-    if warning:
-        warnings.warn(warning, PplVaeWarning, stacklevel=3)
+    for numbers in (result, result.get("uncollapsed") or {}):
+        warning = (numbers.get("log_likelihood_trust") or {}).get("warning")
+        if warning:
+            warnings.warn(warning, PplVaeWarning, stacklevel=3)
     examples = result.pop("per_example")
     return {**result, "per_example": examples} if per_example else result
 
 
-def _evaluate(pair, x, iw_samples, budget, quiet, inputs) -> dict:
-    """:func:`evaluate` of one pair, inside the engine's settings and eval mode."""
+def _evaluate(pair, x, iw_samples, budget, quiet, inputs, named: str = "") -> dict:
+    """:func:`evaluate` of one pair, inside the engine's settings and eval mode; ``named``
+    goes before the estimate's name in its trust warning."""
     from ppl_vae.diagnostics.psis import trust_summary
 
     nesting, plan = pair.plan(x, inputs)
@@ -141,7 +145,7 @@ def _evaluate(pair, x, iw_samples, budget, quiet, inputs) -> dict:
     n, ll = x.shape[0], None if note else terms["log_likelihood"]
     of = likelihood_of(plan, inputs)
     trust = None if ll is None else trust_summary(terms["khat"], terms["ess"], iw_samples,
-                                                  f"the IS {of}")
+                                                  f"{named}the IS {of}")
     return {
         "elbo": float(terms["elbo"].mean()),
         "log_likelihood": None if ll is None else float(ll.mean()),

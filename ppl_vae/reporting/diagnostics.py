@@ -82,7 +82,7 @@ from ppl_vae.diagnostics.psis import importance_ess, pareto_k, summarize_k, trus
 from ppl_vae.diagnostics.sbc import LEVELS, simulation_based_calibration
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError, PplVaeWarning
-from ppl_vae.evaluate import check_inputs
+from ppl_vae.evaluate import UNCOLLAPSED, check_inputs
 from ppl_vae.figures import attempt, diagnostic_figures
 from ppl_vae.latents import pair_representation
 from ppl_vae.modules import frozen
@@ -297,9 +297,10 @@ def diagnose_pair(model: Callable[..., Any], guide: Callable[..., Any], data: Da
 def _warn_untrusted(psis: dict) -> None:
     """The warning of the IS log-likelihood's trust, when it has one, as one
     :class:`~ppl_vae.errors.PplVaeWarning` (``evaluate`` raises the same)."""
-    warning = (psis.get("log_likelihood_trust") or {}).get("warning")
-    if warning:
-        warnings.warn(f"diagnose: {warning}", PplVaeWarning, stacklevel=3)
+    for numbers in (psis, psis.get("uncollapsed") or {}):
+        warning = (numbers.get("log_likelihood_trust") or {}).get("warning")
+        if warning:
+            warnings.warn(f"diagnose: {warning}", PplVaeWarning, stacklevel=3)
 
 
 class _Progress:
@@ -484,7 +485,8 @@ def _psis(pair, drawn, x, inputs, draws, quiet, plan) -> dict:
     weighted, uncollapsed = drawn, None
     if pair.collapsed is not None:  # PSIS and IS on the pair with its auxiliary sites integrated out
         weighted = pair_draws(pair.collapsed, x, draws, quiet=quiet, inputs=inputs)
-        uncollapsed = _psis_numbers(drawn.log_weight, pareto_k(drawn.log_weight))
+        uncollapsed = _psis_numbers(drawn.log_weight, pareto_k(drawn.log_weight),
+                                    f"{UNCOLLAPSED}the IS log-likelihood")
     khat = pareto_k(weighted.log_weight)
     psis = {**_psis_numbers(weighted.log_weight, khat), "draws": draws,
             "khat": khat.tolist(), "note": enumeration_note(plan)}
@@ -542,9 +544,11 @@ def _nuts(pair, x, inputs, checks: Checks, seed, primary, idata, folder, built,
     return compare_to_guide(idata, reference)
 
 
-def _psis_numbers(log_weight: np.ndarray, khat: np.ndarray) -> dict:
-    """k̂ summary, IS log-likelihood with its SE and trust (the fields ``evaluate`` gives it),
-    and ELBO of ``(draws, examples)`` log weights."""
+def _psis_numbers(log_weight: np.ndarray, khat: np.ndarray,
+                  what: str = "the IS log-likelihood") -> dict:
+    """k̂ summary, IS log-likelihood with its SE and trust (the fields ``evaluate`` gives it;
+    ``what`` names the estimate in its warning), and ELBO of ``(draws, examples)`` log
+    weights."""
     numbers = summarize_k(khat)
     numbers["worst_test_index"] = numbers.pop("worst_examples")
     log_p = log_mean_exp(torch.from_numpy(log_weight)).numpy()
@@ -552,7 +556,7 @@ def _psis_numbers(log_weight: np.ndarray, khat: np.ndarray) -> dict:
                    is_log_likelihood_se=float(log_p.std(ddof=1) / np.sqrt(log_p.size))
                    if log_p.size > 1 else None,
                    log_likelihood_trust=trust_summary(khat, importance_ess(log_weight),
-                                                      log_weight.shape[0]),
+                                                      log_weight.shape[0], what),
                    elbo=float(log_weight.mean()))
     return numbers
 

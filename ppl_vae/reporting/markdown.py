@@ -147,6 +147,7 @@ def run_markdown(report: dict) -> str:
         *([] if evaluation.get("log_likelihood_se") is None else [
             "- ± is the standard error over test examples (sd / √N), not the bound's bias"]),
         *trust_line(evaluation.get("log_likelihood_trust")),
+        *_uncollapsed(evaluation.get("uncollapsed"), "log_likelihood", "log_likelihood_se"),
         "",
         *_code_lines(report["latents"]),
         *_hook_lines(report),
@@ -173,8 +174,19 @@ def _psis(psis: dict) -> list[str]:
         (f"- IS log-likelihood with these draws: {_fmt(psis['is_log_likelihood'], 2)}"
          f"{_se(psis.get('is_log_likelihood_se'))} nats/example (ELBO {_fmt(psis['elbo'], 2)})"),
         *trust_line(psis.get("log_likelihood_trust")),
+        *_uncollapsed(psis.get("uncollapsed"), "is_log_likelihood", "is_log_likelihood_se"),
         *([f"- note: {psis['note']}"] if psis.get("note") else []),
     ]
+
+
+def _uncollapsed(numbers: dict | None, log_p: str, se: str) -> list[str]:
+    """The pair as trained, beside its collapsed form: IS log-likelihood, ELBO and trust."""
+    if not numbers:
+        return []
+    return [f"- the pair as trained (auxiliary sites drawn, not integrated out): IS "
+            f"log-likelihood {_fmt(numbers[log_p], 2)}{_se(numbers.get(se))}, ELBO "
+            f"{_fmt(numbers['elbo'], 2)}",
+            *("  " + line for line in trust_line(numbers.get("log_likelihood_trust")))]
 
 
 def _se(se: float | None) -> str:

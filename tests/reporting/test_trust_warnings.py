@@ -91,3 +91,32 @@ def test_cli_diagnose_shows_the_warning_in_one_line(tmp_path, capsys):
     assert warning is not None, "a one-epoch VAE should not be trusted at 200 draws"
     notes = [line for line in err.splitlines() if line.startswith("ppl-vae: note: diagnose:")]
     assert notes == [f"ppl-vae: note: diagnose: {warning}"]
+
+
+class CollapsingGuide(PosteriorGuide):
+    """A far too narrow guide that declares the exact posterior as its collapsed form: the
+    collapsed numbers are exact and trusted, the pair as trained is not."""
+
+    def collapsed(self, model):
+        return model, PosteriorGuide(model)
+
+
+def test_the_uncollapsed_pair_warns_on_its_own_with_its_name(ppca, tmp_path):
+    model, x, data = ppca
+    guide = CollapsingGuide(model, inflate=NARROW)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = ppl_vae.evaluate(model, guide, data.test, iw_samples=400)
+    said = [str(w.message) for w in caught if issubclass(w.category, PplVaeWarning)]
+    raw = result["uncollapsed"]["log_likelihood_trust"]
+    assert result["log_likelihood_trust"]["warning"] is None
+    assert result["log_likelihood"] == pytest.approx(model.exact_log_prob(data.test).mean().item(),
+                                                     abs=1e-4)
+    assert said == [raw["warning"]] and raw["warning"].startswith("for the pair as trained")
+    report, said = _diagnose(model, guide, data, tmp_path)
+    raw = report["psis"]["uncollapsed"]["log_likelihood_trust"]
+    assert report["psis"]["log_likelihood_trust"]["warning"] is None
+    assert said == [f"diagnose: {raw['warning']}"] and "\n" not in said[0]
+    text = (tmp_path / "report.md").read_text()
+    assert "the pair as trained (auxiliary sites drawn" in text
+    assert f"**warning: {raw['warning']}**" in text
