@@ -30,7 +30,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.distributions import Delta
-from pyro.infer.autoguide import AutoGuide
+from pyro.infer.autoguide import AutoContinuous, AutoGuide
 from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
@@ -111,7 +111,7 @@ def particle_plate(num_particles: int, dim: int) -> pyro.plate:
     return pyro.plate(PARTICLE_PLATE, num_particles, dim=dim)
 
 
-_HAS_PYRO_SAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_NEEDS_CONTEXT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def runnable(program):
@@ -120,19 +120,25 @@ def runnable(program):
     Calling a ``PyroModule`` activates its context, and every parameter it then
     reads sends a ``param`` message through the handler stack. The engine never
     reads those messages (it optimises the pair's parameters directly), so a
-    PyroModule without hooks and without ``PyroSample`` attributes, which do
-    need the context, is run by ``forward``: same sites, values and gradients
-    (tested), less Python per step. Only with module-local parameters (the
+    PyroModule without hooks, without ``PyroSample`` attributes and without
+    ``PyroParam`` attributes declaring an ``event_dim`` (a subsampled plate indexes those through
+    the message), which do need the context, is run by ``forward``: same sites, values
+    and gradients (tested), less Python per step. Only with module-local parameters (the
     package default): with the global param store the context also syncs
-    parameters with the store.
+    parameters with the store. AutoGuides make their parameters on their first call, so
+    they always keep the context.
     """
-    if not isinstance(program, PyroModule) or program._forward_hooks \
-            or program._forward_pre_hooks or not pyro.settings.get("module_local_params"):
+    if not isinstance(program, PyroModule) or isinstance(program, AutoGuide) \
+            or program._forward_hooks or program._forward_pre_hooks \
+            or not pyro.settings.get("module_local_params"):
         return program
-    if program not in _HAS_PYRO_SAMPLES:
-        _HAS_PYRO_SAMPLES[program] = any(getattr(m, "_pyro_samples", None)
-                                           for m in program.modules())
-    return program if _HAS_PYRO_SAMPLES[program] else program.forward
+    if program not in _NEEDS_CONTEXT:
+        _NEEDS_CONTEXT[program] = any(
+            getattr(m, "_pyro_samples", None)
+            or any(event_dim is not None
+                   for _, event_dim in getattr(m, "_pyro_params", {}).values())
+            for m in program.modules())
+    return program if _NEEDS_CONTEXT[program] else program.forward
 
 
 def particle_traces(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
@@ -209,6 +215,16 @@ class PerExample(Messenger):
             for frame in msg["cond_indep_stack"]:
                 if _subsampled_data(frame):
                     msg["scale"] = msg["scale"] * (frame.size / frame.full_size)
+
+
+def _own_scale(site: dict):
+    """A site's scale less the ``N / B`` of a subsampled ``"data"`` plate, which
+    :class:`PerExample` undoes: the scale the program itself asked for (β, annealing)."""
+    scale = site["scale"]
+    for frame in site["cond_indep_stack"]:
+        if _subsampled_data(frame):
+            scale = scale / (frame.full_size / frame.size)  # exactly 1 when Pyro's alone
+    return scale
 
 
 def _subsampled_data(frame) -> bool:
@@ -291,6 +307,13 @@ def _is_one(scale) -> bool:
     return bool((torch.as_tensor(scale) == 1).all()) if torch.is_tensor(scale) else scale == 1.0
 
 
+def _is_delta(fn) -> bool:
+    """Whether a distribution is a ``Delta``: a point mass, or (with ``log_density``) the
+    value an AutoGuide's auxiliary site drew; Pyro's registered ``KL(Delta || p) =
+    -log p(v)`` leaves that density out, so such sites are never given an analytic KL."""
+    return isinstance(getattr(fn, "base_dist", fn), Delta)
+
+
 def _has_kl(guide_fn, model_fn) -> bool:
     """Whether ``kl_divergence(guide_fn, model_fn)`` is registered and evaluates here."""
     try:
@@ -308,6 +331,9 @@ class Plan:
         observed, latent: ``(name, sum_dims)`` of model sites, observed or not.
         guide: ``(name, sum_dims)`` of guide sites (the model's latent sites,
             less those summed out in the model only).
+        auxiliary: ``(name, sum_dims)`` of the guide's own sites, marked
+            ``infer={"is_auxiliary": True}`` (an AutoGuide's ``z_unconstrained``): their
+            ``log q`` belongs to the guide's density, as in Pyro's ELBOs.
         analytic_kl: latent sites whose ``KL(guide || model)`` is registered.
         scaled_sites: names and scales of sites carrying a scale ≠ 1 (β, annealing).
         reparameterized: whether every guide site that is sampled has ``rsample``.
@@ -320,7 +346,8 @@ class Plan:
             (:func:`batch_sized_params`): one value per example of *this* batch.
         key: the node names of the traces the plan was made from.
         variants: plans of the same pair for other site sets (:meth:`for_traces`).
-        point_mass: a guide site is a ``Delta`` (no density to weight by: no IS estimate).
+        point_mass: a guide site is a ``Delta`` and no auxiliary site gives it a density
+            (no density to weight by: no IS estimate).
         subsampled: the ``"data"`` plate was subsampled (``pyro.plate("data", N,
             subsample=index)``): estimators enter :class:`PerExample`.
     """
@@ -339,6 +366,7 @@ class Plan:
     variants: dict = field(default_factory=dict, compare=False, repr=False)
     subsampled: bool = False
     point_mass: bool = False
+    auxiliary: tuple = ()
 
     def for_traces(self, model_trace, guide_trace) -> Plan:
         """The plan of the sites these traces hold: this one, or the (checked) plan of another
@@ -368,7 +396,9 @@ def make_plan(model_trace, guide_trace, vectorized: bool = True,
     """Check the traces against the contract and summarise them."""
     _check_observation(model_trace)
     model_sites = sample_sites(model_trace)
-    guide_sites = [s for s in sample_sites(guide_trace) if not s["is_observed"]]
+    drawn = [s for s in sample_sites(guide_trace) if not s["is_observed"]]
+    auxiliary = [s for s in drawn if s["infer"].get("is_auxiliary")]
+    guide_sites = [s for s in drawn if not s["infer"].get("is_auxiliary")]
     observed = [s for s in model_sites if s["is_observed"]]
     latent = [s for s in model_sites if not s["is_observed"]]
     guide_names = {s["name"] for s in guide_sites}
@@ -383,32 +413,82 @@ def make_plan(model_trace, guide_trace, vectorized: bool = True,
         [s for s in latent if s["name"] in summed]
     for site in enumerated:
         _check_enumerated(site)
+    if enumerated and auxiliary:
+        raise PplVaeError(
+            f"the guide's auxiliary site(s) {sorted(s['name'] for s in auxiliary)} and the "
+            f"enumerated site(s) {sorted(s['name'] for s in enumerated)} cannot be combined "
+            "here; write the guide without is_auxiliary sites, or train with Pyro's SVI")
     by_name = {s["name"]: s for s in guide_sites}
     return Plan(
         observed=tuple((s["name"], _sum_dims(s)) for s in observed),
         latent=tuple((s["name"], _sum_dims(s)) for s in latent),
         guide=tuple((s["name"], _sum_dims(s)) for s in guide_sites),
         analytic_kl=frozenset(s["name"] for s in latent if s["name"] in by_name
+                              and not _is_delta(by_name[s["name"]]["fn"])
                               and _has_kl(by_name[s["name"]]["fn"], s["fn"])),
-        scaled_sites={s["name"]: s["scale"] for s in model_sites + guide_sites
-                      if not _is_one(s["scale"])},
-        reparameterized=all(s["fn"].has_rsample for s in guide_sites if not enumerates(s)),
-        global_sites=frozenset(s["name"] for s in model_sites + guide_sites if is_global(s)),
+        auxiliary=tuple((s["name"], _sum_dims(s)) for s in auxiliary),
+        scaled_sites={s["name"]: _own_scale(s) for s in model_sites + drawn
+                      if not _is_one(_own_scale(s))},
+        reparameterized=all(s["fn"].has_rsample for s in drawn if not enumerates(s)),
+        global_sites=frozenset(s["name"] for s in model_sites + drawn if is_global(s)),
         enumerated=frozenset(s["name"] for s in enumerated),
         vectorized=vectorized, batch_params=batch_params or {},
         key=trace_key(model_trace, guide_trace),
         subsampled=subsampled(model_trace) or subsampled(guide_trace),
-        point_mass=any(isinstance(getattr(s["fn"], "base_dist", s["fn"]), Delta)
-                       for s in guide_sites))
+        point_mass=not auxiliary and any(_is_delta(s["fn"]) for s in guide_sites))
 
 
-def _check_amortized(guide) -> None:
-    """Refuse Pyro's AutoGuides: one parameter per site value cannot follow a new batch."""
-    if isinstance(guide, AutoGuide):
+def _check_same_examples(model, guide_trace, x: torch.Tensor, inputs: dict) -> None:
+    """Refuse a guide whose ``"data"`` plate draws its own subsample while the model's is
+    given (``subsample=index``): replayed, the model would take the guide's rows, whose
+    values belong to other examples than ``x``. (A model that draws its subsample too
+    follows the guide's, as in Pyro.) Run only when the guide's plate is subsampled."""
+    drawn = guide_trace.nodes.get(DATA_PLATE)
+    if drawn is None or not site_is_subsample(drawn):
+        return
+    own = [poutine.trace(runnable(model)).get_trace(x, **inputs).nodes.get(DATA_PLATE)
+           for _ in range(2)]
+    if None in own or not torch.equal(own[0]["value"], own[1]["value"]):
+        return  # the model draws its subsample: it follows the guide's
+    if not torch.equal(own[0]["value"], drawn["value"]):
         raise PplVaeError(
-            f"{type(guide).__name__} is not amortized: it learns one value per latent of one "
-            "batch, not a function of x; write a guide with an encoder (see README, 'your own "
-            "model') or use ppl_vae.build(..., guide='diagonal')")
+            f"the guide's pyro.plate('{DATA_PLATE}') draws its own subsample of examples, but "
+            "the model's is given (subsample=index): give the guide the same subsample= (an "
+            f"AutoGuide: create_plates=lambda x, index: pyro.plate('{DATA_PLATE}', N, "
+            "subsample=index))")
+
+
+def _check_autoguide(model, guide, plan: Plan, x: torch.Tensor, inputs: dict,
+                     nesting: int) -> None:
+    """Refuse a Pyro AutoGuide where its parameters cannot follow the batches.
+
+    Global latents are fine. An AutoGuide keeps one value per example of a local latent:
+    that follows minibatches only when the model's ``"data"`` plate is subsampled by the
+    examples' indices (seen on a one-example probe: the plate keeps its full size) and the
+    guide enters the same plate (``create_plates``); ``AutoContinuous`` guides put every
+    latent in one vector, which cannot be subsampled.
+    """
+    if not isinstance(guide, AutoGuide):
+        return
+    local = sorted(name for name, _ in plan.latent if name not in plan.global_sites)
+    if not local:
+        return
+    name = type(guide).__name__
+    if isinstance(guide, AutoContinuous):
+        raise PplVaeError(
+            f"{name} puts every latent in one vector, which cannot follow a batch of the "
+            f"local site(s) {local}; use AutoNormal with create_plates, or an encoder guide")
+    try:
+        probe, _ = particle_traces(model, guide, x[:1], 1, nesting, plate_one=False,
+                                   inputs=take(inputs, slice(0, 1)))
+    except (RuntimeError, ValueError, IndexError):  # parameters sized by another batch
+        probe = None
+    if guide.create_plates is None or probe is None or not subsampled(probe):
+        raise PplVaeError(
+            f"{name} keeps one value per example of the local site(s) {local}: give the model "
+            f"pyro.plate('{DATA_PLATE}', N, subsample=index) with fit(..., inputs=['index']) "
+            f"and the guide create_plates=lambda x, index: pyro.plate('{DATA_PLATE}', N, "
+            "subsample=index), or write a guide with an encoder")
 
 
 def _runs_vectorized(model, guide, x, nesting: int, inputs: dict, whole: bool) -> bool:
@@ -430,7 +510,6 @@ def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[
 
     Uses a forked RNG, so preparing never changes later draws.
     """
-    _check_amortized(guide)
     inputs = inputs or {}
     batch_params = batch_sized_params(model, guide, x, inputs)
     nesting = max_plate_nesting(model, guide, x, inputs)
@@ -441,6 +520,8 @@ def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[
                          vectorized=_runs_vectorized(model, guide, x, nesting, inputs,
                                                      bool(batch_params)),
                          batch_params=batch_params)
+        _check_autoguide(model, guide, plan, x, inputs, nesting)
+        _check_same_examples(model, guide_trace, x, inputs)
     return nesting, plan
 
 
@@ -550,4 +631,5 @@ def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
     # a model-only discrete site is drawn by the model from p(c | ...): part of the proposal
     drawn_by_model = [(n, d) for n, d in plan.latent if n in plan.model_enumerated]
     return LogWeights(total(model_trace, plan.observed), total(model_trace, plan.latent),
-                      total(guide_trace, plan.guide) + total(model_trace, drawn_by_model))
+                      total(guide_trace, plan.guide + plan.auxiliary)
+                      + total(model_trace, drawn_by_model))

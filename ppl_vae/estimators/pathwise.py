@@ -204,6 +204,12 @@ class PathwiseBound(RenyiBound):
                 f"every latent inside pyro.plate('data'); site(s) {sorted(plan.global_sites)} are "
                 "global (outside it): use elbo='trace' or 'meanfield', which count them once "
                 "per data set")
+        if plan.auxiliary:
+            raise PplVaeError(
+                f"{self.name} scores the guide's draws of {[n for n, _ in plan.guide]} again, "
+                f"but their density comes through the auxiliary site(s) "
+                f"{[n for n, _ in plan.auxiliary]} (an AutoGuide's): use elbo='trace', "
+                "'meanfield' or 'iwae'")
         super().check(plan)
 
     def estimate(self, pair: Pair, batch: Batch) -> torch.Tensor:

@@ -126,7 +126,7 @@ class TotalCorrelationBound(Estimator):
     def check(self, plan: Plan) -> None:
         check_local(plan, WHAT)
         if plan.enumerated or not plan.reparameterized or len(plan.guide) != 1 \
-                or dict(plan.guide)[plan.guide[0][0]]:
+                or dict(plan.guide)[plan.guide[0][0]] or plan.auxiliary:
             raise PplVaeError(f"{WHAT} needs exactly one reparameterized latent site per example "
                               f"in pyro.plate('data') alone; the guide samples "
                               f"{[name for name, _ in plan.guide]}: use --elbo trace")

@@ -85,6 +85,12 @@ class TraceBound(Estimator):
             else:
                 local += [site_log_prob(p_site, dims, scaled=True),
                           -site_log_prob(q_site, guide_dims[name], scaled=True)]
+        for name, dims in plan.auxiliary:  # the guide's own sites: part of log q
+            q_site = guide_trace.nodes[name]
+            if name in plan.global_sites:
+                shared.append(-scaled_sum(q_site, q_site["fn"].log_prob(q_site["value"])))
+            else:
+                local.append(-site_log_prob(q_site, dims, scaled=True))
         total = functools.reduce(torch.add, local)
         if not shared:
             return -total.mean()

@@ -237,11 +237,13 @@ def _one_line(error) -> str:
     return text
 
 
-def test_autoguide_is_refused_as_not_amortized(binary_data):
+def test_autoguide_of_unindexed_local_latents_is_told_to_subsample(binary_data):
     model = ppl_vae.build("vae", latent_dim=2, data=binary_data, net="mlp").model
     with pytest.raises(PplVaeError) as error:
         ppl_vae.fit(model, AutoNormal(model), binary_data, epochs=1, quiet=True, device="cpu")
-    assert "AutoNormal is not amortized" in _one_line(error)
+    assert "AutoNormal keeps one value per example of the local site(s) ['z']" in \
+        _one_line(error)
+    assert "create_plates=" in _one_line(error)
 
 
 def test_a_plate_with_another_name_is_told_to_rename(binary_data):
