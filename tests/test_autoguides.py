@@ -33,6 +33,7 @@ import ppl_vae
 from ppl_vae.engine import engine_settings
 from ppl_vae.errors import PplVaeError
 from ppl_vae.estimators import Batch, create
+from ppl_vae.reporting.diagnostics import diagnose
 from ppl_vae.traces import particle_traces
 
 D, PRIOR_SD, NOISE = 2, 3.0, 0.7
@@ -239,3 +240,17 @@ def test_iwae_trains_an_autoguide_with_its_auxiliary_sites_in_the_weights():
     run = ppl_vae.fit(indexed_model, guide, data, inputs=["index"], elbo="iwae", particles=4,
                       epochs=2, batch_size=6, quiet=True, report=False, device="cpu")
     assert math.isfinite(run.metrics[-1]["train_objective"])
+
+
+def test_a_run_with_per_example_values_is_diagnosed_on_its_training_rows(tmp_path):
+    data = _local_data()
+    guide = AutoNormal(indexed_model, create_plates=same_plate)
+    ppl_vae.fit(indexed_model, guide, data, inputs=["index"], elbo="meanfield", particles=8,
+                epochs=150, batch_size=6, lr=0.05, lr_schedule="cosine", eval_every=150,
+                quiet=True, device="cpu", seed=0, out=tmp_path)
+    report = diagnose(tmp_path, n_examples=10, draws=200, metrics="none", quiet=True,
+                      model=indexed_model, guide=guide, data=data)
+    assert report["settings"]["split"] == "train" and report["sites"] == {"z": [D]}
+    exact = dist.Normal(0.0, math.sqrt(2.0)).log_prob(data.train[:10]).sum(-1).mean()
+    assert report["psis"]["is_log_likelihood"] == pytest.approx(float(exact), abs=0.1)
+    assert "10 training examples" in (tmp_path / "diagnostics" / "report.md").read_text()

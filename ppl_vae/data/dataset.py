@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
@@ -91,6 +92,15 @@ class Dataset:
         """Wrap the splits and check the extra inputs and masks against their sizes."""
         self.train_store, self.test_store = as_storage(train), as_storage(test)
         _check_inputs(self)
+
+    def training_rows(self) -> Dataset:
+        """This dataset with its training rows as the test split as well (examples, factors,
+        labels, inputs): a run with parameters of its own per training example (the
+        ``index`` input) is evaluated and diagnosed on those rows, the only ones it has."""
+        view = copy.copy(self)
+        view.test_store, view.test_factors = self.train_store, self.train_factors
+        view.test_labels, view.test_fields = self.train_labels, dict(self.fields)
+        return view
 
     @property
     def event_shape(self) -> tuple:

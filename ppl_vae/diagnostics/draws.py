@@ -361,6 +361,8 @@ def _one_pass(model, guide, x: torch.Tensor, k: int, nesting: int, plan: Plan,
         "log_weight": weights.total, "log_likelihood": weights.log_likelihood,
         "log_prior": weights.log_prior, "log_guide": weights.log_guide}
     for name, msg in guide_record.sites.items():
+        if name not in model_record.sites:
+            continue  # the guide's auxiliary site: its density is in log_guide already
         out[f"site:{name}"] = laid_out(msg, nesting, k)
         out[f"kl:{name}"] = _kl_terms(msg, model_record.sites[name], nesting, k)
         out[f"counted:{name}"] = _counted(msg, nesting, k)

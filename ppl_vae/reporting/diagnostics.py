@@ -189,11 +189,12 @@ def diagnose(run_folder: str | Path, n_examples: int = 100, draws: int = 1000,
             raise PplVaeError(f"{run_folder} was trained with input(s) {run.input_names} but the "
                               f"dataset's test split lacks {missing}; pass the dataset it was "
                               "trained on as data=")
-    return diagnose_pair(run.model, run.guide, data, Path(run_folder) / "diagnostics",
+    examples = data.training_rows() if run.evaluation_split == "train" else data
+    return diagnose_pair(run.model, run.guide, examples, Path(run_folder) / "diagnostics",
                          n_examples=n_examples, draws=draws, quiet=quiet, metrics=metrics,
                          seed=seed, pair=run.pair, run_name=str(run_folder),
-                         inputs=run.test_inputs(data), run_folder=run_folder, checks=checks,
-                         site=site)
+                         inputs=run.evaluation_examples(data)[1], run_folder=run_folder,
+                         checks=checks, site=site, split=run.evaluation_split)
 
 
 def _check(n_examples: int, draws: int, metrics: str | dict, data) -> None:
@@ -229,7 +230,8 @@ def diagnose_pair(model: Callable[..., Any], guide: Callable[..., Any], data: Da
                   quiet: bool = False, metrics: str | dict = "fast", seed: int = 0,
                   pair: Pair | None = None, run_name: str | None = None,
                   inputs: dict | None = None, run_folder: str | Path | None = None,
-                  checks: Checks | None = None, site: str | None = None) -> dict:
+                  checks: Checks | None = None, site: str | None = None,
+                  split: str = "test") -> dict:
     """Diagnose any model/guide pair keeping the contract; write into ``out_folder``.
 
     Args:
@@ -254,6 +256,8 @@ def diagnose_pair(model: Callable[..., Any], guide: Callable[..., Any], data: Da
             IS numbers (:func:`~ppl_vae.reporting.run_report.recorded_evaluations`).
         checks: the Bayesian checks, as :func:`diagnose`.
         site: the latent site studied, as :func:`diagnose`.
+        split: the split ``data.test`` holds, as the report names it: ``"train"`` when it
+            holds the training rows (:meth:`~ppl_vae.data.Dataset.training_rows`).
 
     Returns:
         The dict written to ``out_folder/report.json``.
@@ -285,6 +289,7 @@ def diagnose_pair(model: Callable[..., Any], guide: Callable[..., Any], data: Da
                                metrics, seed, progress, checks)
     report["run"] = run_name
     report["pair"] = _describe(pair)
+    report["settings"]["split"] = split
     if run_folder is not None:
         report["evaluations"] = recorded_evaluations(Path(run_folder), report["settings"]["n_examples"],
                                                      draws)

@@ -156,21 +156,26 @@ def run_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _psis(psis: dict) -> list[str]:
+def _split_word(settings: dict) -> str:
+    """``test``, or ``training`` for a run diagnosed on its training rows."""
+    return "training" if settings.get("split") == "train" else "test"
+
+
+def _psis(psis: dict, split: str = "test") -> list[str]:
     if psis.get("khat") is None:
         return ["## Importance weights: Pareto k̂", "", f"- n/a: {psis['note']}", ""]
     q = psis["quantiles"]
     worst = ", ".join(f"#{e} ({_fmt(k, 2)})" for e, k in
                       zip(psis["worst_test_index"], psis["worst_k"]))
     return [
-        (f"## Importance weights: Pareto k̂ ({psis['n_examples']} test examples, "
+        (f"## Importance weights: Pareto k̂ ({psis['n_examples']} {split} examples, "
          f"{psis['draws']} guide draws each)"),
         "",
         (f"- share of examples with k̂ > 0.7 (unreliable): **{_fmt(psis['share_above_0.7'], 2)}**;"
          f" k̂ > 0.5: {_fmt(psis['share_above_0.5'], 2)}"),
         (f"- k̂ quantiles 5/25/50/75/95 %: {', '.join(_fmt(v, 2) for v in q.values())};"
          f" max {_fmt(psis['max'], 2)}"),
-        f"- worst examples (test index, k̂): {worst}",
+        f"- worst examples ({split} index, k̂): {worst}",
         (f"- IS log-likelihood with these draws: {_fmt(psis['is_log_likelihood'], 2)}"
          f"{_se(psis.get('is_log_likelihood_se'))} nats/example (ELBO {_fmt(psis['elbo'], 2)})"),
         *trust_line(psis.get("log_likelihood_trust")),
@@ -286,13 +291,14 @@ def diagnostics_markdown(report: dict) -> str:
         "",
         f"- pair: {report['pair']}; guide sites: "
         + ", ".join(f"`{k}` {tuple(v)}" for k, v in report["sites"].items()),
-        (f"- {settings['n_examples']} test examples × {settings['draws']} guide draws; seed "
+        (f"- {settings['n_examples']} {_split_word(settings)} examples × {settings['draws']} "
+         "guide draws; seed "
          f"{settings['seed']}; device {settings['device']}; took "
          f"{report['seconds']['total']:.0f} s"),
         (f"- ArviZ InferenceData: `{report['files']['inference_data']}` "
          "(`arviz.from_netcdf`; log weights in `sample_stats.log_weight`)"),
         "",
-        *_psis(report["psis"]),
+        *_psis(report["psis"], _split_word(settings)),
         *_evaluations(report.get("evaluations") or [], settings),
         "",
         *_latents(report["latents"]),
