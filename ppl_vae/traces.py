@@ -256,13 +256,30 @@ class ScaleLatent(Messenger):
             msg["scale"] = msg["scale"] * self.factor
 
 
+def is_factor(site: dict) -> bool:
+    """Whether an observed site is a ``pyro.factor`` (Pyro marks it ``is_auxiliary``): a
+    term of the joint density, not data."""
+    return bool(site["is_observed"] and site["infer"].get("is_auxiliary"))
+
+
+def is_deterministic(site: dict) -> bool:
+    """Whether a site is a ``pyro.deterministic`` record (a masked ``Delta``, no density)."""
+    return bool(site["infer"].get("_deterministic"))
+
+
+def observations(model_trace) -> list[dict]:
+    """The observed sample sites that are observations: neither factors nor records."""
+    return [s for s in sample_sites(model_trace)
+            if s["is_observed"] and not is_factor(s) and not is_deterministic(s)]
+
+
 def data_sites(model_trace) -> list[str]:
     """The observed sites that are the data: ``"x"`` when the model observes it, else every
-    observed site inside the ``"data"`` plate (a sequence model's one per step)."""
+    observation inside the ``"data"`` plate (a sequence model's one per step)."""
     site = model_trace.nodes.get(OBS_SITE)
     if site is not None and site["type"] == "sample" and site["is_observed"]:
         return [OBS_SITE]
-    return [s["name"] for s in sample_sites(model_trace) if s["is_observed"] and not is_global(s)]
+    return [s["name"] for s in observations(model_trace) if not is_global(s)]
 
 
 def _check_observation(model_trace) -> None:
@@ -328,7 +345,10 @@ class Plan:
     """What the first (checked) traces of a pair taught the engine.
 
     Attributes:
-        observed, latent: ``(name, sum_dims)`` of model sites, observed or not.
+        observed, latent: ``(name, sum_dims)`` of model sites, observed or not
+            (``pyro.deterministic`` records, which carry no density, left out).
+        factors: ``(name, sum_dims)`` of the model's ``pyro.factor`` sites: terms of the
+            joint (counted with the prior in every bound and weight), not data.
         guide: ``(name, sum_dims)`` of guide sites (the model's latent sites,
             less those summed out in the model only).
         auxiliary: ``(name, sum_dims)`` of the guide's own sites, marked
@@ -367,6 +387,7 @@ class Plan:
     subsampled: bool = False
     point_mass: bool = False
     auxiliary: tuple = ()
+    factors: tuple = ()
 
     def for_traces(self, model_trace, guide_trace) -> Plan:
         """The plan of the sites these traces hold: this one, or the (checked) plan of another
@@ -399,7 +420,8 @@ def make_plan(model_trace, guide_trace, vectorized: bool = True,
     drawn = [s for s in sample_sites(guide_trace) if not s["is_observed"]]
     auxiliary = [s for s in drawn if s["infer"].get("is_auxiliary")]
     guide_sites = [s for s in drawn if not s["infer"].get("is_auxiliary")]
-    observed = [s for s in model_sites if s["is_observed"]]
+    observed = observations(model_trace)
+    factors = [s for s in model_sites if is_factor(s)]
     latent = [s for s in model_sites if not s["is_observed"]]
     guide_names = {s["name"] for s in guide_sites}
     summed = {s["name"] for s in latent if s["name"] not in guide_names and enumerates(s)}
@@ -427,6 +449,7 @@ def make_plan(model_trace, guide_trace, vectorized: bool = True,
                               and not _is_delta(by_name[s["name"]]["fn"])
                               and _has_kl(by_name[s["name"]]["fn"], s["fn"])),
         auxiliary=tuple((s["name"], _sum_dims(s)) for s in auxiliary),
+        factors=tuple((s["name"], _sum_dims(s)) for s in factors),
         scaled_sites={s["name"]: _own_scale(s) for s in model_sites + drawn
                       if not _is_one(_own_scale(s))},
         reparameterized=all(s["fn"].has_rsample for s in drawn if not enumerates(s)),
@@ -630,6 +653,7 @@ def log_weights(model, guide, x: torch.Tensor, num_particles: int, nesting: int,
 
     # a model-only discrete site is drawn by the model from p(c | ...): part of the proposal
     drawn_by_model = [(n, d) for n, d in plan.latent if n in plan.model_enumerated]
-    return LogWeights(total(model_trace, plan.observed), total(model_trace, plan.latent),
+    return LogWeights(total(model_trace, plan.observed),
+                      total(model_trace, plan.latent + plan.factors),
                       total(guide_trace, plan.guide + plan.auxiliary)
                       + total(model_trace, drawn_by_model))

@@ -76,6 +76,10 @@ def simulate(pair: Pair, template: torch.Tensor, inputs: dict) -> tuple[torch.Te
         raise PplVaeError(f"SBC needs a guide that is a function of x, but site(s) "
                           f"{sorted(plan.global_sites)} are global: their q is fitted to the "
                           "training data and cannot be re-run on simulated data")
+    if plan.factors:
+        raise PplVaeError(f"SBC simulates from the model's generative steps, but its "
+                          f"pyro.factor site(s) {[n for n, _ in plan.factors]} reweight the "
+                          "joint, so the simulations would not come from it")
     observed = [name for name, _ in plan.observed]
     places = data_places(pair, template, inputs, [n for n in observed if n not in inputs])
     trace = poutine.trace(poutine.uncondition(runnable(pair.model))).get_trace(template,

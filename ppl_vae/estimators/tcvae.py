@@ -100,7 +100,7 @@ def decompose(model, guide, batch: Batch, num_particles: int, nesting: int,
     q_site, p_site = guide_trace.nodes[name], model_trace.nodes[name]
     log_likelihood = functools.reduce(torch.add, [
         site_log_prob(model_trace.nodes[obs], obs_dims, scaled=True)
-        for obs, obs_dims in plan.observed])
+        for obs, obs_dims in plan.observed + plan.factors])  # factors: joint terms
     log_q, log_p = site_log_prob(q_site, dims), site_log_prob(p_site, dict(plan.latent)[name])
     latent_term = times_scale(log_p, p_site) - times_scale(log_q, q_site)
     pairwise = pairwise_log_density(q_site)

@@ -64,7 +64,7 @@ class TraceBound(Estimator):
                                                    plate_one=False, inputs=inputs)
         plan = plan.for_traces(model_trace, guide_trace)
         local, shared = [], []  # per-example terms; sums of global sites' terms
-        for name, dims in plan.observed:
+        for name, dims in plan.observed + plan.factors:
             site = model_trace.nodes[name]
             if name in plan.global_sites:
                 shared.append(scaled_sum(site, site["fn"].log_prob(site["value"])))
