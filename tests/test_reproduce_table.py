@@ -95,6 +95,21 @@ def test_factor_rows_count_ngvae_by_its_own_count_and_baselines_by_active_units(
     assert "2 → 5.0 ± 0.0 (n = 2)" in vae and "| comparison; test ELBO +5.00" in vae
 
 
+@pytest.mark.parametrize("k", [2, 4, 10])
+def test_rho_rms_from_a_score_is_the_correlation_matrixs_own(k):
+    """A random correlation matrix over K dimensions: its decorrelation score and K give back
+    its off-diagonal RMS correlation."""
+    import torch
+
+    from ppl_vae.latents import _decorrelation_score, correlation_rms
+
+    draws = torch.randn(500, k, generator=torch.Generator().manual_seed(k)) @ torch.randn(
+        k, k, generator=torch.Generator().manual_seed(k + 1))
+    corr = torch.corrcoef(draws.T)
+    run = {"decorrelation": _decorrelation_score(corr), "decorrelation_dims": k}
+    assert table.rho_rms(run) == pytest.approx(correlation_rms(corr), rel=1e-5)
+
+
 def test_committed_table_is_what_the_rule_makes_of_the_committed_results(monkeypatch):
     monkeypatch.chdir(ROOT)
     assert table.render() == table.TABLE.read_text(), (

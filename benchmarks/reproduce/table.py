@@ -155,6 +155,13 @@ def _cell(values: list[float], digits: int = 3) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f} (n = {len(values)})"
 
 
+def rho_rms(run: dict) -> float:
+    """The off-diagonal RMS correlation behind a run's decorrelation score ``D`` over ``K``
+    active dimensions: ``D = 1 / (ρ_rms √(K - 1))``, so ``ρ_rms = 1 / (D √(K - 1))``.
+    Unlike ``D``, it compares runs with different ``K``."""
+    return 1.0 / (run["decorrelation"] * (run["decorrelation_dims"] - 1) ** 0.5)
+
+
 def _minutes(runs: list[dict], *keys: str) -> str:
     return f"{sum(r[k] for r in runs for k in keys) / len(runs) / 60:.0f} min a run"
 
@@ -302,7 +309,8 @@ def ngvae_rows(records: list[dict]) -> list[str]:
             setting += " (row 4's runs)"
         ours = (f"Entropy {_cell([r['entropy'] for r in runs], 2)} (log 10 = 2.30), "
                 f"Decorrelation {_cell([r['decorrelation'] for r in runs], 1)} over "
-                f"{_cell([r['decorrelation_dims'] for r in runs], 0)} active dims (all 10: "
+                f"{_cell([r['decorrelation_dims'] for r in runs], 0)} active dims, ρ_rms "
+                f"{_cell([rho_rms(r) for r in runs])} (all 10: "
                 f"{_cell([r['decorrelation_all_dims'] for r in runs], 1)}; one sampled z per "
                 f"example: {_cell([r['decorrelation_sampled'] for r in runs], 1)}, noise "
                 f"ceiling {runs[0]['decorrelation_sampled_ceiling']:.1f}), FactorVAE "
