@@ -38,6 +38,8 @@ from torch.distributions import kl_divergence
 
 from ppl_vae.contract import GuideHooks, ModelHooks, hook
 from ppl_vae.errors import PplVaeError
+from ppl_vae.own_subsample import check_own_subsample
+from ppl_vae.site_masks import unobserved_advice, warn_on_unmatched_masks
 
 DATA_PLATE = "data"
 OBS_SITE = "x"
@@ -275,11 +277,15 @@ def observations(model_trace) -> list[dict]:
 
 def data_sites(model_trace) -> list[str]:
     """The observed sites that are the data: ``"x"`` when the model observes it, else every
-    observation inside the ``"data"`` plate (a sequence model's one per step)."""
+    observation inside the ``"data"`` plate (a sequence model's one per step; with
+    ``obs_mask``, ``x_observed``, as ``"x"`` is then a record), else an ``"x"`` the model
+    only records (``pyro.deterministic``, as Pyro's CVAE does when it is not given ``y``)."""
     site = model_trace.nodes.get(OBS_SITE)
-    if site is not None and site["type"] == "sample" and site["is_observed"]:
+    named = site is not None and site["type"] == "sample" and site["is_observed"]
+    if named and not is_deterministic(site):
         return [OBS_SITE]
-    return [s["name"] for s in observations(model_trace) if not is_global(s)]
+    observed = [s["name"] for s in observations(model_trace) if not is_global(s)]
+    return observed or ([OBS_SITE] if named else [])  # a record only: what the model made
 
 
 def _check_observation(model_trace) -> None:
@@ -426,11 +432,13 @@ def make_plan(model_trace, guide_trace, vectorized: bool = True,
     guide_names = {s["name"] for s in guide_sites}
     summed = {s["name"] for s in latent if s["name"] not in guide_names and enumerates(s)}
     if {s["name"] for s in latent} - summed != guide_names:
+        missing = {s["name"] for s in latent} - summed - guide_names
         raise PplVaeError(
             f"model latent sites {sorted(s['name'] for s in latent)} and guide sites "
             f"{sorted(guide_names)} differ; the guide must sample exactly the model's latent "
             "sites, with the same names (or the model marks a discrete site it sums out "
-            "with infer={'enumerate': 'parallel'})")
+            "with infer={'enumerate': 'parallel'})" + unobserved_advice(missing, model_trace))
+    warn_on_unmatched_masks(model_trace, guide_trace, guide_names)
     enumerated = [s for s in guide_sites if enumerates(s)] + \
         [s for s in latent if s["name"] in summed]
     for site in enumerated:
@@ -534,6 +542,7 @@ def prepare(model, guide, x: torch.Tensor, inputs: dict | None = None) -> tuple[
     Uses a forked RNG, so preparing never changes later draws.
     """
     inputs = inputs or {}
+    check_own_subsample(model, guide, x, inputs, DATA_PLATE)
     batch_params = batch_sized_params(model, guide, x, inputs)
     nesting = max_plate_nesting(model, guide, x, inputs)
     with torch.random.fork_rng(devices=[]):

@@ -173,7 +173,8 @@ def test_a_guide_drawing_its_own_subsample_is_refused():
         with pyro.plate("data", N_LOCAL, subsample_size=x.shape[0]) as rows:
             pyro.sample("z", dist.Normal(loc[rows], 1.0).to_event(1))
 
-    with pytest.raises(PplVaeError, match="draws its own subsample of examples"):
+    with pytest.raises(PplVaeError, match=r"pyro.plate\('data', 24, subsample_size=6\) draws "
+                                          "its own rows"):
         ppl_vae.fit(indexed_model, guide, _local_data(), inputs=["index"], epochs=1,
                     batch_size=6, quiet=True, report=False, device="cpu")
 

@@ -105,8 +105,7 @@ class Choice:
     def of(cls, optim, optim_args: dict | None) -> Choice:
         """A ``pyro.optim`` optimizer, or a torch optimizer class with ``optim_args``."""
         if isinstance(optim, pyro.optim.lr_scheduler.PyroLRScheduler):
-            raise PplVaeError("pyro.optim's learning-rate schedulers are not taken; give the "
-                              "optimizer itself and lr_schedule= (--lr-schedule)")
+            raise PplVaeError(_scheduler_advice(optim))
         if isinstance(optim, pyro.optim.PyroOptim):
             if optim_args:
                 raise PplVaeError("optim_args= goes with an optimizer name or class; a "
@@ -257,3 +256,20 @@ def _clip(optimizer: torch.optim.Optimizer, clips: dict) -> None:
                 clip_grad_norm_(p, clip["clip_norm"])
             if p.grad is not None and clip.get("clip_value") is not None:
                 clip_grad_value_(p, clip["clip_value"])
+
+
+def _scheduler_advice(scheduler) -> str:
+    """One line for a ``pyro.optim`` scheduler: what to give instead, stepped once an epoch
+    as Pyro's examples step theirs (``StepLR``/``ExponentialLR`` to ``"step"``,
+    ``MultiStepLR`` to ``"multistep"``)."""
+    kind, args = scheduler.pt_scheduler_constructor.__name__, scheduler.kwargs
+    optimizer = f"pyro.optim.{scheduler.pt_optim_constructor.__name__}({scheduler.pt_optim_args})"
+    gamma = args.get("gamma", 0.1)
+    same = {"ExponentialLR": f"lr_schedule='step', lr_step_epochs=1, lr_gamma={gamma}",
+            "StepLR": f"lr_schedule='step', lr_step_epochs={args.get('step_size')}, "
+                      f"lr_gamma={gamma}",
+            "MultiStepLR": f"lr_schedule='multistep', lr_milestones={args.get('milestones')}, "
+                           f"lr_gamma={gamma}"}.get(kind)
+    told = (f"; stepped once an epoch, {kind} is optim={optimizer}, {same}" if same else
+            f"; give optim={optimizer} and lr_schedule= (constant, cosine, step, multistep)")
+    return f"pyro.optim.{kind} is not taken: fit steps the learning rate itself{told}"

@@ -145,11 +145,43 @@ def test_the_default_stays_fused_adam_on_the_per_example_loss(binary_data):
     assert optimizers.loss_scale(run.config.training, 20) == 1.0
 
 
+SCHEDULERS = {  # Pyro's scheduler, and what the refusal says to give instead
+    "ExponentialLR": ({"gamma": 0.7}, {"lr_schedule": "step", "lr_step_epochs": 1,
+                                       "lr_gamma": 0.7}),
+    "StepLR": ({"step_size": 2, "gamma": 0.5}, {"lr_schedule": "step", "lr_step_epochs": 2,
+                                                 "lr_gamma": 0.5}),
+    "MultiStepLR": ({"milestones": [1, 3], "gamma": 0.3},
+                    {"lr_schedule": "multistep", "lr_milestones": (1, 3), "lr_gamma": 0.3}),
+}
+
+
+@pytest.mark.parametrize("kind", SCHEDULERS)
+def test_a_pyro_scheduler_is_refused_with_settings_that_give_its_parameters(kind):
+    """Pyro's SVI stepping the scheduler once an epoch (one full batch an epoch here) and
+    ``fit`` with the settings the one-line refusal names reach the same parameters."""
+    def scheduler():
+        return getattr(pyro.optim, kind)({"optimizer": torch.optim.SGD,
+                                          "optim_args": {"lr": 0.002}, **SCHEDULERS[kind][0]})
+
+    data = _data()
+    with pytest.raises(PplVaeError) as error:
+        _fit(data, scheduler(), steps=1)
+    settings = SCHEDULERS[kind][1]
+    told = str(error.value)
+    assert "optim=pyro.optim.SGD({'lr': 0.002})" in told and "\n" not in told
+    assert all(f"{k}={v!r}".replace("(1, 3)", "[1, 3]") in told for k, v in settings.items())
+    _, ours = _fit(data, pyro.optim.SGD({"lr": 0.002}), steps=4, **settings)
+    epochs = scheduler()
+    theirs = _svi(data, epochs, steps=4, on_step=epochs.step)
+    for key in ours:
+        assert torch.allclose(ours[key], theirs[key], rtol=1e-6, atol=1e-7), (kind, key)
+
+
 @pytest.mark.parametrize("optim, settings, message", [
     ("nope", {}, "unknown --optim 'nope'"),
     ("lbfgs", {}, "needs a closure"),
     (pyro.optim.ExponentialLR({"optimizer": torch.optim.SGD, "optim_args": {"lr": 0.1},
-                               "gamma": 0.9}), {}, "learning-rate schedulers are not taken"),
+                               "gamma": 0.9}), {}, "fit steps the learning rate itself"),
     ("sgd", {"optim_args": {"lr": 0.1}}, "give those as --lr"),
     ("clipped_adam", {"optim_args": {"lrdd": 0.9}}, "cannot build the optimizer clippedadam"),
     ("sgd", {"optim_args": {"momentum": -1}}, "cannot build the optimizer sgd"),
