@@ -29,7 +29,7 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
-from pyro.distributions import Delta
+from pyro.distributions import Delta, MaskedDistribution
 from pyro.infer.autoguide import AutoContinuous, AutoGuide
 from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
@@ -265,8 +265,11 @@ def is_factor(site: dict) -> bool:
 
 
 def is_deterministic(site: dict) -> bool:
-    """Whether a site is a ``pyro.deterministic`` record (a masked ``Delta``, no density)."""
-    return bool(site["infer"].get("_deterministic"))
+    """Whether a site is a record with no density: ``pyro.deterministic``, or the site a
+    ``poutine.reparam`` reparameterizer leaves (its value, a distribution masked out)."""
+    fn = site["fn"]
+    return bool(site["infer"].get("_deterministic")) or (
+        isinstance(fn, MaskedDistribution) and fn._mask is False)
 
 
 def observations(model_trace) -> list[dict]:

@@ -18,6 +18,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro import poutine
 
 import ppl_vae
 from ppl_vae.errors import PplVaeError
@@ -137,3 +138,31 @@ def test_a_factor_on_an_enumerated_site_counts_in_every_value():
     result = ppl_vae.evaluate(tilted, posterior, x, iw_samples=5)
     assert result["elbo"] == pytest.approx(float(exact.mean()), abs=1e-4)
     assert result["log_likelihood"] == pytest.approx(float(exact.mean()), abs=1e-4)
+
+
+def test_a_reparameterized_model_leaves_a_record_not_an_observation():
+    """``poutine.reparam`` with ``LocScaleReparam(centered=0)``: ``z = ½ + 2 ε``,
+    ``ε ~ N(0, 1)``, ``x | z ~ N(z, 1)``; the site ``z`` it leaves is a record. With the
+    exact guide ``q(ε) = N((m - ½) / 2, v / 4)`` (``v = 1 / 1.25``, ``m = v (⅛ + x)``) the
+    ELBO and IS estimate are ``log N(x; ½, 5)``."""
+    from pyro.infer.reparam import LocScaleReparam
+
+    def centred(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_full((1,), 0.5), 2.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        variance = 1 / 1.25
+        mean = variance * (0.125 + x)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z_decentered",
+                        dist.Normal((mean - 0.5) / 2, variance**0.5 / 2).to_event(1))
+
+    model = poutine.reparam(centred, config={"z": LocScaleReparam(centered=0.0)})
+    x = _data().test
+    result = ppl_vae.evaluate(model, guide, x, iw_samples=20)
+    exact = float(dist.Normal(0.5, math.sqrt(5.0)).log_prob(x).mean())
+    assert result["log_likelihood_of"] == "log p(x)"
+    assert result["elbo"] == pytest.approx(exact, abs=1e-4)
+    assert result["log_likelihood"] == pytest.approx(exact, abs=1e-4)
