@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ppl_vae.diagnostics.psis import CONSTANT_SPREAD
 from ppl_vae.reporting.checks_markdown import checks_lines
 
 # Locatello et al. 2019, β-VAE on dSprites (read off their figures; large seed variance).
@@ -175,6 +176,9 @@ def _psis(psis: dict, split: str = "test") -> list[str]:
          f" k̂ > 0.5: {_fmt(psis['share_above_0.5'], 2)}"),
         (f"- k̂ quantiles 5/25/50/75/95 %: {', '.join(_fmt(v, 2) for v in q.values())};"
          f" max {_fmt(psis['max'], 2)}"),
+        *([f"- k̂ = -inf: the example's log weights agree within {CONSTANT_SPREAD} nats (the "
+           "guide is its posterior), so there is no tail to fit"]
+          if min(q.values()) == float("-inf") else []),
         f"- worst examples ({split} index, k̂): {worst}",
         (f"- IS log-likelihood with these draws: {_fmt(psis['is_log_likelihood'], 2)}"
          f"{_se(psis.get('is_log_likelihood_se'))} nats/example (ELBO {_fmt(psis['elbo'], 2)})"),

@@ -47,6 +47,8 @@ def test_diagnose_of_the_exact_posterior_is_trusted_and_silent(ppca, tmp_path):
     assert trust["ess_min"] == pytest.approx(400, rel=1e-6)  # equal weights: every draw counts
     exact = model.exact_log_prob(data.test).mean().item()
     assert psis["is_log_likelihood"] == pytest.approx(exact, abs=1e-4)
+    assert psis["max"] == float("-inf")  # equal weights: no tail, and the report says so
+    assert "k̂ = -inf: the example's log weights agree" in (tmp_path / "report.md").read_text()
 
 
 def test_diagnose_of_a_far_too_narrow_guide_warns_once(ppca, tmp_path):
