@@ -155,6 +155,11 @@ def _cell(values: list[float], digits: int = 3) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f} (n = {len(values)})"
 
 
+def _commands(runs: list[dict]) -> str:
+    """Every distinct command that produced ``runs``, in order, each in backticks."""
+    return "; ".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in runs))
+
+
 def rho_rms(run: dict) -> float:
     """The off-diagonal RMS correlation behind a run's decorrelation score ``D`` over ``K``
     active dimensions: ``D = 1 / (ρ_rms √(K - 1))``, so ``ρ_rms = 1 / (D √(K - 1))``.
@@ -209,7 +214,7 @@ def m2_rows(records: list[dict]) -> list[str]:
             f"(classifier alone {alone}) | {_cell([r['m2_accuracy'] for r in runs])} "
             f"(classifier alone {_cell([r['baseline_accuracy'] for r in runs])}) | "
             f"{runs[0]['epochs']} epochs, {runs[0]['steps']} steps ({budget}) | "
-            f"{_minutes(runs, 'm2_seconds')} | `{runs[0]['command']}` | "
+            f"{_minutes(runs, 'm2_seconds')} | {_commands(runs)} | "
             f"{verdict(runs, [Target('accuracy', 'm2_accuracy', m2)], unpublished)}; "
             f"{m2_beats_alone(runs)} |")
     return lines
@@ -288,7 +293,7 @@ def beta_vae_rows(records: list[dict]) -> list[str]:
                      f"all 737,280, seeds {sorted(r['seed'] for r in runs)} | "
                      f"{BETA_VAE_PUBLISHED.get(beta, 'n/a')} | {ours} | {runs[0]['epochs']} "
                      f"epochs, {runs[0]['steps']} steps ({budget}) | "
-                     f"{_minutes(runs, 'seconds_total')} | `{runs[0]['command']}` | "
+                     f"{_minutes(runs, 'seconds_total')} | {_commands(runs)} | "
                      f"{verdict(runs, targets, None if targets else 'no published β')} |")
     return lines
 
@@ -322,7 +327,7 @@ def ngvae_rows(records: list[dict]) -> list[str]:
                      f"seeds {sorted(r['seed'] for r in runs)} | "
                      f"{SEED_TABLE[config.removesuffix('_learned')]} | {ours} | "
                      f"{runs[0]['epochs']} epochs, {runs[0]['steps']} steps ({budget}) | "
-                     f"{_minutes(runs, 'seconds_total')} | `{runs[0]['command']}` | "
+                     f"{_minutes(runs, 'seconds_total')} | {_commands(runs)} | "
                      f"{verdict(runs, [], UNPUBLISHED['ngvae'])} |")
     return lines
 
@@ -364,7 +369,7 @@ def ngvae_factor_rows(records: list[dict]) -> list[str]:
                      f"{runs[0]['setting']['latent_dim']}, seeds "
                      f"{sorted({r['seed'] for r in runs})} | informative count = number of "
                      f"varying factors | count by factors: {counts} | {runs[0]['steps']} "
-                     f"steps | {_minutes(runs, 'seconds_total')} | `{runs[0]['command']}` | "
+                     f"steps | {_minutes(runs, 'seconds_total')} | {_commands(runs)} | "
                      f"{judged}; {movement(runs)} |")
     return lines
 
@@ -411,7 +416,7 @@ def nll_rows(records: list[dict], row: str) -> list[str]:
         lines.append(f"{head[0]}, seeds {sorted(r['seed'] for r in runs)} | {head[1]} | "
                      f"{_nll(runs)} | {runs[0]['epochs']} epochs, {runs[0]['steps']} steps "
                      f"({budget}) | {_minutes(runs, 'seconds_train', 'seconds_eval')} | "
-                     f"`{runs[0]['command']}` | {verdict(runs, targets, unpublished)}{note} |")
+                     f"{_commands(runs)} | {verdict(runs, targets, unpublished)}{note} |")
     return lines
 
 
