@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ppl_vae.diagnostics.psis import CONSTANT_SPREAD
 from ppl_vae.reporting.checks_markdown import checks_lines
 
 # Locatello et al. 2019, β-VAE on dSprites (read off their figures; large seed variance).
@@ -163,6 +162,8 @@ def _split_word(settings: dict) -> str:
 
 
 def _psis(psis: dict, split: str = "test") -> list[str]:
+    from ppl_vae.diagnostics.psis import CONSTANT_SPREAD  # not at the top: it loads arviz
+
     if psis.get("khat") is None:
         return ["## Importance weights: Pareto k̂", "", f"- n/a: {psis['note']}", ""]
     q = psis["quantiles"]
