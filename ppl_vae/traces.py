@@ -475,16 +475,14 @@ def make_plan(model_trace, guide_trace, vectorized: bool = True,
 def _check_same_examples(model, guide_trace, x: torch.Tensor, inputs: dict) -> None:
     """Refuse a guide whose ``"data"`` plate draws its own subsample while the model's is
     given (``subsample=index``): replayed, the model would take the guide's rows, whose
-    values belong to other examples than ``x``. (A model that draws its subsample too
-    follows the guide's, as in Pyro.) Run only when the guide's plate is subsampled."""
+    values belong to other examples than ``x``. (A model drawing its own rows never gets
+    here: :func:`~ppl_vae.own_subsample.check_own_subsample` refused it.) Run only when the
+    guide's plate is subsampled."""
     drawn = guide_trace.nodes.get(DATA_PLATE)
     if drawn is None or not site_is_subsample(drawn):
         return
-    own = [poutine.trace(runnable(model)).get_trace(x, **inputs).nodes.get(DATA_PLATE)
-           for _ in range(2)]
-    if None in own or not torch.equal(own[0]["value"], own[1]["value"]):
-        return  # the model draws its subsample: it follows the guide's
-    if not torch.equal(own[0]["value"], drawn["value"]):
+    own = poutine.trace(runnable(model)).get_trace(x, **inputs).nodes.get(DATA_PLATE)
+    if own is not None and not torch.equal(own["value"], drawn["value"]):
         raise PplVaeError(
             f"the guide's pyro.plate('{DATA_PLATE}') draws its own subsample of examples, but "
             "the model's is given (subsample=index): give the guide the same subsample= (an "

@@ -179,6 +179,15 @@ def test_a_guide_drawing_its_own_subsample_is_refused():
                     batch_size=6, quiet=True, report=False, device="cpu")
 
 
+def test_an_autoguide_whose_plates_draw_their_own_subsample_is_refused():
+    guide = AutoNormal(indexed_model, create_plates=lambda x, index: pyro.plate(
+        "data", N_LOCAL, subsample_size=x.shape[0]))
+    with pytest.raises(PplVaeError, match="draws its own subsample of examples, but the "
+                                          "model's is given"):
+        ppl_vae.fit(indexed_model, guide, _local_data(), inputs=["index"], epochs=1,
+                    batch_size=6, quiet=True, report=False, device="cpu")
+
+
 def test_evaluate_counts_the_auxiliary_sites_of_global_latents():
     data = _global_data(8)
     pyro.set_rng_seed(2)
