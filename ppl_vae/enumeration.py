@@ -87,7 +87,7 @@ def enumerated_log_weights(model, guide, x: torch.Tensor, num_particles: int, ne
         model_trace = poutine.trace(poutine.replay(EnumMessenger()(runnable(model)),
                                                    trace=guide_trace)).get_trace(x, **inputs)
     terms = {name: _site_term(model_trace.nodes[name], nesting)
-             for name, _ in plan.observed + plan.latent + plan.factors}
+             for name, _ in plan.joint}
     guide_sampled = [_site_term(guide_trace.nodes[name], nesting)
                      for name, _ in plan.guide if name not in plan.enumerated]
     guide_summed = [_site_term(guide_trace.nodes[name], nesting)

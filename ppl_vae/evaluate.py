@@ -267,7 +267,7 @@ def _global_particle(model, guide, x, inputs, nesting, plan) -> tuple:
                                                inputs=inputs)
     plan = plan.for_traces(model_trace, guide_trace)
     local, shared = x.new_zeros(x.shape[0]), x.new_zeros(())
-    for trace, sites, sign in ((model_trace, plan.observed + plan.latent + plan.factors, 1.0),
+    for trace, sites, sign in ((model_trace, plan.joint, 1.0),
                                (guide_trace, plan.guide + plan.auxiliary, -1.0)):
         for name, dims in sites:
             site = trace.nodes[name]

@@ -398,6 +398,12 @@ class Plan:
     auxiliary: tuple = ()
     factors: tuple = ()
 
+    @property
+    def joint(self) -> tuple:
+        """``(name, sum_dims)`` of every model site with a density: ``log p(x, z)`` is
+        their sum (observations, latents, factors)."""
+        return self.observed + self.latent + self.factors
+
     def for_traces(self, model_trace, guide_trace) -> Plan:
         """The plan of the sites these traces hold: this one, or the (checked) plan of another
         site set — a program whose sites follow the batch (one per step of the batch's

@@ -165,7 +165,7 @@ def bound_and_surrogate(model, guide, x: torch.Tensor, alpha: float, doubly: boo
     model_trace, guide_trace = particle_traces(model, guide, x, num_particles, nesting,
                                                inputs=inputs, through=scale)
     plan = plan.for_traces(model_trace, guide_trace)
-    log_p = _per_example(model_trace, plan.observed + plan.latent + plan.factors)
+    log_p = _per_example(model_trace, plan.joint)
     log_q = _per_example(guide_trace, plan.guide)
     log_w = log_p - log_q
     power = 1.0 - alpha
